@@ -1,0 +1,84 @@
+import { CompiledQuery } from 'kysely';
+
+/**
+ * The one seam between tidings and a database client. Everything tidings runs goes through
+ * `Executor.query`, so a kysely transaction, a pg client and PGlite all drive the same code.
+ */
+export interface QueryResult<R> {
+  readonly rows: R[];
+  readonly rowCount: number;
+}
+
+/** Runs one parameterised statement on a connection or transaction the caller owns. */
+export interface Executor {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+/**
+ * A database handle that tidings itself may take connections from: relays, migrations and admin
+ * calls use it, never the caller's transaction.
+ */
+export interface Database extends Executor {
+  /** Runs `fn` inside BEGIN … COMMIT on one connection; rolls back when it throws. */
+  transaction<T>(fn: (trx: Executor) => Promise<T>): Promise<T>;
+  /** Subscribes to NOTIFY on `channel`; resolves to a function that unsubscribes. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+}
+
+interface PgLikeResult {
+  rows: unknown[];
+  rowCount: number | null;
+}
+/** What a pg `Client`, `PoolClient` or `Pool` offers. */
+export interface PgQueryable {
+  query(text: string, params?: unknown[]): Promise<PgLikeResult>;
+}
+interface KyselyLike {
+  executeQuery(query: CompiledQuery): Promise<{ rows: unknown[]; numAffectedRows?: bigint }>;
+}
+
+/**
+ * Wraps what the caller passed to `publish()` or `inbox.handle()`: a kysely `Transaction` (or any
+ * kysely instance), a pg `PoolClient`/`Client` inside BEGIN, or anything that already is an `Executor`.
+ */
+export function toExecutor(db: unknown): Executor {
+  if (isKysely(db)) return kyselyExecutor(db);
+  if (isQueryable(db)) return pgExecutor(db);
+  throw new TypeError(
+    'tidings needs a kysely Transaction, a pg PoolClient/Client inside BEGIN, or an object with ' +
+      `query(text, params); got ${describe(db)}.`,
+  );
+}
+
+function isKysely(db: unknown): db is KyselyLike {
+  return typeof db === 'object' && db !== null && typeof (db as KyselyLike).executeQuery === 'function';
+}
+
+function isQueryable(db: unknown): db is PgQueryable {
+  return typeof db === 'object' && db !== null && typeof (db as PgQueryable).query === 'function';
+}
+
+function pgExecutor(db: PgQueryable): Executor {
+  return {
+    async query<R>(text: string, params: readonly unknown[] = []) {
+      const result = await db.query(text, params as unknown[]);
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+    },
+  };
+}
+
+function kyselyExecutor(db: KyselyLike): Executor {
+  return {
+    async query<R>(text: string, params: readonly unknown[] = []) {
+      const result = await db.executeQuery(CompiledQuery.raw(text, [...params]));
+      const affected = result.numAffectedRows === undefined ? result.rows.length : Number(result.numAffectedRows);
+      return { rows: result.rows as R[], rowCount: affected };
+    },
+  };
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value !== 'object') return typeof value;
+  return value.constructor?.name ?? 'an object';
+}

@@ -1,0 +1,19 @@
+export type { EventInput, Json, OutboxEvent, Position } from './event.ts';
+export {
+  ConfigError,
+  CursorExpiredError,
+  InvalidCursorError,
+  InvalidEventError,
+  LeaseLostError,
+  NotInTransactionError,
+  SchemaMissingError,
+  TidingsError,
+  type InvalidEventReason,
+} from './errors.ts';
+export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';
+export { applyMigrations, type MigrationResult, type MigrationSet } from './migrate.ts';
+export { pgDatabase, type PgDatabaseOptions } from './pg-database.ts';
+export { comparePositions, decodePosition, encodePosition, start as logStart } from './position.ts';
+export { publish, type PublishOptions } from './publish.ts';
+export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
+export { delivered, failed, retry, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';

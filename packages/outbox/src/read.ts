@@ -1,0 +1,78 @@
+import { SchemaMissingError } from './errors.ts';
+import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
+import type { Executor } from './executor.ts';
+import { maxPosition } from './position.ts';
+import { quoteIdent } from './sql.ts';
+
+export interface ReadOptions {
+  readonly partition: number;
+  /** Read events strictly after this position. */
+  readonly after: Position;
+  readonly limit: number;
+  /** Topic patterns: exact names, or a prefix ending in `*` (`orders.*`). Absent: every topic. */
+  readonly topics?: readonly string[] | undefined;
+}
+
+export interface ReadResult {
+  readonly events: OutboxEvent[];
+  /** The oldest transaction still running: every row below it is final. */
+  readonly watermark: string;
+  /**
+   * How far the read has looked: when the page is full, the last event; otherwise everything below
+   * the watermark, so a cursor can move past events that the topic filter left out.
+   */
+  readonly scannedTo: Position;
+}
+
+/**
+ * Reads one partition of the log after a cursor, in `(tx_id, id)` order, below the visibility
+ * watermark, in one statement. Rows below the watermark are committed or rolled back for good, and
+ * every row written later gets a larger tx_id, so a cursor never skips a late-committing transaction.
+ */
+export async function readPartition(executor: Executor, schema: string, options: ReadOptions): Promise<ReadResult> {
+  const patterns = topicPatterns(options.topics);
+  const params: unknown[] = [options.partition, options.after.txId, options.after.id, options.limit];
+  if (patterns) params.push(patterns);
+  let rows: (EventRow & { watermark: string })[];
+  try {
+    ({ rows } = await executor.query<EventRow & { watermark: string }>(readStatement(schema, patterns !== undefined), params));
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01') throw new SchemaMissingError(schema, { cause: error });
+    throw error;
+  }
+  const watermark = rows[0]!.watermark;
+  const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
+  const last = events.at(-1)?.position;
+  const scannedTo =
+    events.length === options.limit && last ? last : maxPosition(options.after, { txId: watermark, id: '0' });
+  return { events, watermark, scannedTo };
+}
+
+const readStatements = new Map<string, string>();
+
+function readStatement(schema: string, filtered: boolean): string {
+  const cacheKey = `${schema}:${filtered}`;
+  let text = readStatements.get(cacheKey);
+  if (text) return text;
+  text = `WITH w AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+    SELECT w.xmin::text AS watermark, ${eventColumns}
+    FROM w LEFT JOIN LATERAL (
+      SELECT * FROM ${quoteIdent(schema)}.events e
+      WHERE e.partition = $1 AND (e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin
+        ${filtered ? 'AND e.topic LIKE ANY($5::text[])' : ''}
+      ORDER BY e.tx_id, e.id
+      LIMIT $4
+    ) e ON true`;
+  readStatements.set(cacheKey, text);
+  return text;
+}
+
+/** Turns `orders.*` into the LIKE pattern `orders.%`, escaping LIKE's own wildcards. */
+export function topicPatterns(topics: readonly string[] | undefined): string[] | undefined {
+  if (!topics || topics.length === 0) return undefined;
+  return topics.map((topic) => {
+    const prefix = topic.endsWith('*');
+    const literal = (prefix ? topic.slice(0, -1) : topic).replace(/[\\%_]/g, (c) => `\\${c}`);
+    return prefix ? `${literal}%` : literal;
+  });
+}

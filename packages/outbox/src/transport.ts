@@ -1,0 +1,42 @@
+import type { OutboxEvent } from './event.ts';
+
+/** What a transport promises; the engine and the conformance suite read these as data. */
+export interface TransportCapabilities {
+  /** Events with the same key arrive in the order they were sent. */
+  readonly orderedPerKey: boolean;
+  /** An acknowledged event survives a restart of the broker or receiver. */
+  readonly persistent: boolean;
+  /** Most events per `send()`; the engine never passes more. */
+  readonly maxBatchSize?: number;
+}
+
+/** The outcome of sending one event. */
+export type SendOutcome =
+  | { readonly status: 'delivered' }
+  /** Not delivered this time; worth trying again. `retryAfterMs` is the receiver's own hint. */
+  | { readonly status: 'retry'; readonly error: Error; readonly retryAfterMs?: number }
+  /** Will never be delivered as it is: goes to the dead letters at once. */
+  | { readonly status: 'failed'; readonly error: Error };
+
+/**
+ * How a relay hands events to a destination. `send` resolves only when the destination has
+ * acknowledged (publisher confirm, acks=all, 2xx), with one outcome per event in batch order; a
+ * `send` that throws counts as `retry` for the whole batch. `close` flushes and is idempotent.
+ */
+export interface Transport {
+  readonly name: string;
+  readonly capabilities: TransportCapabilities;
+  send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]>;
+  close(): Promise<void>;
+}
+
+export const delivered: SendOutcome = Object.freeze({ status: 'delivered' });
+
+export function retry(error: unknown, retryAfterMs?: number): SendOutcome {
+  const err = error instanceof Error ? error : new Error(String(error));
+  return retryAfterMs === undefined ? { status: 'retry', error: err } : { status: 'retry', error: err, retryAfterMs };
+}
+
+export function failed(error: unknown): SendOutcome {
+  return { status: 'failed', error: error instanceof Error ? error : new Error(String(error)) };
+}
