@@ -1,0 +1,129 @@
+import { ConfigError } from './errors.ts';
+import type { Database, Executor } from './executor.ts';
+import { applyMigrations, type MigrationResult } from './migrate.ts';
+import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
+import { decodePosition } from './position.ts';
+import type { Position } from './event.ts';
+import { quoteIdent } from './sql.ts';
+
+export interface MigrateOptions {
+  /** Default `tidings`. */
+  readonly schema?: string;
+  /**
+   * Partitions of the log, fixed when the schema is first created (default 16). Per-key order and
+   * the most workers that can share a relay depend on it.
+   */
+  readonly partitions?: number;
+}
+
+/**
+ * Creates or upgrades the outbox schema. Safe to run at every start-up, from many processes at once.
+ *
+ * @example
+ * await migrate(pgDatabase(process.env.DATABASE_URL!));
+ */
+export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrationResult> {
+  const schema = resolveSchema(options.schema);
+  const partitions = positiveInteger('partitions', options.partitions, defaults.partitions, 1024);
+  return applyMigrations(db, schema, {
+    component: 'outbox',
+    folder: new URL('../migrations/', import.meta.url),
+    values: { partitions },
+  });
+}
+
+export interface ReplayOptions {
+  readonly schema?: string;
+  readonly relay: string;
+  /** Re-deliver events written at or after this time, or after this cursor (as `encodePosition` gives). */
+  readonly from: Date | string;
+}
+
+/**
+ * Moves a relay's cursors back so that it delivers again from a point in the past. Each partition's
+ * lease is revoked in the same statement, so a running worker cannot write its old cursor over
+ * the new one; the workers take the partitions again within a heartbeat.
+ */
+export async function replay(db: Executor, options: ReplayOptions): Promise<number> {
+  const schema = resolveSchema(options.schema);
+  const s = quoteIdent(schema);
+  const params: unknown[] = [options.relay];
+  let target: string;
+  if (options.from instanceof Date) {
+    if (Number.isNaN(options.from.getTime())) throw new ConfigError('from', 'is an invalid Date');
+    params.push(options.from);
+    // Per partition, just before its first event written at or after the time.
+    target = `SELECT rp.partition, first.tx_id AS cursor_tx, first.id - 1 AS cursor_id
+      FROM ${s}.relay_partitions rp
+      CROSS JOIN LATERAL (
+        SELECT e.tx_id, e.id FROM ${s}.events e
+        WHERE e.partition = rp.partition AND e.created_at >= $2
+        ORDER BY e.tx_id, e.id LIMIT 1
+      ) first
+      WHERE rp.relay = $1`;
+  } else {
+    const position: Position = decodePosition(options.from);
+    params.push(position.txId, position.id);
+    target = `SELECT rp.partition, $2::xid8 AS cursor_tx, $3::bigint AS cursor_id FROM ${s}.relay_partitions rp WHERE rp.relay = $1`;
+  }
+  params.push(notifyChannel(schema));
+  const { rows } = await db.query<{ moved: number }>(
+    `WITH target AS (${target}),
+     moved AS (
+       UPDATE ${s}.relay_partitions rp
+       SET cursor_tx = t.cursor_tx, cursor_id = t.cursor_id, owner = NULL, lease_until = NULL, fence = rp.fence + 1, updated_at = now()
+       FROM target t
+       WHERE rp.relay = $1 AND rp.partition = t.partition AND (rp.cursor_tx, rp.cursor_id) > (t.cursor_tx, t.cursor_id)
+       RETURNING 1
+     )
+     SELECT count(*)::int AS moved, pg_notify($${params.length}, '*') IS NULL AS _ FROM moved`,
+    params,
+  );
+  return rows[0]?.moved ?? 0;
+}
+
+export interface CleanupOptions {
+  readonly schema?: string;
+  /** Keep events younger than this. Default 7 days. */
+  readonly retentionMs?: number;
+  /** Rows deleted per statement, so that no statement holds locks for long. Default 1 000. */
+  readonly batchSize?: number;
+}
+
+/**
+ * Deletes events older than the retention period that every relay has passed, in small batches.
+ * Returns the number deleted. Feed readers behind the deleted range get `CursorExpiredError`.
+ */
+export async function cleanup(db: Executor, options: CleanupOptions = {}): Promise<number> {
+  const s = quoteIdent(resolveSchema(options.schema));
+  const retentionMs = positiveInteger('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
+  const batchSize = positiveInteger('batchSize', options.batchSize, 1000, 100_000);
+  let total = 0;
+  for (;;) {
+    // An event may go once it is old enough and no relay's cursor in its partition is still before it.
+    const { rows } = await db.query<{ deleted: number }>(
+      `WITH victims AS (
+         SELECT e.id, e.partition, e.tx_id FROM ${s}.events e
+         WHERE e.created_at < now() - $1 * interval '1 millisecond'
+           AND NOT EXISTS (
+             SELECT 1 FROM ${s}.relay_partitions rp
+             WHERE rp.partition = e.partition AND (rp.cursor_tx, rp.cursor_id) < (e.tx_id, e.id)
+           )
+         ORDER BY e.id LIMIT $2
+         FOR UPDATE SKIP LOCKED
+       ),
+       gone AS (DELETE FROM ${s}.events e USING victims v WHERE e.id = v.id RETURNING e.partition, e.tx_id, e.id),
+       horizon AS (
+         INSERT INTO ${s}.retention_horizon (partition, tx_id, id)
+         SELECT DISTINCT ON (partition) partition, tx_id, id FROM gone ORDER BY partition, tx_id DESC, id DESC
+         ON CONFLICT (partition) DO UPDATE SET tx_id = EXCLUDED.tx_id, id = EXCLUDED.id
+         WHERE (${s}.retention_horizon.tx_id, ${s}.retention_horizon.id) < (EXCLUDED.tx_id, EXCLUDED.id)
+       )
+       SELECT count(*)::int AS deleted FROM gone`,
+      [retentionMs, batchSize],
+    );
+    const deleted = rows[0]?.deleted ?? 0;
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
+}

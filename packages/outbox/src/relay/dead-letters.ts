@@ -1,0 +1,91 @@
+import type { Json } from '../event.ts';
+import type { Executor } from '../executor.ts';
+import { notifyChannel, resolveSchema } from '../options.ts';
+import { quoteIdent } from '../sql.ts';
+import type { AttemptError } from './store.ts';
+
+export interface DeadLetter {
+  readonly id: string;
+  readonly relay: string;
+  readonly partition: number;
+  readonly eventId: string;
+  readonly topic: string;
+  readonly key: string | null;
+  readonly payload: Json;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly tenant: string | null;
+  readonly eventCreatedAt: Date;
+  /** Every failed attempt, oldest first. */
+  readonly errors: readonly AttemptError[];
+  /** `dead`: waiting for an operator; `retry`/`retrying`: queued for, or in, a new delivery. */
+  readonly status: 'dead' | 'retry' | 'retrying';
+  readonly deadAt: Date;
+}
+
+export interface DeadLetterQuery {
+  readonly schema?: string;
+  /** Only this relay's dead letters. */
+  readonly relay?: string;
+  /** Only these dead-letter ids. */
+  readonly ids?: readonly string[];
+}
+
+/**
+ * Lists dead letters, oldest first.
+ *
+ * @example
+ * for (const letter of await listDeadLetters(db, { relay: 'orders-to-rabbit' })) console.log(letter.errors.at(-1));
+ */
+export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { limit?: number } = {}): Promise<DeadLetter[]> {
+  const s = quoteIdent(resolveSchema(query.schema));
+  const { rows } = await db.query<Record<string, unknown>>(
+    `SELECT id::text, relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors, status, dead_at
+     FROM ${s}.dead_letters
+     WHERE ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
+     ORDER BY id LIMIT $3`,
+    [query.relay ?? null, query.ids ?? null, query.limit ?? 1000],
+  );
+  return rows.map((row) => ({
+    id: row.id as string,
+    relay: row.relay as string,
+    partition: row.partition as number,
+    eventId: row.event_id as string,
+    topic: row.topic as string,
+    key: row.key as string | null,
+    payload: row.payload as Json,
+    headers: row.headers as Record<string, string>,
+    tenant: row.tenant as string | null,
+    eventCreatedAt: row.event_created_at as Date,
+    errors: row.errors as AttemptError[],
+    status: row.status as DeadLetter['status'],
+    deadAt: row.dead_at as Date,
+  }));
+}
+
+/**
+ * Queues dead letters for another delivery by their relay's workers; returns how many were queued.
+ * They are sent again outside partition order, since the events behind them have moved on.
+ */
+export async function retryDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
+  const schema = resolveSchema(query.schema);
+  const { rows } = await db.query<{ queued: number }>(
+    `WITH queued AS (
+       UPDATE ${quoteIdent(schema)}.dead_letters SET status = 'retry'
+       WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
+       RETURNING 1
+     )
+     SELECT count(*)::int AS queued, pg_notify($3, '*') IS NULL AS _ FROM queued`,
+    [query.relay ?? null, query.ids ?? null, notifyChannel(schema)],
+  );
+  return rows[0]?.queued ?? 0;
+}
+
+/** Deletes dead letters for good; returns how many. */
+export async function discardDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM ${quoteIdent(resolveSchema(query.schema))}.dead_letters
+     WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))`,
+    [query.relay ?? null, query.ids ?? null],
+  );
+  return rowCount;
+}

@@ -1,0 +1,159 @@
+import { LeaseLostError } from '../errors.ts';
+import type { OutboxEvent, Position } from '../event.ts';
+import type { Executor } from '../executor.ts';
+import { quoteIdent } from '../sql.ts';
+
+/** A partition this worker holds: its fence number guards every write it makes. */
+export interface Lease {
+  readonly partition: number;
+  readonly fence: string;
+  readonly cursor: Position;
+}
+
+export interface AttemptError {
+  readonly attempt: number;
+  readonly at: string;
+  readonly message: string;
+}
+
+/**
+ * The relay's statements on its own tables. Time always comes from PostgreSQL's clock, so workers
+ * on machines with skewed clocks agree on when a lease ends.
+ */
+export class RelayStore {
+  readonly #db: Executor;
+  readonly #s: string;
+  readonly relay: string;
+  readonly worker: string;
+
+  constructor(db: Executor, schema: string, relay: string, worker: string) {
+    this.#db = db;
+    this.#s = quoteIdent(schema);
+    this.relay = relay;
+    this.worker = worker;
+  }
+
+  /** Creates the relay's cursor rows if it is new; returns the partition count. */
+  async register(startFrom: 'beginning' | 'now'): Promise<number> {
+    const { rows } = await this.#db.query<{ partitions: number }>(
+      `WITH st AS (SELECT partitions FROM ${this.#s}.settings),
+       ins AS (
+         INSERT INTO ${this.#s}.relay_partitions (relay, partition, cursor_tx)
+         SELECT $1, p, CASE WHEN $2 THEN pg_snapshot_xmin(pg_current_snapshot()) ELSE '0'::xid8 END
+         FROM st, generate_series(0, st.partitions - 1) AS p
+         ON CONFLICT (relay, partition) DO NOTHING
+       )
+       SELECT partitions FROM st`,
+      [this.relay, startFrom === 'now'],
+    );
+    return rows[0]!.partitions;
+  }
+
+  /** Records this worker as alive and returns how many workers (itself included) are alive. */
+  async heartbeat(ttlMs: number): Promise<number> {
+    const { rows } = await this.#db.query<{ others: number }>(
+      `WITH me AS (
+         INSERT INTO ${this.#s}.relay_workers (relay, worker, expires_at)
+         VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+         ON CONFLICT (relay, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at
+       ), gone AS (
+         DELETE FROM ${this.#s}.relay_workers WHERE relay = $1 AND worker <> $2 AND expires_at < now()
+       )
+       SELECT count(*)::int AS others FROM ${this.#s}.relay_workers
+       WHERE relay = $1 AND worker <> $2 AND expires_at >= now()`,
+      [this.relay, this.worker, ttlMs],
+    );
+    return rows[0]!.others + 1;
+  }
+
+  /** Takes up to `count` partitions that nobody holds or whose lease ran out. */
+  async acquire(count: number, ttlMs: number): Promise<Lease[]> {
+    const { rows } = await this.#db.query<{ partition: number; fence: string; cursor_tx: string; cursor_id: string }>(
+      `UPDATE ${this.#s}.relay_partitions rp
+       SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now()
+       FROM (
+         SELECT partition FROM ${this.#s}.relay_partitions
+         WHERE relay = $1 AND (owner IS NULL OR lease_until < now())
+         ORDER BY partition LIMIT $3
+         FOR UPDATE SKIP LOCKED
+       ) free
+       WHERE rp.relay = $1 AND rp.partition = free.partition
+       RETURNING rp.partition, rp.fence::text AS fence, rp.cursor_tx::text AS cursor_tx, rp.cursor_id::text AS cursor_id`,
+      [this.relay, this.worker, count, ttlMs],
+    );
+    return rows.map((row) => ({ partition: row.partition, fence: row.fence, cursor: { txId: row.cursor_tx, id: row.cursor_id } }));
+  }
+
+  /** Extends the leases still held; returns the partitions that were kept. */
+  async renew(leases: readonly Lease[], ttlMs: number): Promise<Set<number>> {
+    if (leases.length === 0) return new Set();
+    const { rows } = await this.#db.query<{ partition: number }>(
+      `UPDATE ${this.#s}.relay_partitions
+       SET lease_until = now() + $3 * interval '1 millisecond'
+       WHERE relay = $1 AND owner = $2
+         AND (partition, fence) IN (SELECT * FROM unnest($4::smallint[], $5::bigint[]))
+       RETURNING partition`,
+      [this.relay, this.worker, ttlMs, leases.map((l) => l.partition), leases.map((l) => l.fence)],
+    );
+    return new Set(rows.map((row) => row.partition));
+  }
+
+  /** Moves the cursor, only while this worker still holds the lease with this fence. */
+  async advance(lease: Lease, to: Position): Promise<void> {
+    const { rowCount } = await this.#db.query(
+      `UPDATE ${this.#s}.relay_partitions
+       SET cursor_tx = $5::xid8, cursor_id = $6, updated_at = now()
+       WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
+      [this.relay, lease.partition, this.worker, lease.fence, to.txId, to.id],
+    );
+    if (rowCount === 0) throw new LeaseLostError(this.relay, lease.partition);
+  }
+
+  /** Records a dead letter and moves the cursor past it, in one fenced statement. */
+  async deadLetter(lease: Lease, event: OutboxEvent, errors: readonly AttemptError[]): Promise<void> {
+    const { rowCount } = await this.#db.query(
+      `WITH moved AS (
+         UPDATE ${this.#s}.relay_partitions
+         SET cursor_tx = $5::xid8, cursor_id = $6, updated_at = now()
+         WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4
+         RETURNING 1
+       )
+       INSERT INTO ${this.#s}.dead_letters
+         (relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors)
+       SELECT $1, $2, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14::jsonb FROM moved
+       ON CONFLICT (relay, event_id) DO UPDATE
+         SET errors = ${this.#s}.dead_letters.errors || EXCLUDED.errors, status = 'dead',
+             claimed_by = NULL, claimed_until = NULL, dead_at = now()`,
+      [
+        this.relay,
+        lease.partition,
+        this.worker,
+        lease.fence,
+        event.position.txId,
+        event.position.id,
+        event.eventId,
+        event.topic,
+        event.key,
+        JSON.stringify(event.payload),
+        JSON.stringify(event.headers),
+        event.tenant,
+        event.createdAt,
+        JSON.stringify(errors),
+      ],
+    );
+    if (rowCount === 0) throw new LeaseLostError(this.relay, lease.partition);
+  }
+
+  /** Gives a partition back at once (graceful stop, rebalancing) so another worker need not wait. */
+  async release(lease: Lease): Promise<void> {
+    await this.#db.query(
+      `UPDATE ${this.#s}.relay_partitions SET owner = NULL, lease_until = NULL
+       WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
+      [this.relay, lease.partition, this.worker, lease.fence],
+    );
+  }
+
+  async deregister(): Promise<void> {
+    await this.#db.query(`DELETE FROM ${this.#s}.relay_workers WHERE relay = $1 AND worker = $2`, [this.relay, this.worker]);
+  }
+}

@@ -1,0 +1,113 @@
+import { InvalidEventError, NotInTransactionError, publish, SchemaMissingError, type EventInput } from '@tidings/outbox';
+import { Kysely, PostgresDialect } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countEvents, freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+
+let outbox: TestOutbox;
+let kysely: Kysely<{ orders: { id: string; total: number } }>;
+
+beforeAll(async () => {
+  outbox = await freshOutbox('publish', { partitions: 8 });
+  kysely = new Kysely({ dialect: new PostgresDialect({ pool: outbox.pool }) });
+  await outbox.db.query(`CREATE TABLE "${outbox.schema}".orders (id text PRIMARY KEY, total int)`);
+});
+afterAll(async () => {
+  await outbox.close();
+});
+
+describe('publish', () => {
+  it('stores events in a kysely transaction together with the business row', async () => {
+    const { schema } = outbox;
+    const stored = await kysely.transaction().execute(async (trx) => {
+      await trx.withSchema(schema).insertInto('orders').values({ id: 'k1', total: 5 }).execute();
+      return publish(trx, { topic: 'orders.created', key: 'k1', payload: { id: 'k1', total: 5 }, headers: { traceparent: 'x' } }, { schema });
+    });
+    expect(stored).toHaveLength(1);
+    const [event] = stored;
+    expect(event!.eventId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(event).toMatchObject({ topic: 'orders.created', key: 'k1', payload: { id: 'k1', total: 5 }, headers: { traceparent: 'x' }, tenant: null });
+    const { rows } = await outbox.db.query(`SELECT event_id, topic, key, payload, headers FROM "${schema}".events WHERE event_id = $1`, [event!.eventId]);
+    expect(rows).toEqual([{ event_id: event!.eventId, topic: 'orders.created', key: 'k1', payload: { id: 'k1', total: 5 }, headers: { traceparent: 'x' } }]);
+  });
+
+  it('stores many events of one call as one insert, in order, with their partitions', async () => {
+    const { schema } = outbox;
+    const events: EventInput[] = Array.from({ length: 50 }, (_, i) => ({ topic: 'bulk', key: `key-${i % 7}`, payload: { i } }));
+    const stored = await inTransaction(outbox.pool, (client) => publish(client, events, { schema }));
+    expect(stored.map((e) => e.payload)).toEqual(events.map((e) => e.payload));
+    const ids = stored.map((e) => BigInt(e.position.id));
+    expect(ids).toEqual([...ids].sort((a, b) => (a < b ? -1 : 1)));
+    expect(new Set(stored.map((e) => e.position.txId)).size).toBe(1);
+    // Same key, same partition; the spread covers more than one partition.
+    const byKey = new Map<string, Set<number>>();
+    for (const e of stored) byKey.set(e.key!, (byKey.get(e.key!) ?? new Set()).add(e.partition));
+    for (const partitions of byKey.values()) expect(partitions.size).toBe(1);
+    expect(new Set(stored.map((e) => e.partition)).size).toBeGreaterThan(1);
+    expect(stored.every((e) => e.partition >= 0 && e.partition < 8)).toBe(true);
+  });
+
+  it('leaves no event behind when the transaction rolls back', async () => {
+    const { schema } = outbox;
+    const before = await countEvents(outbox);
+    await expect(
+      kysely.transaction().execute(async (trx) => {
+        await publish(trx, [{ topic: 'doomed', payload: 1 }, { topic: 'doomed', payload: 2 }], { schema });
+        throw new Error('business rule failed');
+      }),
+    ).rejects.toThrow('business rule failed');
+    expect(await countEvents(outbox)).toBe(before);
+  });
+
+  it('accepts null payloads, Dates and unicode', async () => {
+    const { schema } = outbox;
+    const when = new Date('2026-01-02T03:04:05.000Z');
+    const [a, b] = await inTransaction(outbox.pool, (client) =>
+      publish(client, [{ topic: 'misc', payload: null }, { topic: 'misc', payload: { when, text: 'zürich ✓ 日本' } }], { schema }),
+    );
+    expect(a!.payload).toBeNull();
+    expect(b!.payload).toEqual({ when: when.toISOString(), text: 'zürich ✓ 日本' });
+  });
+
+  const cycle: Record<string, unknown> = {};
+  cycle.self = cycle;
+  const invalid: [string, EventInput, InvalidEventError['reason'], RegExp][] = [
+    ['an empty topic', { topic: '', payload: 1 }, 'invalid-topic', /topic "" is not valid/],
+    ['a topic with spaces', { topic: 'orders created', payload: 1 }, 'invalid-topic', /is not valid/],
+    ['a cyclic payload', { topic: 't', payload: cycle }, 'payload-not-json', /payload\.self refers back to itself/],
+    ['a BigInt in the payload', { topic: 't', payload: { n: 1n } }, 'payload-not-json', /payload\.n is a BigInt/],
+    ['a function in the payload', { topic: 't', payload: [() => 1] }, 'payload-not-json', /payload\[0\] is a function/],
+    ['NaN in the payload', { topic: 't', payload: { x: Number.NaN } }, 'payload-not-json', /payload\.x is NaN/],
+    ['a class instance in the payload', { topic: 't', payload: { m: new Map() } }, 'payload-not-json', /payload\.m is a Map/],
+    ['an undefined payload', { topic: 't', payload: undefined }, 'payload-not-json', /pass null/],
+    ['a NUL in a string', { topic: 't', payload: 'a\u0000b' }, 'payload-not-json', /NUL/],
+    ['a payload over the limit', { topic: 't', payload: 'x'.repeat(2000) }, 'payload-too-large', /over the limit of 1024/],
+    ['headers that are not strings', { topic: 't', payload: 1, headers: { n: 1 as unknown as string } }, 'invalid-headers', /header "n"/],
+    ['an empty key', { topic: 't', payload: 1, key: '' }, 'invalid-key', /key must be a non-empty string/],
+    ['a numeric tenant', { topic: 't', payload: 1, tenant: 7 as unknown as string }, 'invalid-tenant', /tenant must be/],
+  ];
+  it.each(invalid)('rejects %s with a named error and writes nothing of the call', async (_, bad, reason, message) => {
+    const { schema } = outbox;
+    const before = await countEvents(outbox);
+    const error = await inTransaction(outbox.pool, (client) =>
+      publish(client, [{ topic: 'fine', payload: 1 }, bad], { schema, maxPayloadBytes: 1024 }),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidEventError);
+    expect(error).toMatchObject({ reason, index: 1 });
+    expect((error as Error).message).toMatch(message);
+    expect(await countEvents(outbox)).toBe(before);
+  });
+
+  it('refuses a pool or a kysely instance outside a transaction, before writing', async () => {
+    const { schema } = outbox;
+    const before = await countEvents(outbox);
+    await expect(publish(outbox.pool, { topic: 't', payload: 1 }, { schema })).rejects.toThrow(NotInTransactionError);
+    await expect(publish(kysely, { topic: 't', payload: 1 }, { schema })).rejects.toThrow(NotInTransactionError);
+    expect(await countEvents(outbox)).toBe(before);
+  });
+
+  it('says to run migrate when the schema is missing', async () => {
+    await expect(
+      inTransaction(outbox.pool, (client) => publish(client, { topic: 't', payload: 1 }, { schema: 'no_such_schema' })),
+    ).rejects.toThrow(SchemaMissingError);
+  });
+});

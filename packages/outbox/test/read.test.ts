@@ -1,0 +1,116 @@
+import { logStart, publish, readPartition, type OutboxEvent, type Position } from '@tidings/outbox';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+
+let outbox: TestOutbox;
+beforeAll(async () => {
+  outbox = await freshOutbox('read', { partitions: 1 });
+});
+afterAll(async () => {
+  await outbox.close();
+});
+
+async function begin(): Promise<pg.PoolClient> {
+  const client = await outbox.pool.connect();
+  await client.query('BEGIN');
+  return client;
+}
+
+async function readAll(after: Position, topics?: string[]): Promise<{ events: OutboxEvent[]; cursor: Position }> {
+  const events: OutboxEvent[] = [];
+  let cursor = after;
+  for (;;) {
+    const page = await readPartition(outbox.db, outbox.schema, { partition: 0, after: cursor, limit: 3, topics });
+    events.push(...page.events);
+    cursor = page.scannedTo;
+    if (page.events.length < 3) return { events, cursor };
+  }
+}
+
+/**
+ * The watermark is cluster-wide: a transaction held open by another test file delays visibility,
+ * so reads that expect events keep reading until they come (or time runs out).
+ */
+async function readUntil(after: Position, count: number, topics?: string[]): Promise<{ events: OutboxEvent[]; cursor: Position }> {
+  const events: OutboxEvent[] = [];
+  let cursor = after;
+  const deadline = Date.now() + 10_000;
+  while (events.length < count && Date.now() < deadline) {
+    const page = await readAll(cursor, topics);
+    events.push(...page.events);
+    cursor = page.cursor;
+    if (events.length < count) await new Promise((r) => setTimeout(r, 50));
+  }
+  return { events, cursor };
+}
+
+describe('the log reader', () => {
+  it('never skips a transaction that commits after a later one (the bigserial gap)', async () => {
+    const { schema } = outbox;
+    let cursor = (await readAll(logStart)).cursor;
+    const slow = await begin();
+    const fast = await begin();
+    const rolledBack = await begin();
+    await publish(slow, { topic: 'gap', payload: 'slow' }, { schema });
+    await publish(fast, [{ topic: 'gap', payload: 'fast-1' }, { topic: 'gap', payload: 'fast-2' }], { schema });
+    await publish(rolledBack, { topic: 'gap', payload: 'rolled-back' }, { schema });
+    await fast.query('COMMIT');
+    await rolledBack.query('ROLLBACK');
+    rolledBack.release();
+
+    // While `slow` is open, nothing at or after it is visible, however often the reader polls.
+    for (let poll = 0; poll < 5; poll++) {
+      const page = await readAll(cursor);
+      expect(page.events.map((e) => e.payload)).toEqual([]);
+      cursor = page.cursor;
+    }
+    await slow.query('COMMIT');
+    slow.release();
+    fast.release();
+
+    const { events } = await readUntil(cursor, 3);
+    expect(events.map((e) => e.payload)).toEqual(['slow', 'fast-1', 'fast-2']);
+    expect((await readAll((await readUntil(cursor, 3)).cursor)).events).toEqual([]);
+  });
+
+  it('pages in (tx_id, id) order and resumes exactly after a cursor', async () => {
+    const { schema } = outbox;
+    const start = (await readAll(logStart)).cursor;
+    for (let i = 0; i < 4; i++) {
+      await inTransaction(outbox.pool, (c) => publish(c, [{ topic: 'page', payload: i * 2 }, { topic: 'page', payload: i * 2 + 1 }], { schema }));
+    }
+    await readUntil(start, 8);
+    const first = await readPartition(outbox.db, schema, { partition: 0, after: start, limit: 3 });
+    expect(first.events.map((e) => e.payload)).toEqual([0, 1, 2]);
+    expect(first.scannedTo).toEqual(first.events[2]!.position);
+    const rest = await readAll(first.scannedTo);
+    expect(rest.events.map((e) => e.payload)).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it('filters topics by name and by prefix, and moves past what it filtered out', async () => {
+    const { schema } = outbox;
+    const start = (await readAll(logStart)).cursor;
+    await inTransaction(outbox.pool, (c) =>
+      publish(
+        c,
+        [
+          { topic: 'orders.created', payload: 1 },
+          { topic: 'payments.done', payload: 2 },
+          { topic: 'orders.paid', payload: 3 },
+          { topic: 'orders_x', payload: 4 },
+        ],
+        { schema },
+      ),
+    );
+    await readUntil(start, 4);
+    const prefix = await readAll(start, ['orders.*']);
+    expect(prefix.events.map((e) => e.payload)).toEqual([1, 3]);
+    const exact = await readAll(start, ['payments.done', 'orders_x']);
+    expect(exact.events.map((e) => e.payload)).toEqual([2, 4]);
+    // `_` is not a wildcard: orders_x does not match orders.x
+    expect((await readAll(start, ['orders.x'])).events).toEqual([]);
+    const after = await readAll(prefix.cursor, ['orders.*']);
+    expect(after.events).toEqual([]);
+  });
+});
