@@ -82,6 +82,19 @@ export async function replay(db: Executor, options: ReplayOptions): Promise<numb
   return rows[0]?.moved ?? 0;
 }
 
+/**
+ * Forgets a relay: its cursors, workers and dead letters. A relay that no longer runs still holds
+ * retention back until it is dropped.
+ */
+export async function dropRelay(db: Database, options: { schema?: string; relay: string }): Promise<void> {
+  const s = quoteIdent(resolveSchema(options.schema));
+  await db.transaction(async (trx) => {
+    for (const table of ['relay_partitions', 'relay_workers', 'dead_letters']) {
+      await trx.query(`DELETE FROM ${s}.${table} WHERE relay = $1`, [options.relay]);
+    }
+  });
+}
+
 export interface CleanupOptions {
   readonly schema?: string;
   /** Keep events younger than this. Default 7 days. */

@@ -17,7 +17,7 @@ export { comparePositions, decodePosition, encodePosition, start as logStart } f
 export { publish, type PublishOptions } from './publish.ts';
 export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
 export { delivered, failed, retry, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
-export { cleanup, migrate, replay, type CleanupOptions, type MigrateOptions, type ReplayOptions } from './admin.ts';
+export { cleanup, dropRelay, migrate, replay, type CleanupOptions, type MigrateOptions, type ReplayOptions } from './admin.ts';
 export { createRelay, type Relay, type RelayStatus } from './relay/relay.ts';
 export type { RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
 export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery } from './relay/dead-letters.ts';

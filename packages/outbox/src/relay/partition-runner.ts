@@ -109,6 +109,8 @@ export class PartitionRunner {
       }
       await this.#idle(this.#options.pollIntervalMs);
     }
+    // Stopping on purpose: keep how far filtered-out rows were passed, so the next owner skips them.
+    if (!this.#abort.signal.aborted) await this.#saveIdleProgress(true).catch(() => {});
   }
 
   /** Returns false when the partition must stop (stopping, or the lease is gone). */
@@ -189,8 +191,9 @@ export class PartitionRunner {
     this.#savedAt = Date.now();
   }
 
-  async #saveIdleProgress(): Promise<void> {
-    if (comparePositions(this.#readFrom, this.#saved) <= 0 || Date.now() - this.#savedAt < idleSaveIntervalMs) return;
+  async #saveIdleProgress(now = false): Promise<void> {
+    if (comparePositions(this.#readFrom, this.#saved) <= 0) return;
+    if (!now && Date.now() - this.#savedAt < idleSaveIntervalMs) return;
     await this.#save(this.#readFrom);
   }
 
