@@ -27,7 +27,10 @@ export interface Database extends Executor {
 
 interface PgLikeResult {
   rows: unknown[];
-  rowCount: number | null;
+  /** node-postgres */
+  rowCount?: number | null;
+  /** PGlite */
+  affectedRows?: number;
 }
 /** What a pg `Client`, `PoolClient` or `Pool` offers. */
 export interface PgQueryable {
@@ -62,7 +65,7 @@ function pgExecutor(db: PgQueryable): Executor {
   return {
     async query<R>(text: string, params: readonly unknown[] = []) {
       const result = await db.query(text, params as unknown[]);
-      return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? result.affectedRows ?? result.rows.length };
     },
   };
 }

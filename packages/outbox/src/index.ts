@@ -22,3 +22,4 @@ export { createRelay, type Relay, type RelayStatus } from './relay/relay.ts';
 export type { RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
 export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery } from './relay/dead-letters.ts';
 export type { AttemptError } from './relay/store.ts';
+export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';

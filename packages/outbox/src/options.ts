@@ -7,9 +7,12 @@ export const defaults = {
   maxPayloadBytes: 1024 * 1024,
 } as const;
 
-/** The NOTIFY channel that tells relays and feeds that a partition has new events. */
+/**
+ * The NOTIFY channel that tells relays and feeds that a partition has new events: a plain
+ * identifier, so every client can LISTEN to it without quoting.
+ */
 export function notifyChannel(schema: string): string {
-  return `${schema}.events`;
+  return `${schema}_events`;
 }
 
 export function resolveSchema(schema: string | undefined): string {
