@@ -11,7 +11,10 @@ export interface EventInput {
   readonly payload: unknown;
   /** String map carried to every transport, e.g. `traceparent`. */
   readonly headers?: Readonly<Record<string, string>> | undefined;
-  /** Tenant that may see the event on feeds and webhooks; null means every tenant's subscribers. */
+  /**
+   * Tenant the event belongs to. Feeds and webhooks scoped to a tenant deliver only that tenant's
+   * events; events without a tenant reach only unscoped readers.
+   */
   readonly tenant?: string | null | undefined;
 }
 

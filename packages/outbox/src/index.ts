@@ -23,3 +23,4 @@ export type { RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
 export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery } from './relay/dead-letters.ts';
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
+export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
