@@ -11,6 +11,8 @@ export interface ReadOptions {
   readonly limit: number;
   /** Topic patterns: exact names, or a prefix ending in `*` (`orders.*`). Absent: every topic. */
   readonly topics?: readonly string[] | undefined;
+  /** Only this tenant's events. Absent: every event. */
+  readonly tenant?: string | undefined;
 }
 
 export interface ReadResult {
@@ -33,9 +35,11 @@ export async function readPartition(executor: Executor, schema: string, options:
   const patterns = topicPatterns(options.topics);
   const params: unknown[] = [options.partition, options.after.txId, options.after.id, options.limit];
   if (patterns) params.push(patterns);
+  if (options.tenant !== undefined) params.push(options.tenant);
   let rows: (EventRow & { watermark: string })[];
   try {
-    ({ rows } = await executor.query<EventRow & { watermark: string }>(readStatement(schema, patterns !== undefined), params));
+    const text = readStatement(schema, patterns !== undefined, options.tenant !== undefined);
+    ({ rows } = await executor.query<EventRow & { watermark: string }>(text, params));
   } catch (error) {
     if ((error as { code?: string }).code === '42P01') throw new SchemaMissingError(schema, { cause: error });
     throw error;
@@ -50,8 +54,8 @@ export async function readPartition(executor: Executor, schema: string, options:
 
 const readStatements = new Map<string, string>();
 
-function readStatement(schema: string, filtered: boolean): string {
-  const cacheKey = `${schema}:${filtered}`;
+function readStatement(schema: string, byTopic: boolean, byTenant: boolean): string {
+  const cacheKey = `${schema}:${byTopic}:${byTenant}`;
   let text = readStatements.get(cacheKey);
   if (text) return text;
   text = `WITH w AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
@@ -59,7 +63,8 @@ function readStatement(schema: string, filtered: boolean): string {
     FROM w LEFT JOIN LATERAL (
       SELECT * FROM ${quoteIdent(schema)}.events e
       WHERE e.partition = $1 AND (e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin
-        ${filtered ? 'AND e.topic LIKE ANY($5::text[])' : ''}
+        ${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''}
+        ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}
       ORDER BY e.tx_id, e.id
       LIMIT $4
     ) e ON true`;

@@ -17,11 +17,11 @@ async function begin(): Promise<pg.PoolClient> {
   return client;
 }
 
-async function readAll(after: Position, topics?: string[]): Promise<{ events: OutboxEvent[]; cursor: Position }> {
+async function readAll(after: Position, topics?: string[], tenant?: string): Promise<{ events: OutboxEvent[]; cursor: Position }> {
   const events: OutboxEvent[] = [];
   let cursor = after;
   for (;;) {
-    const page = await readPartition(outbox.db, outbox.schema, { partition: 0, after: cursor, limit: 3, topics });
+    const page = await readPartition(outbox.db, outbox.schema, { partition: 0, after: cursor, limit: 3, topics, tenant });
     events.push(...page.events);
     cursor = page.scannedTo;
     if (page.events.length < 3) return { events, cursor };
@@ -112,5 +112,26 @@ describe('the log reader', () => {
     expect((await readAll(start, ['orders.x'])).events).toEqual([]);
     const after = await readAll(prefix.cursor, ['orders.*']);
     expect(after.events).toEqual([]);
+  });
+
+  it("reads only one tenant's events when asked to", async () => {
+    const { schema } = outbox;
+    const start = (await readAll(logStart)).cursor;
+    await inTransaction(outbox.pool, (c) =>
+      publish(
+        c,
+        [
+          { topic: 'billing.x', payload: 1, tenant: 'acme' },
+          { topic: 'billing.x', payload: 2, tenant: 'globex' },
+          { topic: 'billing.x', payload: 3 },
+          { topic: 'billing.y', payload: 4, tenant: 'acme' },
+        ],
+        { schema },
+      ),
+    );
+    await readUntil(start, 4);
+    expect((await readAll(start, undefined, 'acme')).events.map((e) => e.payload)).toEqual([1, 4]);
+    expect((await readAll(start, ['billing.y'], 'acme')).events.map((e) => e.payload)).toEqual([4]);
+    expect((await readAll(start, undefined, 'nobody')).events).toEqual([]);
   });
 });

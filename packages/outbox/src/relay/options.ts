@@ -32,6 +32,8 @@ export interface RelayOptions {
   readonly schema?: string;
   /** Topic patterns to relay: exact names or prefixes ending in `*`. Default: every topic. */
   readonly topics?: readonly string[];
+  /** Relay only this tenant's events (e.g. a tenant's webhook endpoint). Default: every event. */
+  readonly tenant?: string;
   /** Most events read and sent at once. Default 500 (or the transport's own limit, if lower). */
   readonly batchSize?: number;
   /** How often an idle partition looks for events that no NOTIFY announced. Default 1 000 ms. */
@@ -61,6 +63,7 @@ export interface ResolvedRelayOptions {
   readonly transport: Transport;
   readonly schema: string;
   readonly topics: readonly string[] | undefined;
+  readonly tenant: string | undefined;
   readonly batchSize: number;
   readonly pollIntervalMs: number;
   readonly leaseTtlMs: number;
@@ -89,6 +92,9 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (options.topics !== undefined && (!Array.isArray(options.topics) || options.topics.some((t) => typeof t !== 'string' || t === ''))) {
     throw new ConfigError('topics', 'expected a list of topic names or prefixes ending in "*"');
   }
+  if (options.tenant !== undefined && (typeof options.tenant !== 'string' || options.tenant === '')) {
+    throw new ConfigError('tenant', 'expected a non-empty tenant id');
+  }
   const leaseTtlMs = positiveInteger('leaseTtlMs', options.leaseTtlMs, 15_000);
   const heartbeatIntervalMs = positiveInteger('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.max(1, Math.floor(leaseTtlMs / 5)));
   if (heartbeatIntervalMs * 2 > leaseTtlMs) {
@@ -112,6 +118,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     transport,
     schema: resolveSchema(options.schema),
     topics: options.topics,
+    tenant: options.tenant,
     batchSize: Math.min(positiveInteger('batchSize', options.batchSize, 500, 10_000), transportLimit),
     pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
     leaseTtlMs,

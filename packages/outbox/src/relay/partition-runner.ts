@@ -85,12 +85,12 @@ export class PartitionRunner {
   }
 
   async #run(): Promise<void> {
-    const { database, schema, batchSize, topics } = this.#options;
+    const { database, schema, batchSize, topics, tenant } = this.#options;
     while (this.#running) {
       this.#woken = false;
       let page;
       try {
-        page = await readPartition(database, schema, { partition: this.partition, after: this.#readFrom, limit: batchSize, topics });
+        page = await readPartition(database, schema, { partition: this.partition, after: this.#readFrom, limit: batchSize, topics, tenant });
         if (page.events.length > 0 && !(await this.#deliver(page.events, page.scannedTo))) return;
         this.#readFrom = maxPosition(this.#readFrom, page.scannedTo);
         if (page.events.length === batchSize) continue;
