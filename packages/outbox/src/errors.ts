@@ -55,8 +55,12 @@ export class NotInTransactionError extends TidingsError {
 export class SchemaMissingError extends TidingsError {
   override readonly name = 'SchemaMissingError';
   readonly schema: string;
-  constructor(schema: string, options?: { cause?: unknown }) {
-    super(`the tidings schema "${schema}" is missing or incomplete; run migrate() (or \`tidings migrate\`) first.`, options);
+  constructor(schema: string, options?: { cause?: unknown; tables?: string; fix?: string }) {
+    super(
+      `the ${options?.tables ?? 'tidings'} tables in schema "${schema}" are missing or incomplete; ` +
+        `run ${options?.fix ?? 'migrate() (or `tidings migrate`)'} first.`,
+      options,
+    );
     this.schema = schema;
   }
 }

@@ -24,3 +24,7 @@ export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter,
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
 export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
+export { quoteIdent, validateSchemaName } from './sql.ts';
+export { resolveSchema, notifyChannel } from './options.ts';
+export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
+export { keyHash, partitionOf } from './partition.ts';

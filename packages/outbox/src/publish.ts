@@ -5,6 +5,7 @@ import { toExecutor } from './executor.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
+import { transactionVerdict } from './transaction-check.ts';
 import { validateEvent } from './validate.ts';
 
 export interface PublishOptions {
@@ -114,14 +115,10 @@ function insertStatement(schema: string, notify: boolean): string {
   return text;
 }
 
-/** A pool or a plain kysely instance would commit the events on their own: refuse before writing. */
+/**
+ * A pool, a plain kysely instance or a pg client outside BEGIN would commit the events on their
+ * own, apart from the business data: refuse before writing. Handles that cannot tell are trusted.
+ */
 function rejectAutocommitHandles(trx: unknown): void {
-  const handle = trx as { isTransaction?: unknown; totalCount?: unknown; release?: unknown; executeQuery?: unknown };
-  if (typeof handle !== 'object' || handle === null) return;
-  if (typeof handle.executeQuery === 'function' && handle.isTransaction === false) {
-    throw new NotInTransactionError('publish()');
-  }
-  if (typeof handle.totalCount === 'number' && typeof handle.release !== 'function') {
-    throw new NotInTransactionError('publish()');
-  }
+  if (transactionVerdict(trx) === 'outside') throw new NotInTransactionError('publish()');
 }

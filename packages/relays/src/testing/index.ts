@@ -1,0 +1,41 @@
+/**
+ * Test kit for transports and for services that use tidings: the transport conformance suite, the
+ * in-memory reference transport, synthetic events, and the fault proxy.
+ *
+ * Importing this module loads vitest (the suite declares vitest tests).
+ */
+export {
+  describeTransport,
+  runCheck,
+  transportChecks,
+  type CheckContext,
+  type ConformanceOptions,
+  type TransportCheck,
+} from './conformance.ts';
+export {
+  ArrivalAssertionError,
+  assertAllArrived,
+  compareArrivals,
+  describeReport,
+  waitForIds,
+  type ArrivalOptions,
+  type ArrivalReport,
+} from './conformance-arrivals.ts';
+export { memoryHarness, type MemoryHarness, type MemoryHarnessOptions } from './conformance-memory.ts';
+export { collectingSubscription, type CollectingSubscription } from './conformance-subscription.ts';
+export { newEventId, sampleEvents, testEvent, testEvents, type SampleEvent, type TestEventInit, type TestEventsInit } from './events.ts';
+export type { ReceivedMessage, Subscription, TransportFaults, TransportHarness } from './harness.ts';
+export {
+  MemoryBroker,
+  MemoryBrokerError,
+  memoryCapabilities,
+  MemoryTransport,
+  memoryTransport,
+  TransportClosedError,
+  type DownBehaviour,
+  type FailurePredicate,
+  type MemoryBrokerOptions,
+  type MemoryFailureReason,
+  type MemoryTransportOptions,
+} from './memory-transport.ts';
+// Fault proxy (TCP connection cutting for real brokers): its export line goes here.
