@@ -1,12 +1,11 @@
-import type { Executor } from '@tidings/outbox';
+import { isMutant, type Executor } from '@tidings/outbox';
 import { quoteIdent, translateError } from './schema.ts';
 
 /**
- * Test-only mutant (see testing.md, "test the tests"): `TIDINGS_MUTANT=inbox-no-unique-key` makes
- * the dedup check a plain look-up, as an inbox without a unique key would do, so the exactly-once
- * tests can prove they catch it. Read once, at load.
+ * The `no-dedup` mutant (see `isMutant`) makes the dedup check a plain look-up, as an inbox without
+ * a unique key would do, so the exactly-once tests can prove they catch it.
  */
-const noUniqueKeyMutant = (process.env.TIDINGS_MUTANT ?? '').split(',').includes('inbox-no-unique-key');
+const noUniqueKeyMutant = isMutant('no-dedup');
 
 const statements = new Map<string, string>();
 

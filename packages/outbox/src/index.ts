@@ -28,3 +28,4 @@ export { quoteIdent, validateSchemaName } from './sql.ts';
 export { resolveSchema, notifyChannel } from './options.ts';
 export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
+export { isMutant, type MutantName } from './mutants.ts';

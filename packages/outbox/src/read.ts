@@ -2,6 +2,7 @@ import { SchemaMissingError } from './errors.ts';
 import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { maxPosition } from './position.ts';
+import { isMutant } from './mutants.ts';
 import { quoteIdent } from './sql.ts';
 
 export interface ReadOptions {
@@ -47,6 +48,7 @@ export async function readPartition(executor: Executor, schema: string, options:
   const watermark = rows[0]!.watermark;
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;
+  if (isMutant('id-cursor')) return { events, watermark, scannedTo: last ?? options.after };
   const scannedTo =
     events.length === options.limit && last ? last : maxPosition(options.after, { txId: watermark, id: '0' });
   return { events, watermark, scannedTo };
@@ -58,14 +60,17 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
   const cacheKey = `${schema}:${byTopic}:${byTenant}`;
   let text = readStatements.get(cacheKey);
   if (text) return text;
+  const order = isMutant('id-cursor')
+    ? { after: 'e.id > $3::bigint AND $2::text IS NOT NULL', by: 'e.id' }
+    : { after: '(e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin', by: 'e.tx_id, e.id' };
   text = `WITH w AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
     SELECT w.xmin::text AS watermark, ${eventColumns}
     FROM w LEFT JOIN LATERAL (
       SELECT * FROM ${quoteIdent(schema)}.events e
-      WHERE e.partition = $1 AND (e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin
+      WHERE e.partition = $1 AND ${order.after}
         ${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''}
         ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}
-      ORDER BY e.tx_id, e.id
+      ORDER BY ${order.by}
       LIMIT $4
     ) e ON true`;
   readStatements.set(cacheKey, text);

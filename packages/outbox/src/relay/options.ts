@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors.ts';
 import type { Database } from '../executor.ts';
+import { isMutant } from '../mutants.ts';
 import { positiveInteger, resolveSchema } from '../options.ts';
 import type { Transport } from '../transport.ts';
 
@@ -120,7 +121,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     topics: options.topics,
     tenant: options.tenant,
     batchSize: Math.min(positiveInteger('batchSize', options.batchSize, 500, 10_000), transportLimit),
-    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
+    pollIntervalMs: isMutant('notify-only') ? 2 ** 31 - 1 : positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
     leaseTtlMs,
     heartbeatIntervalMs,
     retry: {

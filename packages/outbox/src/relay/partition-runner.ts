@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
 import { LeaseLostError } from '../errors.ts';
 import type { OutboxEvent, Position } from '../event.ts';
+import { isMutant } from '../mutants.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
 import { retry, type SendOutcome } from '../transport.ts';
@@ -152,6 +153,7 @@ export class PartitionRunner {
 
   /** One send of `batch`: moves the cursor past the delivered prefix and returns the rest. */
   async #attempt(batch: readonly OutboxEvent[], scannedTo: Position, attempts: AttemptError[]): Promise<readonly OutboxEvent[]> {
+    if (isMutant('ack-before-send')) await this.#save(batch.at(-1)!.position);
     const outcomes = await this.#send(batch);
     let k = 0;
     while (k < batch.length && outcomes[k]!.status === 'delivered') k++;
