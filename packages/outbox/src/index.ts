@@ -13,7 +13,7 @@ export {
 export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';
 export { applyMigrations, type MigrationResult, type MigrationSet } from './migrate.ts';
 export { pgDatabase, type PgDatabaseOptions } from './pg-database.ts';
-export { comparePositions, decodePosition, encodePosition, start as logStart } from './position.ts';
+export { comparePositions, decodePosition, encodePosition, maxPosition, start as logStart } from './position.ts';
 export { publish, type PublishOptions } from './publish.ts';
 export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
 export { delivered, failed, retry, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
