@@ -29,3 +29,4 @@ export { resolveSchema, notifyChannel } from './options.ts';
 export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
+export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';

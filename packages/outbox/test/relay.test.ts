@@ -10,6 +10,7 @@ import {
   replay,
   retry,
   retryDeadLetters,
+  status,
   type OutboxEvent,
   type Relay,
   type RelayEvent,
@@ -214,6 +215,36 @@ describe('the relay', () => {
       [relay.name],
     );
     expect(rows).toEqual([]);
+  });
+});
+
+describe('status', () => {
+  it('reports lag, lease owners, dead letters, a stalled relay and a transaction holding the watermark', async () => {
+    const topic = 'observed';
+    const { relay } = startRelay(topic, { fault: (e) => (e.payload === 'bad' ? failed(new Error('no')) : undefined) });
+    await relay.start();
+    await inTransaction(outbox.pool, (c) => publishIn(c, topic, ['ok', 'bad'], () => 'k'));
+    await waitUntil('delivered and dead-lettered', async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay: relay.name })).length === 1);
+    const open = await begin();
+    await publishIn(open, 'elsewhere', ['holding the watermark']);
+    await new Promise((r) => setTimeout(r, 1100));
+    const live = await status(outbox.db, { schema: outbox.schema });
+    const mine = live.relays.find((r) => r.relay === relay.name)!;
+    expect(mine.deadLetters).toBe(1);
+    expect(mine.workers.map((w) => w.worker)).toEqual([relay.worker]);
+    expect(mine.partitions.every((p) => p.owner === relay.worker)).toBe(true);
+    expect(mine.stalled).toBe(false);
+    expect(live.watermarkLagSeconds).toBeGreaterThanOrEqual(1);
+    await open.query('ROLLBACK');
+    open.release();
+
+    await relay.stop();
+    await inTransaction(outbox.pool, (c) => publishIn(c, topic, ['while stopped'], () => 'k'));
+    const stopped = (await status(outbox.db, { schema: outbox.schema })).relays.find((r) => r.relay === relay.name)!;
+    expect(stopped.lagEvents).toBeGreaterThanOrEqual(1);
+    expect(stopped.workers).toEqual([]);
+    expect(stopped.partitions.every((p) => p.owner === null)).toBe(true);
+    expect(stopped.stalled).toBe(true);
   });
 });
 
