@@ -1,0 +1,253 @@
+import { delivered, failed, retry, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { validatePolicy, type AddressPolicy } from './address-policy.ts';
+import { encodeEnvelope } from './envelope.ts';
+import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookTransportClosedError, type DeliveryFailure } from './errors.ts';
+import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
+import { post } from './http-post.ts';
+import { parseRetryAfter } from './retry-after.ts';
+import { signWebhook } from './signature.ts';
+
+/** A signing secret, optionally valid only until a time (the old secret during a rotation). */
+export type SigningSecret = string | { readonly secret: string; readonly expiresAt?: Date | null };
+
+/** What one delivery attempt did; for endpoint health, metrics and logs. */
+export interface WebhookAttempt {
+  readonly eventId: string;
+  /** The URL with any credentials removed. */
+  readonly url: string;
+  readonly outcome: SendOutcome['status'];
+  /** HTTP status, when the receiver answered. */
+  readonly status: number | undefined;
+  readonly durationMs: number;
+  readonly error: Error | undefined;
+}
+
+export interface WebhookTransportOptions {
+  /** Where to POST: an http(s) URL. Credentials in it are sent as Basic authentication. */
+  readonly url: string;
+  /** `whsec_…` secrets; each signs every request (several while a rotation's old secret is valid). */
+  readonly secrets: readonly SigningSecret[];
+  /** Which addresses may be called. Default: public addresses only. */
+  readonly addressPolicy?: AddressPolicy;
+  /** Time to establish the TCP (and TLS) connection. Default 10 000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Time for the whole attempt, until the answer is read. Default 30 000 ms. */
+  readonly timeoutMs?: number;
+  /** Longest `Retry-After` honoured; longer asks are cut to it. Default 1 hour. */
+  readonly maxRetryAfterMs?: number;
+  /** Most connections kept open to the receiver. Default 16 (one per partition). */
+  readonly maxConnections?: number;
+  /** Default `tidings-webhooks/1`. */
+  readonly userAgent?: string;
+  /** Default `webhook:<host>`. */
+  readonly name?: string;
+  /**
+   * Called when the receiver answers 410 Gone. Without it, the event fails permanently (dead
+   * letter). With it, the event stays pending (`retry`) while the callback disables the endpoint.
+   */
+  readonly onGone?: (error: WebhookDeliveryError) => void | Promise<void>;
+  readonly onAttempt?: (attempt: WebhookAttempt) => void;
+}
+
+/** One request per event, in batch order, stopping at the first event not delivered. */
+export const webhookCapabilities: TransportCapabilities = Object.freeze({ orderedPerKey: true, persistent: true, maxBatchSize: 50 });
+
+/**
+ * A transport that POSTs each event to one URL, signed per Standard Webhooks (`webhook-id`,
+ * `webhook-timestamp`, `webhook-signature`), with the JSON body described by `WebhookEnvelope`.
+ * 2xx is delivered; any other answer, a timeout or a network error is `retry` (429 and 503 with
+ * the receiver's `Retry-After`); 410 Gone calls `onGone`. Redirects are not followed. The host is
+ * resolved and checked against the address policy on every new connection, and the connection
+ * goes to the checked address. Connections are kept alive.
+ *
+ * Usually created by the webhook dispatcher, one per endpoint; use it directly to relay to one
+ * fixed URL.
+ *
+ * @example
+ * const relay = createRelay({
+ *   name: 'billing-hook', database, topics: ['invoices.*'],
+ *   transport: webhookTransport({ url: 'https://billing.example.com/hooks', secrets: [process.env.HOOK_SECRET!] }),
+ * });
+ */
+export function webhookTransport(options: WebhookTransportOptions): WebhookTransport {
+  return new WebhookTransport(options);
+}
+
+export class WebhookTransport implements Transport {
+  readonly name: string;
+  readonly capabilities = webhookCapabilities;
+  readonly url: string;
+  readonly #url: URL;
+  readonly #secrets: readonly SigningSecret[];
+  readonly #policy: AddressPolicy;
+  readonly #agent: http.Agent;
+  readonly #options: WebhookTransportOptions;
+  readonly #lookup;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: WebhookTransportOptions) {
+    this.#url = parseWebhookUrl(options.url);
+    this.url = redactUrl(this.#url);
+    if (!Array.isArray(options.secrets) || options.secrets.length === 0) throw new TypeError('webhookTransport needs at least one signing secret');
+    signWebhook({ id: 'check', timestamp: 0, body: '' }, options.secrets.map(secretOf)); // fails early on a malformed secret
+    this.#secrets = options.secrets;
+    this.#policy = validatePolicy(options.addressPolicy);
+    this.#options = options;
+    this.name = options.name ?? `webhook:${this.#url.host}`;
+    const agentOptions = { keepAlive: true, maxSockets: options.maxConnections ?? 16, scheduling: 'lifo' as const };
+    this.#agent = this.#url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.#lookup = guardedLookup(this.#url, this.#policy);
+  }
+
+  async send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
+    if (this.#closing) throw new WebhookTransportClosedError(this.url);
+    const sending = this.#sendInOrder(batch, signal);
+    this.#inFlight.add(sending);
+    try {
+      return await sending;
+    } finally {
+      this.#inFlight.delete(sending);
+    }
+  }
+
+  /** Lets sends in flight finish, then closes the kept-alive connections. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      this.#agent.destroy();
+    })();
+    return this.#closing;
+  }
+
+  async #sendInOrder(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<SendOutcome[]> {
+    const outcomes: SendOutcome[] = [];
+    for (const event of batch) {
+      const outcome = signal.aborted ? retry(signal.reason ?? new Error('the send was aborted')) : await this.#deliver(event, signal);
+      outcomes.push(outcome);
+      if (outcome.status !== 'delivered') break;
+    }
+    // Events after the first one not delivered are not attempted: sending them would break key order.
+    if (outcomes.length < batch.length) {
+      const notAttempted = retry(new Error('not attempted: an earlier event of the batch was not delivered'));
+      while (outcomes.length < batch.length) outcomes.push(notAttempted);
+    }
+    return outcomes;
+  }
+
+  async #deliver(event: OutboxEvent, signal: AbortSignal): Promise<SendOutcome> {
+    const started = performance.now();
+    const body = encodeEnvelope(event);
+    let outcome: SendOutcome;
+    let status: number | undefined;
+    const host = bareHostname(this.#url);
+    try {
+      // An IP literal never reaches the lookup: check it here.
+      if (isIP(host)) refuseUnlessAllowed(this.#url, host, host, this.#policy);
+      const result = await post({
+        url: this.#url,
+        headers: this.#headers(event, body),
+        body,
+        agent: this.#agent,
+        lookup: this.#lookup,
+        connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+        timeoutMs: this.#options.timeoutMs ?? 30_000,
+        signal,
+      });
+      if (result.ok) {
+        status = result.status;
+        outcome = await this.#judge(event, result.status, result.headers, result.snippet);
+      } else if (result.cause instanceof WebhookAddressRefusedError) {
+        outcome = retry(result.cause);
+      } else {
+        outcome = retry(this.#error(event, result.failure, result.message, { cause: result.cause }));
+      }
+    } catch (error) {
+      outcome = retry(error);
+    }
+    this.#options.onAttempt?.({
+      eventId: event.eventId,
+      url: this.url,
+      outcome: outcome.status,
+      status,
+      durationMs: performance.now() - started,
+      error: outcome.status === 'delivered' ? undefined : outcome.error,
+    });
+    return outcome;
+  }
+
+  async #judge(event: OutboxEvent, status: number, headers: http.IncomingHttpHeaders, snippet: string): Promise<SendOutcome> {
+    if (status >= 200 && status < 300) return delivered;
+    const answer = { status, responseSnippet: snippet || undefined };
+    if (status === 410) {
+      const error = this.#error(event, 'gone', 'the receiver answered 410 Gone: it wants no more webhooks', answer);
+      if (!this.#options.onGone) return failed(error);
+      await this.#options.onGone(error);
+      return retry(error, this.#maxRetryAfterMs);
+    }
+    if (status === 429 || status === 503) {
+      const asked = parseRetryAfter(headers['retry-after']);
+      const retryAfterMs = asked === undefined ? undefined : Math.min(asked, this.#maxRetryAfterMs);
+      const hint = retryAfterMs === undefined ? '' : `; Retry-After ${headers['retry-after']} (${retryAfterMs} ms)`;
+      return retry(this.#error(event, 'status', `the receiver answered ${status}${hint}`, { ...answer, retryAfterMs }), retryAfterMs);
+    }
+    if (status >= 300 && status < 400) {
+      const location = typeof headers.location === 'string' ? ` to ${headers.location.slice(0, 200)}` : '';
+      return retry(this.#error(event, 'redirect', `the receiver answered ${status}, a redirect${location}; redirects are not followed, update the endpoint's URL instead`, answer));
+    }
+    return retry(this.#error(event, 'status', `the receiver answered ${status}${snippet ? `: ${oneLine(snippet)}` : ''}`, answer));
+  }
+
+  #headers(event: OutboxEvent, body: Buffer): http.OutgoingHttpHeaders {
+    const timestamp = Math.floor(Date.now() / 1000);
+    const now = Date.now();
+    const secrets = this.#secrets.filter((s) => typeof s === 'string' || !s.expiresAt || s.expiresAt.getTime() > now).map(secretOf);
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      'content-length': body.length,
+      'user-agent': this.#options.userAgent ?? 'tidings-webhooks/1',
+      'webhook-id': event.eventId,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, secrets.length > 0 ? secrets : this.#secrets.map(secretOf)),
+    };
+    // Trace context travels as HTTP headers too, so the receiver's tracing picks it up.
+    for (const name of ['traceparent', 'tracestate'] as const) {
+      const value = event.headers[name];
+      if (value !== undefined && /^[\x20-\x7e]{1,512}$/.test(value)) headers[name] = value;
+    }
+    return headers;
+  }
+
+  get #maxRetryAfterMs(): number {
+    return this.#options.maxRetryAfterMs ?? 3_600_000;
+  }
+
+  #error(
+    event: OutboxEvent,
+    failure: DeliveryFailure,
+    message: string,
+    extra: { status?: number; retryAfterMs?: number | undefined; responseSnippet?: string | undefined; cause?: unknown } = {},
+  ): WebhookDeliveryError {
+    return new WebhookDeliveryError({
+      failure,
+      url: this.url,
+      eventId: event.eventId,
+      message,
+      ...(extra.status === undefined ? {} : { status: extra.status }),
+      ...(extra.retryAfterMs === undefined ? {} : { retryAfterMs: extra.retryAfterMs }),
+      ...(extra.responseSnippet === undefined ? {} : { responseSnippet: extra.responseSnippet }),
+      ...(extra.cause === undefined ? {} : { cause: extra.cause }),
+    });
+  }
+}
+
+function secretOf(secret: SigningSecret): string {
+  return typeof secret === 'string' ? secret : secret.secret;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim().slice(0, 200);
+}

@@ -1,0 +1,207 @@
+import { inbox, migrateInbox } from '@tidings/inbox';
+import { testEvent } from '@tidings/relays/testing';
+import {
+  expressWebhookHandler,
+  fastifyWebhookHandler,
+  generateWebhookSecret,
+  signWebhook,
+  webhookReceiver,
+  webhookTransport,
+  type WebhookMessage,
+  type WebhookReceiver,
+} from '@tidings/relays/webhook';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { loopback } from '../../../test/support/webhook-harness.ts';
+
+describe('the webhook receiver', () => {
+  let outbox: TestOutbox;
+  let secret: string;
+  let log: string[];
+  let fail: boolean;
+  let receiver: WebhookReceiver;
+  let server: http.Server;
+  let url: string;
+
+  beforeAll(async () => {
+    outbox = await freshOutbox('webhook_receiver');
+    await migrateInbox(outbox.db, { schema: outbox.schema });
+    await outbox.db.query(`CREATE TABLE "${outbox.schema}".effects (event_id text NOT NULL, topic text NOT NULL, payload jsonb)`);
+    server = http.createServer((req, res) => {
+      const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => http.ServerResponse;
+      res.writeHead = ((...args: unknown[]) => {
+        log.push(`answer ${String(args[0])}`);
+        return writeHead(...args);
+      }) as typeof res.writeHead;
+      void receiver.listener(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await outbox.close();
+  });
+  beforeEach(async () => {
+    secret = generateWebhookSecret();
+    log = [];
+    fail = false;
+    receiver = makeReceiver([secret]);
+    await outbox.db.query(`TRUNCATE "${outbox.schema}".effects, "${outbox.schema}".inbox`);
+  });
+
+  function makeReceiver(secrets: string[]): WebhookReceiver {
+    return webhookReceiver<pg.PoolClient>({
+      secrets,
+      inbox: inbox({ consumer: 'test.receiver', schema: outbox.schema }),
+      transaction: async (work) => {
+        const result = await inTransaction(outbox.pool, work);
+        log.push('commit');
+        return result;
+      },
+      handler: async (trx, message: WebhookMessage) => {
+        log.push(`apply ${message.topic}`);
+        await trx.query(`INSERT INTO "${outbox.schema}".effects VALUES ($1, $2, $3)`, [message.eventId, message.topic, JSON.stringify(message.payload)]);
+        if (fail) throw new Error('handler failed');
+      },
+    });
+  }
+
+  async function effects(): Promise<string[]> {
+    const { rows } = await outbox.db.query<{ event_id: string }>(`SELECT event_id FROM "${outbox.schema}".effects ORDER BY event_id`);
+    return rows.map((row) => row.event_id);
+  }
+
+  async function post(body: string, headers: Record<string, string>, method = 'POST'): Promise<{ status: number; body: string }> {
+    const response = await fetch(url, { method, headers: { 'content-type': 'application/json', ...headers }, body: method === 'GET' ? undefined : body });
+    return { status: response.status, body: await response.text() };
+  }
+
+  function signed(event = testEvent({ topic: 'orders.created', payload: { total: 1 } }), at = Date.now(), key = secret) {
+    const body = JSON.stringify({ id: event.eventId, topic: event.topic, key: event.key, tenant: event.tenant, createdAt: event.createdAt.toISOString(), headers: {}, payload: event.payload });
+    const timestamp = Math.floor(at / 1000);
+    const headers = { 'webhook-id': event.eventId, 'webhook-timestamp': String(timestamp), 'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, key) };
+    return { event, body, headers };
+  }
+
+  it('applies a delivery once, answering 200 only after the transaction that applied it committed', async () => {
+    const transport = webhookTransport({ url, secrets: [secret], addressPolicy: loopback });
+    const event = testEvent({ topic: 'orders.created', key: 'o-1', payload: { total: 42 } });
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        expect((await transport.send([event], AbortSignal.timeout(5_000)))[0]!.status).toBe('delivered');
+      }
+    } finally {
+      await transport.close();
+    }
+    expect(log).toEqual(['apply orders.created', 'commit', 'answer 200', 'commit', 'answer 200', 'commit', 'answer 200']);
+    expect(await effects()).toEqual([event.eventId]);
+    const { rows } = await outbox.db.query(`SELECT payload FROM "${outbox.schema}".effects`);
+    expect(rows[0]).toEqual({ payload: { total: 42 } });
+  });
+
+  it('answers 200 with the outcome: applied the first time, duplicate afterwards', async () => {
+    const { body, headers, event } = signed();
+    expect(await post(body, headers)).toEqual({ status: 200, body: JSON.stringify({ id: event.eventId, status: 'applied' }) });
+    expect(await post(body, headers)).toEqual({ status: 200, body: JSON.stringify({ id: event.eventId, status: 'duplicate' }) });
+  });
+
+  it('answers 401 to a tampered body, a wrong secret, a replayed old timestamp and a future one, and applies nothing', async () => {
+    const original = signed();
+    const tampered = original.body.replace('"total":1', '"total":1000');
+    const wrongSecret = signed(undefined, Date.now(), generateWebhookSecret());
+    const replayed = signed(undefined, Date.now() - 6 * 60_000);
+    const future = signed(undefined, Date.now() + 6 * 60_000);
+    const answers = [
+      await post(tampered, original.headers),
+      await post(wrongSecret.body, wrongSecret.headers),
+      await post(replayed.body, replayed.headers),
+      await post(future.body, future.headers),
+      await post(original.body, { ...original.headers, 'webhook-signature': '' }),
+    ];
+    expect(answers.map((a) => [a.status, JSON.parse(a.body).error])).toEqual([
+      [401, 'signature-mismatch'],
+      [401, 'signature-mismatch'],
+      [401, 'timestamp-too-old'],
+      [401, 'timestamp-too-new'],
+      [401, 'missing-headers'],
+    ]);
+    expect(await effects()).toEqual([]);
+    expect(log.filter((entry) => entry.startsWith('apply'))).toEqual([]);
+  });
+
+  it('answers 500 and rolls the effects back when the handler throws, so the redelivery applies the event', async () => {
+    const { body, headers, event } = signed();
+    fail = true;
+    expect((await post(body, headers)).status).toBe(500);
+    expect(await effects()).toEqual([]);
+    fail = false;
+    expect((await post(body, headers)).status).toBe(200);
+    expect(await effects()).toEqual([event.eventId]);
+  });
+
+  it('accepts both the old and the new secret while a rotation is under way', async () => {
+    const next = generateWebhookSecret();
+    receiver = makeReceiver([next, secret]);
+    const byOld = signed();
+    const byNew = signed(undefined, Date.now(), next);
+    expect((await post(byOld.body, byOld.headers)).status).toBe(200);
+    expect((await post(byNew.body, byNew.headers)).status).toBe(200);
+    expect((await effects()).length).toBe(2);
+  });
+
+  it('answers 400 to a signed body that is not a tidings envelope, 405 to other methods and 413 to huge bodies', async () => {
+    const event = testEvent({ topic: 't' });
+    const timestamp = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({ id: 'someone-else', topic: 't' });
+    const headers = { 'webhook-id': event.eventId, 'webhook-timestamp': String(timestamp), 'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, secret) };
+    const bad = await post(body, headers);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body).error).toBe('not a tidings webhook: field "id" differs from the webhook-id header');
+    expect((await post('', {}, 'GET')).status).toBe(405);
+    expect((await post('x'.repeat(3 * 1024 * 1024), signed().headers)).status).toBe(413);
+  });
+
+  it('works as an Express handler behind express.raw(), and refuses a body some JSON parser already consumed', async () => {
+    const handler = expressWebhookHandler(receiver);
+    const { body, headers, event } = signed();
+    const answers: number[] = [];
+    for (const parsed of [Buffer.from(body), JSON.parse(body) as unknown]) {
+      const req = Object.assign(new http.IncomingMessage(null as never), { method: 'POST', headers, body: parsed });
+      const res = fakeResponse();
+      await handler(req, res as never);
+      answers.push(res.status);
+    }
+    expect(answers).toEqual([200, 500]);
+    expect(await effects()).toEqual([event.eventId]);
+  });
+
+  it('works as a Fastify handler when the route keeps the raw body', async () => {
+    const handler = fastifyWebhookHandler(receiver);
+    const { body, headers, event } = signed();
+    const reply = { status: 0, payload: '', code(s: number) { this.status = s; return this; }, headers() { return this; }, send(p: string) { this.payload = p; return this; } };
+    await handler({ method: 'POST', headers, body: Buffer.from(body) }, reply);
+    expect(reply.status).toBe(200);
+    await handler({ method: 'POST', headers, body: JSON.parse(body) }, reply);
+    expect(reply.status).toBe(500);
+    expect(reply.payload).toContain('parseAs: buffer');
+    expect(await effects()).toEqual([event.eventId]);
+  });
+});
+
+function fakeResponse() {
+  const res = {
+    status: 0,
+    writeHead(status: number) {
+      res.status = status;
+      return res;
+    },
+    end() {
+      return res;
+    },
+  };
+  return res;
+}
