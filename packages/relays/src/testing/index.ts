@@ -38,4 +38,5 @@ export {
   type MemoryFailureReason,
   type MemoryTransportOptions,
 } from './memory-transport.ts';
-// Fault proxy (TCP connection cutting for real brokers): its export line goes here.
+export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
+export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';

@@ -1,0 +1,77 @@
+import type { Database, Executor } from '@tidings/outbox';
+
+/** Runs `fn` in a transaction of your own and commits it when `fn` resolves. */
+export type TransactionRunner<Trx> = <R>(fn: (trx: Trx) => Promise<R>) => Promise<R>;
+
+/** A kysely instance: transactions run through `db.transaction().execute(fn)`. */
+export interface KyselyLike<Trx> {
+  transaction(): { execute<R>(fn: (trx: Trx) => Promise<R>): Promise<R> };
+}
+
+/** A node-postgres `Pool`: transactions run as BEGIN … COMMIT on one of its clients. */
+export interface PgPoolLike<Client> {
+  connect(): Promise<Client>;
+}
+
+/** Where the consumer helper opens the transaction that holds a handler's effects and its inbox mark. */
+export type TransactionSource = TransactionRunner<any> | KyselyLike<any> | Database | PgPoolLike<any>;
+
+/**
+ * The transaction a handler receives for a given source: a kysely `Transaction`, a pg
+ * `PoolClient` inside BEGIN, tidings' `Executor`, or whatever your runner passes.
+ */
+export type TransactionOf<Source> =
+  Source extends TransactionRunner<infer Trx>
+    ? Trx
+    : Source extends KyselyLike<infer Trx>
+      ? Trx
+      : Source extends Database
+        ? Executor
+        : // pg's Pool overloads connect(); inference reads the last overload, the callback one.
+          Source extends { connect(callback: (error: any, client: infer Client, done: any) => void): void }
+          ? NonNullable<Client>
+          : Source extends PgPoolLike<infer Client>
+            ? Client
+            : never;
+
+interface PgClientLike {
+  query(text: string): Promise<unknown>;
+  release(error?: Error | boolean): void;
+}
+
+/** Runs `fn` inside one transaction of `source`; commits when it resolves, rolls back when it throws. */
+export async function runInTransaction<Source extends TransactionSource, R>(source: Source, fn: (trx: TransactionOf<Source>) => Promise<R>): Promise<R> {
+  const any = source as unknown as Record<string, unknown>;
+  if (typeof source === 'function') return (source as TransactionRunner<TransactionOf<Source>>)(fn);
+  if (typeof any.executeQuery === 'function' && typeof any.transaction === 'function') {
+    return (source as unknown as KyselyLike<TransactionOf<Source>>).transaction().execute(fn);
+  }
+  if (typeof any.transaction === 'function') return (source as unknown as Database).transaction(fn as unknown as (trx: Executor) => Promise<R>);
+  if (typeof any.connect === 'function') return inPgTransaction(source as unknown as PgPoolLike<PgClientLike>, fn as unknown as (trx: PgClientLike) => Promise<R>);
+  throw new TypeError('database must be a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
+}
+
+async function inPgTransaction<R>(pool: PgPoolLike<PgClientLike>, fn: (client: PgClientLike) => Promise<R>): Promise<R> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((rollbackError: Error) => {
+      broken = rollbackError;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+export function isTransactionSource(value: unknown): value is TransactionSource {
+  if (typeof value === 'function') return true;
+  if (typeof value !== 'object' || value === null) return false;
+  const any = value as Record<string, unknown>;
+  return typeof any.transaction === 'function' || typeof any.connect === 'function';
+}

@@ -1,0 +1,58 @@
+/** Waits for `promise`, or rejects with the signal's reason as soon as `signal` aborts. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Sleeps `ms`; resolves early (without throwing) when `signal` aborts. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * A first-come, first-served lock: sends take turns publishing, so the messages of a send that
+ * started earlier are all on the wire before those of a later one.
+ */
+export class FifoLock {
+  #tail: Promise<void> = Promise.resolve();
+
+  /** Resolves with the function that passes the turn on; rejects if `signal` aborts while waiting. */
+  async acquire(signal: AbortSignal): Promise<() => void> {
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.#tail;
+    this.#tail = previous.then(() => mine);
+    try {
+      await abortable(previous, signal);
+    } catch (error) {
+      // Gave up waiting: the turn passes on as soon as it would have come.
+      void previous.then(release);
+      throw error;
+    }
+    return release;
+  }
+}
