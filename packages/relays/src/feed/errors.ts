@@ -1,0 +1,61 @@
+import { TidingsError } from '@tidings/outbox';
+
+/**
+ * The authorization hook refused the caller. Throw it from `authorize` to choose the status
+ * (401: who are you? 403: you may not); returning `false` from the hook is the same as a 403.
+ * Feed clients throw it too when the server answered 401 or 403.
+ *
+ * @example
+ * authorize: (req) => {
+ *   const user = verifyToken(req.headers.authorization);
+ *   if (!user) throw new AccessDeniedError(401, 'a bearer token is required');
+ *   return { tenant: user.tenantId };
+ * }
+ */
+export class AccessDeniedError extends TidingsError {
+  override readonly name = 'AccessDeniedError';
+  readonly status: 401 | 403;
+  constructor(status: 401 | 403 = 403, message = status === 401 ? 'authentication is required' : 'access to this feed is denied') {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
+ * A feed server answered a client helper with a status it cannot act on (a 5xx, an unexpected
+ * 4xx, or a body that is not a feed). 5xx and 429 are retried with backoff; other statuses stop
+ * the consumer, because asking again would get the same answer.
+ *
+ * @example
+ * consumer.done.catch((error) => {
+ *   if (error instanceof FeedResponseError && error.status === 404) log.error('wrong feed URL', error.url);
+ * });
+ */
+export class FeedResponseError extends TidingsError {
+  override readonly name = 'FeedResponseError';
+  readonly status: number;
+  /** The `error` code of the server's JSON problem body, when it sent one. */
+  readonly code: string | undefined;
+  readonly url: string;
+  constructor(url: string, status: number, code: string | undefined, detail: string) {
+    super(`the feed at ${url} answered ${status}${code ? ` (${code})` : ''}: ${detail}`);
+    this.url = url;
+    this.status = status;
+    this.code = code;
+  }
+
+  /** Whether asking again later may succeed. */
+  get retryable(): boolean {
+    return this.status >= 500 || this.status === 429 || this.status === 408 || this.status === 0;
+  }
+}
+
+/** A query parameter of a feed request is malformed; answered with 400 and never thrown to users. */
+export class FeedRequestError extends TidingsError {
+  override readonly name = 'FeedRequestError';
+  readonly parameter: string;
+  constructor(parameter: string, detail: string) {
+    super(`query parameter "${parameter}" ${detail}`);
+    this.parameter = parameter;
+  }
+}

@@ -1,0 +1,252 @@
+import {
+  comparePositions,
+  CursorExpiredError,
+  readFeed,
+  type Database,
+  type FeedPage,
+  type OutboxEvent,
+  type Position,
+} from '@tidings/outbox';
+import type { FeedStart } from './cursor.ts';
+import { heldBackStatement } from './held-back.ts';
+import { SharedReads } from './shared-reads.ts';
+import type { ResolvedScope } from './scope.ts';
+
+/** A connection that has caught up with the log and now waits for what comes next. */
+export interface LiveMember {
+  readonly scope: ResolvedScope;
+  /** Everything of its scope up to here has been handed to it. */
+  readonly cursor: Position;
+  /**
+   * New events of its scope after its cursor (possibly none), `next` = how far the log was read,
+   * `hasMore` = the read was full and another follows at once. Called synchronously by the hub.
+   */
+  deliver(events: readonly OutboxEvent[], next: Position, hasMore: boolean): void;
+  /**
+   * The hub has let go of it (its shared tail fell behind retention): it has been removed and
+   * should read on by itself from its own cursor, which decides whether that cursor expired.
+   */
+  resume(): void;
+  /** The hub cannot go on for it (the feed is closing, or `deliver` threw); it has been removed. */
+  fail(error: unknown): void;
+}
+
+export interface HubSettings {
+  readonly schema: string;
+  readonly pollIntervalMs: number;
+  readonly batchSize: number;
+  readonly onError: (error: unknown) => void;
+}
+
+const minHeldBackDelayMs = 10;
+/** After a join, the hub looks at the log this soon, once for all joins meanwhile. */
+const joinLookMs = 20;
+
+/**
+ * One per process and outbox (database handle and schema): the only LISTEN of every feed, the
+ * shared tail read that serves every waiting connection, and single-flight catch-up reads.
+ *
+ * Waiting connections cost no query while the log is quiet. A wake-up (NOTIFY, a join, the
+ * safety poll) runs one cycle: one unfiltered read of the log after the hub's head, handed out
+ * in memory to every waiting connection by its scope, then one probe for committed events held
+ * back by an older open transaction (no NOTIFY announces when that one ends, so the hub looks
+ * again with a growing delay while the probe says so).
+ */
+export class FeedHub {
+  readonly #database: Database;
+  #settings: HubSettings;
+  readonly #members = new Set<LiveMember>();
+  readonly #reads: SharedReads;
+  /** Every event up to here has been handed to the members waiting at the time. */
+  #head: Position | undefined;
+  #reading = false;
+  #dirty = false;
+  #scheduled = false;
+  #closed = false;
+  #listening: Promise<(() => Promise<void>) | undefined> | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #heldBackTimer: NodeJS.Timeout | undefined;
+  #heldBackDelayMs = minHeldBackDelayMs;
+  #joinTimer: NodeJS.Timeout | undefined;
+
+  constructor(database: Database, settings: HubSettings) {
+    this.#database = database;
+    this.#settings = settings;
+    this.#reads = new SharedReads(database, settings.schema);
+  }
+
+  get schema(): string {
+    return this.#settings.schema;
+  }
+
+  /** A later feed on the same hub wants a shorter safety poll. */
+  lowerPollInterval(ms: number): void {
+    if (ms >= this.#settings.pollIntervalMs) return;
+    this.#settings = { ...this.#settings, pollIntervalMs: ms };
+    if (this.#pollTimer) {
+      this.#stopTimers();
+      this.#startPolling();
+    }
+  }
+
+  /** Connections waiting for new events. */
+  get waiting(): number {
+    return this.#members.size;
+  }
+
+  /** Where the shared tail stands while connections wait; undefined when none does. */
+  get head(): Position | undefined {
+    return this.#members.size > 0 ? this.#head : undefined;
+  }
+
+  /** A page of the log for one scope, shared with identical requests (see `SharedReads`). */
+  read(scope: ResolvedScope, after: FeedStart, limit: number, fresh = true): Promise<FeedPage> {
+    return this.#reads.read(scope, after, limit, fresh);
+  }
+
+  /**
+   * Adds a member that has read the log up to its cursor. Refused (false) when the shared tail is
+   * already past that cursor: the member would miss what lies between, so it reads on by itself.
+   */
+  join(member: LiveMember): boolean {
+    if (this.#closed) return false;
+    if (this.#members.size === 0 && !this.#reading) this.#head = undefined;
+    if (this.#head === undefined) this.#head = member.cursor;
+    else if (comparePositions(member.cursor, this.#head) < 0) return false;
+    this.#members.add(member);
+    this.#listen();
+    this.#startPolling();
+    // What committed between the member's last read and now may have been announced already:
+    // look soon. Not at once, so that the joins of a burst of connections share one look.
+    this.#joinTimer ??= setTimeout(() => {
+      this.#joinTimer = undefined;
+      this.wake();
+    }, joinLookMs);
+    return true;
+  }
+
+  leave(member: LiveMember): void {
+    this.#members.delete(member);
+    if (this.#members.size === 0) this.#stopTimers();
+  }
+
+  /** Something may have been committed: run a cycle soon (many calls in one turn make one cycle). */
+  wake(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#cycle();
+    });
+  }
+
+  /** Stops listening; members still waiting are failed with `reason`. */
+  async close(reason: Error): Promise<void> {
+    this.#closed = true;
+    this.#stopTimers();
+    for (const member of [...this.#members]) this.#fail(member, reason);
+    const unlisten = await this.#listening?.catch(() => undefined);
+    await unlisten?.().catch(() => {});
+  }
+
+  async #cycle(): Promise<void> {
+    if (this.#reading) {
+      this.#dirty = true;
+      return;
+    }
+    this.#reading = true;
+    try {
+      let hasMore = false;
+      do {
+        this.#dirty = false;
+        if (this.#members.size === 0 || this.#head === undefined) return;
+        const page = await readFeed(this.#database, this.#settings.schema, { after: this.#head, limit: this.#settings.batchSize });
+        this.#head = page.next;
+        this.#distribute(page);
+        hasMore = page.hasMore;
+      } while ((hasMore || this.#dirty) && !this.#closed);
+      if (this.#members.size > 0) await this.#probeHeldBack();
+    } catch (error) {
+      if (error instanceof CursorExpiredError) {
+        const members = [...this.#members];
+        this.#members.clear();
+        this.#head = undefined;
+        this.#stopTimers();
+        for (const member of members) member.resume();
+      } else {
+        this.#settings.onError(error);
+      }
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  #distribute(page: FeedPage): void {
+    const byScope = new Map<string, OutboxEvent[]>();
+    for (const member of [...this.#members]) {
+      if (!this.#members.has(member)) continue;
+      let selected = byScope.get(member.scope.key);
+      if (selected === undefined) {
+        selected = page.events.filter((event) => member.scope.matches(event));
+        byScope.set(member.scope.key, selected);
+      }
+      const first = selected[0];
+      const fresh =
+        first !== undefined && comparePositions(first.position, member.cursor) <= 0
+          ? selected.filter((event) => comparePositions(event.position, member.cursor) > 0)
+          : selected;
+      try {
+        member.deliver(fresh, page.next, page.hasMore);
+      } catch (error) {
+        this.#fail(member, error);
+      }
+    }
+  }
+
+  async #probeHeldBack(): Promise<void> {
+    const { rows } = await this.#database.query<{ held: boolean }>(heldBackStatement(this.#settings.schema));
+    clearTimeout(this.#heldBackTimer);
+    if (rows[0]?.held) {
+      this.#heldBackTimer = setTimeout(() => this.wake(), this.#heldBackDelayMs).unref();
+      this.#heldBackDelayMs = Math.min(this.#heldBackDelayMs * 2, this.#settings.pollIntervalMs);
+    } else {
+      this.#heldBackDelayMs = minHeldBackDelayMs;
+    }
+  }
+
+  #fail(member: LiveMember, error: unknown): void {
+    this.leave(member);
+    try {
+      member.fail(error);
+    } catch (failure) {
+      this.#settings.onError(failure);
+    }
+  }
+
+  #listen(): void {
+    if (this.#listening) return;
+    const channel = `${this.#settings.schema}_events`;
+    this.#listening = this.#database.listen(channel, () => this.wake()).catch((error: unknown) => {
+      // Try again on the next join; until then the safety poll keeps feeds moving.
+      this.#listening = undefined;
+      this.#settings.onError(error);
+      return undefined;
+    });
+  }
+
+  #startPolling(): void {
+    this.#pollTimer ??= setInterval(() => {
+      if (!this.#listening) this.#listen();
+      this.wake();
+    }, this.#settings.pollIntervalMs).unref();
+  }
+
+  #stopTimers(): void {
+    clearInterval(this.#pollTimer);
+    clearTimeout(this.#joinTimer);
+    this.#joinTimer = undefined;
+    clearTimeout(this.#heldBackTimer);
+    this.#pollTimer = undefined;
+    this.#heldBackTimer = undefined;
+  }
+}

@@ -1,0 +1,74 @@
+import { ConfigError, type Database } from '@tidings/outbox';
+import type { Authorize } from './scope.ts';
+
+/** What the SSE feed and the polling feed are both configured with. */
+export interface FeedOptions {
+  /**
+   * tidings' own handle on the outbox database: feeds read through it and LISTEN on it. Feeds
+   * given the same handle share one LISTEN connection and one tail read per process.
+   */
+  readonly database: Database;
+  /** Schema the outbox was migrated into. Default `tidings`. */
+  readonly schema?: string;
+  /**
+   * Required: maps each request to the tenant and topics its caller may read, or refuses it.
+   * Return `{}` only where every caller may read every tenant's events.
+   */
+  readonly authorize: Authorize;
+  /** Where a request without a cursor starts. SSE default `now`, polling default `start`. */
+  readonly from?: 'start' | 'now';
+  /**
+   * How often waiting connections look at the log without a NOTIFY: the safety net for a lost
+   * notification (NOTIFY is a hint, the table is the truth). One read per process, not per
+   * connection. Default 2 000 ms.
+   */
+  readonly pollIntervalMs?: number;
+  /** Reports errors no request can be told about (the LISTEN connection, the shared tail read). */
+  readonly onError?: (error: unknown) => void;
+}
+
+export interface ResolvedFeedOptions {
+  readonly database: Database;
+  readonly schema: string;
+  readonly authorize: Authorize;
+  readonly from: 'start' | 'now';
+  readonly pollIntervalMs: number;
+  readonly onError: (error: unknown) => void;
+}
+
+const schemaShape = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 'now'): ResolvedFeedOptions {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'expected an object');
+  const { database, authorize } = options;
+  if (typeof database?.query !== 'function' || typeof database.listen !== 'function') {
+    throw new ConfigError('database', 'expected a tidings Database (for example pgDatabase(url)), which can query and LISTEN');
+  }
+  if (typeof authorize !== 'function') {
+    throw new ConfigError(
+      'authorize',
+      'expected a function from the request to { tenant?, topics? } or false; pass () => ({}) only for a feed every caller may read whole',
+    );
+  }
+  const schema = options.schema ?? 'tidings';
+  if (!schemaShape.test(schema)) throw new ConfigError('schema', `expected a lower-case SQL identifier, got ${JSON.stringify(schema)}`);
+  const from = options.from ?? defaultFrom;
+  if (from !== 'start' && from !== 'now') throw new ConfigError('from', `expected 'start' or 'now', got ${JSON.stringify(from)}`);
+  return {
+    database,
+    schema,
+    authorize,
+    from,
+    pollIntervalMs: whole('pollIntervalMs', options.pollIntervalMs, 2_000),
+    onError: options.onError ?? (() => {}),
+  };
+}
+
+/** `value` if it is a whole number from `min` to `max`, `fallback` if undefined; otherwise a `ConfigError`. */
+export function whole(option: string, value: number | undefined, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(option, `expected a whole number from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}

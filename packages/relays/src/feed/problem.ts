@@ -1,0 +1,63 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CursorExpiredError, InvalidCursorError } from '@tidings/outbox';
+import { AccessDeniedError, FeedRequestError } from './errors.ts';
+
+/** What a feed answers instead of events: an HTTP status and a JSON body `{ error, message, cursor? }`. */
+export interface Problem {
+  readonly status: number;
+  /** `invalid-cursor`, `cursor-expired`, `unauthorized`, `forbidden`, `invalid-request` or `unavailable`. */
+  readonly error: string;
+  readonly message: string;
+  readonly cursor?: string;
+}
+
+/** Translates what went wrong while serving a request into what the client is told. */
+export function problemOf(error: unknown): Problem {
+  if (error instanceof InvalidCursorError) return { status: 400, error: 'invalid-cursor', message: error.message, cursor: error.cursor };
+  if (error instanceof CursorExpiredError) return { status: 410, error: 'cursor-expired', message: error.message, cursor: error.cursor };
+  if (error instanceof AccessDeniedError) {
+    return { status: error.status, error: error.status === 401 ? 'unauthorized' : 'forbidden', message: error.message };
+  }
+  if (error instanceof FeedRequestError) return { status: 400, error: 'invalid-request', message: error.message };
+  // Database trouble and bugs: say nothing about the internals; the feed's onError hears the rest.
+  return { status: 503, error: 'unavailable', message: 'the feed cannot be read right now; try again shortly' };
+}
+
+/** Whether the problem is one the feed's `onError` should hear about (not the client's own mistake). */
+export function isServerSide(problem: Problem): boolean {
+  return problem.status >= 500;
+}
+
+/** The query string of a request, wherever the framework mounted it. */
+export function queryOf(request: IncomingMessage): URLSearchParams {
+  const url = request.url ?? '/';
+  const at = url.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+}
+
+/** Answers with a JSON problem body, unless headers were sent already (then just ends). */
+export function sendProblem(response: ServerResponse, problem: Problem, headers: Record<string, string> = {}): void {
+  if (response.headersSent) {
+    response.end();
+    return;
+  }
+  const body = JSON.stringify({ error: problem.error, message: problem.message, ...(problem.cursor ? { cursor: problem.cursor } : {}) });
+  response.writeHead(problem.status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'Content-Length': Buffer.byteLength(body),
+    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...headers,
+  });
+  response.end(body);
+}
+
+/** An integer query parameter within bounds, or `fallback` when absent. */
+export function integerParameter(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const text = query.get(name);
+  if (text === null || text === '') return fallback;
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new FeedRequestError(name, `must be a whole number from ${min} to ${max}; got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}

@@ -1,0 +1,40 @@
+import { CursorExpiredError, InvalidCursorError } from '@tidings/outbox';
+import { AccessDeniedError, FeedResponseError } from './errors.ts';
+
+/** A feed's problem `{ error, message, cursor? }`, as sent in a JSON body or a `feed-error` frame. */
+export interface ProblemBody {
+  readonly error?: string;
+  readonly message?: string;
+  readonly cursor?: string;
+}
+
+/** The error a client helper raises for a problem the server reported. */
+export function problemError(url: string, status: number, body: ProblemBody | undefined): Error {
+  const code = body?.error;
+  if (code === 'cursor-expired' || status === 410) return new CursorExpiredError(body?.cursor ?? '(unknown)');
+  if (code === 'invalid-cursor') return new InvalidCursorError(body?.cursor ?? '(unknown)');
+  if (status === 401 || status === 403) return new AccessDeniedError(status, body?.message);
+  return new FeedResponseError(url, status, code, body?.message ?? 'unexpected answer');
+}
+
+/** Reads a non-2xx answer (JSON, or an event stream holding one `feed-error` frame) into an error. */
+export async function responseError(url: string, response: Response): Promise<Error> {
+  const text = (await response.text().catch(() => '')).slice(0, 64 * 1024);
+  return problemError(url, response.status, parseProblem(text));
+}
+
+export function parseProblem(text: string): ProblemBody | undefined {
+  const data = /^data: ?(.*)$/m.exec(text)?.[1] ?? text;
+  try {
+    const parsed: unknown = JSON.parse(data);
+    return typeof parsed === 'object' && parsed !== null ? (parsed as ProblemBody) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Errors after which asking the feed again cannot help: the consumer stops with them. */
+export function isFatal(error: unknown): boolean {
+  if (error instanceof CursorExpiredError || error instanceof InvalidCursorError || error instanceof AccessDeniedError) return true;
+  return error instanceof FeedResponseError && !error.retryable;
+}

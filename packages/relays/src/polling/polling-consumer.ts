@@ -1,0 +1,66 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { resolveConsumerOptions, type FeedConsumerOptions } from '../feed/consumer-options.ts';
+import { FeedResponseError } from '../feed/errors.ts';
+import { whole } from '../feed/feed-options.ts';
+import { runConsumer, type FeedConsumer } from '../feed/feed-consumer.ts';
+import { responseError } from '../feed/response-error.ts';
+import type { PollingPage } from './polling-feed.ts';
+
+export interface PollingConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
+  /** Events per page. Default 100. */
+  readonly limit?: number;
+  /** Long-poll: how long the server may hold a request that has nothing yet. Default 25 s; 0 polls plainly. */
+  readonly waitSeconds?: number;
+  /** Pause after an empty page when `waitSeconds` is 0. Default 1 000 ms. */
+  readonly intervalMs?: number;
+}
+
+/**
+ * Follows a polling feed and applies each event exactly once: the handler's effects and the cursor
+ * commit in one transaction of the consumer's database (the inbox checkpoint), and every request
+ * continues from the committed cursor, so a crash at any point leaves both applied or neither.
+ * Long-polls by default; retries with exponential backoff and jitter; stops for good on an
+ * expired or malformed cursor or a refusal.
+ *
+ * @example
+ * const consumer = pollingConsumer({
+ *   url: 'https://orders.internal/feed?topics=orders.*',
+ *   database: pgDatabase(process.env.DATABASE_URL!),
+ *   inbox: inbox({ consumer: 'search-index' }),
+ *   handle: (event, trx) => trx.query('INSERT INTO search_docs (id, doc) VALUES ($1, $2)', [event.key, event.payload]),
+ * });
+ */
+export function pollingConsumer<Trx>(options: PollingConsumerOptions<Trx>): FeedConsumer {
+  const resolved = resolveConsumerOptions(options);
+  const limit = whole('limit', options.limit, 100, 1, 10_000);
+  const waitSeconds = whole('waitSeconds', options.waitSeconds, 25, 0, 3_600);
+  const intervalMs = whole('intervalMs', options.intervalMs, 1_000, 0);
+  return runConsumer(resolved, async (session) => {
+    const headers = { accept: 'application/json', ...(await resolved.headers()) };
+    while (!session.signal.aborted) {
+      const url = new URL(resolved.url);
+      url.searchParams.set('after', session.cursor ?? resolved.from);
+      url.searchParams.set('limit', String(limit));
+      if (waitSeconds > 0) url.searchParams.set('wait', String(waitSeconds));
+      // A request the server should have answered long ago is stuck somewhere between: give up on it.
+      const signal = AbortSignal.any([session.signal, AbortSignal.timeout(waitSeconds * 1000 + 30_000)]);
+      const response = await resolved.fetch(url, { headers, signal });
+      if (!response.ok) throw await responseError(resolved.url, response);
+      const page = validPage(resolved.url, await response.json());
+      session.progressed();
+      const last = page.events.length - 1;
+      for (const [i, event] of page.events.entries()) await session.apply(event, i === last ? page.next : event.cursor);
+      session.advance(page.next);
+      if (page.events.length === 0 && waitSeconds === 0) await sleep(intervalMs, undefined, { signal: session.signal }).catch(() => {});
+    }
+    return {};
+  });
+}
+
+function validPage(url: string, body: unknown): PollingPage {
+  const page = body as PollingPage | null;
+  if (typeof page !== 'object' || page === null || !Array.isArray(page.events) || typeof page.next !== 'string') {
+    throw new FeedResponseError(url, 200, undefined, 'the answer is not a polling page { events, next, hasMore }');
+  }
+  return page;
+}

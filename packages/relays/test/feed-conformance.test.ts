@@ -1,0 +1,4 @@
+import { describeFeed, pollingReader, sseReader } from '../../../test/support/feed-conformance.ts';
+
+describeFeed('SSE', sseReader);
+describeFeed('polling', pollingReader);
