@@ -4,6 +4,7 @@ import { applyMigrations, type MigrationResult } from './migrate.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { decodePosition } from './position.ts';
 import type { Position } from './event.ts';
+import { translatingErrors } from './driver-errors.ts';
 import { quoteIdent } from './sql.ts';
 
 export interface MigrateOptions {
@@ -46,6 +47,10 @@ export interface ReplayOptions {
  */
 export async function replay(db: Executor, options: ReplayOptions): Promise<number> {
   const schema = resolveSchema(options.schema);
+  return translatingErrors(schema, () => moveCursorsBack(db, schema, options));
+}
+
+async function moveCursorsBack(db: Executor, schema: string, options: ReplayOptions): Promise<number> {
   const s = quoteIdent(schema);
   const params: unknown[] = [options.relay];
   let target: string;
@@ -108,7 +113,12 @@ export interface CleanupOptions {
  * Returns the number deleted. Feed readers behind the deleted range get `CursorExpiredError`.
  */
 export async function cleanup(db: Executor, options: CleanupOptions = {}): Promise<number> {
-  const s = quoteIdent(resolveSchema(options.schema));
+  const schema = resolveSchema(options.schema);
+  return translatingErrors(schema, () => deleteExpired(db, schema, options));
+}
+
+async function deleteExpired(db: Executor, schema: string, options: CleanupOptions): Promise<number> {
+  const s = quoteIdent(schema);
   const retentionMs = positiveInteger('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
   const batchSize = positiveInteger('batchSize', options.batchSize, 1000, 100_000);
   let total = 0;

@@ -1,4 +1,5 @@
-import { CursorExpiredError, SchemaMissingError } from './errors.ts';
+import { translatingErrors } from './driver-errors.ts';
+import { CursorExpiredError } from './errors.ts';
 import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { comparePositions, encodePosition, maxPosition, start } from './position.ts';
@@ -37,9 +38,8 @@ export async function readFeed(executor: Executor, schema: string, options: Feed
   const explicit = typeof options.after === 'object' ? options.after : undefined;
   const limit = options.after === 'now' ? 0 : options.limit;
   const params: unknown[] = [explicit?.txId ?? '0', explicit?.id ?? '0', limit, patterns ?? null, options.tenant ?? null];
-  let rows: (EventRow & { watermark: string; horizon: string | null })[];
-  try {
-    ({ rows } = await executor.query(
+  const { rows } = await translatingErrors(schema, () =>
+    executor.query<EventRow & { watermark: string; horizon: string | null }>(
       `WITH w AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
        SELECT w.xmin::text AS watermark,
               (SELECT rh.tx_id::text || '-' || rh.id FROM ${s}.retention_horizon rh ORDER BY rh.tx_id DESC, rh.id DESC LIMIT 1) AS horizon,
@@ -53,11 +53,8 @@ export async function readFeed(executor: Executor, schema: string, options: Feed
          LIMIT $3
        ) e ON true`,
       params,
-    ));
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01') throw new SchemaMissingError(schema, { cause: error });
-    throw error;
-  }
+    ),
+  );
   const first = rows[0]!;
   if (explicit && first.horizon) {
     const [txId, id] = first.horizon.split('-') as [string, string];

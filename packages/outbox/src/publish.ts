@@ -1,5 +1,6 @@
 import { ulid } from 'ulid';
-import { NotInTransactionError, SchemaMissingError } from './errors.ts';
+import { translatingErrors } from './driver-errors.ts';
+import { NotInTransactionError } from './errors.ts';
 import type { EventInput, OutboxEvent } from './event.ts';
 import { toExecutor } from './executor.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
@@ -53,13 +54,7 @@ export async function publish(
   ];
   const notify = options.notify ?? true;
   if (notify) params.push(notifyChannel(schema));
-  let rows;
-  try {
-    ({ rows } = await executor.query<InsertedRow>(insertStatement(schema, notify), params));
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01') throw new SchemaMissingError(schema, { cause: error });
-    throw error;
-  }
+  const { rows } = await translatingErrors(schema, () => executor.query<InsertedRow>(insertStatement(schema, notify), params));
   const byId = new Map(rows.map((row) => [row.event_id, row]));
   return valid.map((event, i) => {
     const row = byId.get(ids[i]!)!;

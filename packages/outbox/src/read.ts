@@ -1,4 +1,4 @@
-import { SchemaMissingError } from './errors.ts';
+import { translatingErrors } from './driver-errors.ts';
 import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { maxPosition } from './position.ts';
@@ -37,14 +37,8 @@ export async function readPartition(executor: Executor, schema: string, options:
   const params: unknown[] = [options.partition, options.after.txId, options.after.id, options.limit];
   if (patterns) params.push(patterns);
   if (options.tenant !== undefined) params.push(options.tenant);
-  let rows: (EventRow & { watermark: string })[];
-  try {
-    const text = readStatement(schema, patterns !== undefined, options.tenant !== undefined);
-    ({ rows } = await executor.query<EventRow & { watermark: string }>(text, params));
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01') throw new SchemaMissingError(schema, { cause: error });
-    throw error;
-  }
+  const text = readStatement(schema, patterns !== undefined, options.tenant !== undefined);
+  const { rows } = await translatingErrors(schema, () => executor.query<EventRow & { watermark: string }>(text, params));
   const watermark = rows[0]!.watermark;
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;

@@ -1,5 +1,6 @@
 import type { Executor } from './executor.ts';
 import { resolveSchema } from './options.ts';
+import { translatingErrors } from './driver-errors.ts';
 import { quoteIdent } from './sql.ts';
 
 export interface PartitionStatus {
@@ -46,7 +47,12 @@ export interface StatusOptions {
  * whether it is stalled; and how far one long transaction holds the watermark back.
  */
 export async function status(db: Executor, options: StatusOptions = {}): Promise<OutboxStatus> {
-  const s = quoteIdent(resolveSchema(options.schema));
+  const schema = resolveSchema(options.schema);
+  return translatingErrors(schema, () => readStatus(db, schema, options));
+}
+
+async function readStatus(db: Executor, schema: string, options: StatusOptions): Promise<OutboxStatus> {
+  const s = quoteIdent(schema);
   const stalledAfter = options.stalledAfterSeconds ?? 60;
   const limit = options.lagCountLimit ?? 1_000_000;
   const [watermark, partitions, workers, letters] = await Promise.all([

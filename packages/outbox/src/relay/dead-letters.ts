@@ -1,6 +1,7 @@
 import type { Json } from '../event.ts';
 import type { Executor } from '../executor.ts';
 import { notifyChannel, resolveSchema } from '../options.ts';
+import { translatingErrors } from '../driver-errors.ts';
 import { quoteIdent } from '../sql.ts';
 import type { AttemptError } from './store.ts';
 
@@ -37,14 +38,15 @@ export interface DeadLetterQuery {
  * for (const letter of await listDeadLetters(db, { relay: 'orders-to-rabbit' })) console.log(letter.errors.at(-1));
  */
 export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { limit?: number } = {}): Promise<DeadLetter[]> {
-  const s = quoteIdent(resolveSchema(query.schema));
-  const { rows } = await db.query<Record<string, unknown>>(
+  const schema = resolveSchema(query.schema);
+  const s = quoteIdent(schema);
+  const { rows } = await translatingErrors(schema, () => db.query<Record<string, unknown>>(
     `SELECT id::text, relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors, status, dead_at
      FROM ${s}.dead_letters
      WHERE ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
      ORDER BY id LIMIT $3`,
     [query.relay ?? null, query.ids ?? null, query.limit ?? 1000],
-  );
+  ));
   return rows.map((row) => ({
     id: row.id as string,
     relay: row.relay as string,
@@ -68,7 +70,7 @@ export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { l
  */
 export async function retryDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
   const schema = resolveSchema(query.schema);
-  const { rows } = await db.query<{ queued: number }>(
+  const { rows } = await translatingErrors(schema, () => db.query<{ queued: number }>(
     `WITH queued AS (
        UPDATE ${quoteIdent(schema)}.dead_letters SET status = 'retry'
        WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
@@ -76,16 +78,17 @@ export async function retryDeadLetters(db: Executor, query: DeadLetterQuery = {}
      )
      SELECT count(*)::int AS queued, pg_notify($3, '*') IS NULL AS _ FROM queued`,
     [query.relay ?? null, query.ids ?? null, notifyChannel(schema)],
-  );
+  ));
   return rows[0]?.queued ?? 0;
 }
 
 /** Deletes dead letters for good; returns how many. */
 export async function discardDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
-  const { rowCount } = await db.query(
-    `DELETE FROM ${quoteIdent(resolveSchema(query.schema))}.dead_letters
+  const schema = resolveSchema(query.schema);
+  const { rowCount } = await translatingErrors(schema, () => db.query(
+    `DELETE FROM ${quoteIdent(schema)}.dead_letters
      WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))`,
     [query.relay ?? null, query.ids ?? null],
-  );
+  ));
   return rowCount;
 }

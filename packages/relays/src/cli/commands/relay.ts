@@ -1,0 +1,106 @@
+import { createRelay, type Relay, type RelayEvent } from '@tidings/outbox';
+import type { Logger } from 'pino';
+import { parseFlags } from '../args.ts';
+import { loadConfig } from '../config.ts';
+import { openDatabase } from '../database.ts';
+import { createLogger } from '../log.ts';
+import { createTransport } from '../transports.ts';
+
+export const help = `tidings relay: run relay workers from a config file until SIGINT or SIGTERM
+
+  --config FILE    tidings.config.ts, .js or .json (default: the one in this folder)
+  --worker ID      this worker's id (default: pid and a random suffix)
+
+Start as many workers as you like, on any machines: they share each relay's partitions.
+Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the level).`;
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseFlags('relay', args, { config: { type: 'string' }, worker: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) {
+    console.log(help);
+    return 0;
+  }
+  const { config, file } = await loadConfig(values.config);
+  const log = createLogger();
+  const { db, where, close } = await openDatabase(config.database ?? process.env.DATABASE_URL);
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    for (const relayConfig of config.relays ?? []) {
+      const { transport: transportConfig, name, ...options } = relayConfig;
+      const transport = await createTransport(transportConfig, name);
+      const relay: Relay = createRelay({
+        ...options,
+        name,
+        database: db,
+        schema: config.schema,
+        transport,
+        workerId: values.worker,
+        onEvent: (event) => logRelayEvent(log, name, event),
+      });
+      await relay.start();
+      stops.push(() => relay.stop());
+      log.info({ relay: name, transport: transport.name, worker: relay.worker }, 'relay started');
+    }
+    if (config.webhooks) {
+      const { startWebhookDispatcher } = await import('../../webhook/index.ts');
+      const dispatcher = await startWebhookDispatcher({
+        ...(typeof config.webhooks === 'object' ? config.webhooks : {}),
+        database: db,
+        schema: config.schema,
+        onEvent: (event) => {
+          if (event.type === 'error') log.warn({ endpoint: event.endpointId, err: event.error.message }, 'webhook error');
+          else if (event.type !== 'attempt' && event.type !== 'relay') log.info({ ...event }, `webhook ${event.type}`);
+        },
+      });
+      stops.push(() => dispatcher.stop());
+      log.info('webhook dispatcher started');
+    }
+  } catch (error) {
+    await Promise.allSettled(stops.map((stop) => stop()));
+    await close();
+    throw error;
+  }
+  log.info({ config: file, database: where }, 'tidings relay running; SIGINT or SIGTERM stops it');
+  await shutdownSignal(log);
+  await Promise.allSettled(stops.map((stop) => stop()));
+  await close();
+  log.info('stopped');
+  return 0;
+}
+
+function logRelayEvent(log: Logger, relay: string, event: RelayEvent): void {
+  switch (event.type) {
+    case 'delivered':
+      log.debug({ relay, partition: event.partition, count: event.count }, 'delivered');
+      return;
+    case 'retry':
+      log.warn({ relay, partition: event.partition, eventId: event.eventId, attempt: event.attempt, err: event.error.message }, 'send failed; retrying');
+      return;
+    case 'dead-letter':
+      log.error({ relay, partition: event.partition, eventId: event.eventId, err: event.error.message }, 'dead letter');
+      return;
+    case 'error':
+      log.error({ relay, partition: event.partition, err: event.error.message }, 'relay error');
+      return;
+    default:
+      log.info({ relay, partition: event.partition }, event.type);
+  }
+}
+
+/** Resolves on the first SIGINT/SIGTERM (graceful stop); a second one exits at once. */
+function shutdownSignal(log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(130);
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping: finishing the batches in flight');
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

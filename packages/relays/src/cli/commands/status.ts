@@ -1,0 +1,48 @@
+import { status, type OutboxStatus } from '@tidings/outbox';
+import { databaseFlags, parseFlags, wholeNumber } from '../args.ts';
+import { openDatabase } from '../database.ts';
+
+export const help = `tidings status: where every relay stands
+
+  --json                  machine-readable output
+  --stalled-after SECS    a relay behind and idle this long counts as stalled (default: 60)
+  --database URL, --schema NAME
+
+Exits 1 when a relay is stalled, so it can serve as a health check.`;
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseFlags('status', args, { ...databaseFlags, json: { type: 'boolean' }, 'stalled-after': { type: 'string' } });
+  if (values.help) {
+    console.log(help);
+    return 0;
+  }
+  const stalledAfterSeconds = wholeNumber('stalled-after', values['stalled-after']);
+  const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
+  try {
+    const report = await status(db, { schema: values.schema, stalledAfterSeconds });
+    console.log(values.json ? JSON.stringify(report, null, 2) : render(report));
+    return report.relays.some((relay) => relay.stalled) ? 1 : 0;
+  } finally {
+    await close();
+  }
+}
+
+function render(report: OutboxStatus): string {
+  const lines = [`watermark held back for ${report.watermarkLagSeconds.toFixed(1)} s by the oldest writing transaction`];
+  if (report.relays.length === 0) lines.push('no relays have run yet');
+  for (const relay of report.relays) {
+    const state = relay.stalled ? 'STALLED' : relay.lagEvents === 0 ? 'caught up' : 'relaying';
+    lines.push(
+      '',
+      `relay ${relay.relay}: ${state}; ${relay.lagEvents} events behind (oldest ${relay.lagSeconds.toFixed(1)} s); ` +
+        `${relay.deadLetters} dead letters; workers: ${relay.workers.map((w) => w.worker).join(', ') || 'none'}`,
+      '  partition  owner                 behind  oldest(s)  cursor',
+    );
+    for (const p of relay.partitions) {
+      lines.push(
+        `  ${String(p.partition).padStart(9)}  ${(p.owner ?? '-').padEnd(20)}  ${String(p.lagEvents).padStart(6)}  ${p.lagSeconds.toFixed(1).padStart(9)}  ${p.cursor}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
