@@ -9,6 +9,8 @@ const commands: Record<string, () => Promise<Command>> = {
   status: () => import('./commands/status.ts'),
   'dead-letters': () => import('./commands/dead-letters.ts'),
   replay: () => import('./commands/replay.ts'),
+  endpoints: () => import('./commands/endpoints.ts'),
+  demo: () => import('./commands/demo.ts'),
 };
 
 const usage = `tidings: transactional outbox relays, dead letters and replay
@@ -18,6 +20,8 @@ const usage = `tidings: transactional outbox relays, dead letters and replay
   tidings status [--json]              cursors, lag, leases and dead letters; exit 1 when stalled
   tidings dead-letters list|retry|discard
   tidings replay --relay NAME --from TIME|CURSOR
+  tidings endpoints add|list|update|rotate-secret|disable|enable|remove
+  tidings demo                         see tidings work on its embedded database
 
 Every command takes --help. Without --database or DATABASE_URL, tidings uses its embedded
 database in ./.tidings (PGlite), so it works before any server is installed.`;

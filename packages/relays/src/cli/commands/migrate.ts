@@ -1,9 +1,10 @@
 import { migrate } from '@tidings/outbox';
 import { migrateInbox } from '@tidings/inbox';
+import { migrateWebhooks } from '../../webhook/index.ts';
 import { databaseFlags, parseFlags, wholeNumber } from '../args.ts';
 import { openDatabase } from '../database.ts';
 
-export const help = `tidings migrate: create or upgrade the outbox and inbox tables (safe to run again)
+export const help = `tidings migrate: create or upgrade the outbox, inbox and webhook tables (safe to run again)
 
   --database URL     PostgreSQL URL (default: DATABASE_URL, else the embedded database in .tidings/)
   --schema NAME      schema to use (default: tidings)
@@ -19,7 +20,7 @@ export async function run(args: string[]): Promise<number> {
   const { db, where, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
     const schema = values.schema;
-    const results = [await migrate(db, { schema, partitions }), await migrateInbox(db, { schema })];
+    const results = [await migrate(db, { schema, partitions }), await migrateInbox(db, { schema }), await migrateWebhooks(db, { schema })];
     for (const result of results) {
       console.log(`${result.component}: ${result.applied.length ? `applied ${result.applied.join(', ')}` : 'up to date'}`);
     }
