@@ -1,4 +1,4 @@
-export type { EventInput, Json, OutboxEvent, Position } from './event.ts';
+export { payloadJson, type EventInput, type Json, type OutboxEvent, type Position } from './event.ts';
 export {
   ConfigError,
   CursorExpiredError,

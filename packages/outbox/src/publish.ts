@@ -1,7 +1,7 @@
 import { ulid } from 'ulid';
 import { translatingErrors } from './driver-errors.ts';
 import { NotInTransactionError } from './errors.ts';
-import type { EventInput, OutboxEvent } from './event.ts';
+import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
 import { toExecutor } from './executor.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
@@ -58,17 +58,19 @@ export async function publish(
   const byId = new Map(rows.map((row) => [row.event_id, row]));
   return valid.map((event, i) => {
     const row = byId.get(ids[i]!)!;
-    return {
-      eventId: ids[i]!,
-      topic: event.topic,
-      key: event.key,
-      partition: row.partition,
-      payload: JSON.parse(event.payloadText),
-      headers: JSON.parse(event.headersText),
-      tenant: event.tenant,
-      createdAt: new Date(row.created_at),
-      position: { txId: row.tx_id, id: row.id },
-    };
+    return withJsonPayload(
+      {
+        eventId: ids[i]!,
+        topic: event.topic,
+        key: event.key,
+        partition: row.partition,
+        headers: JSON.parse(event.headersText) as Record<string, string>,
+        tenant: event.tenant,
+        createdAt: new Date(row.created_at),
+        position: { txId: row.tx_id, id: row.id },
+      },
+      event.payloadText,
+    );
   });
 }
 

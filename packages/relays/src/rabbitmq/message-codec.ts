@@ -1,4 +1,4 @@
-import type { Json, OutboxEvent } from '@tidings/outbox';
+import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 import type { MessageProperties, Options } from 'amqplib';
 import { InvalidMessageError, RabbitmqEncodeError } from './errors.ts';
 
@@ -80,7 +80,7 @@ export function encodeEvent(event: OutboxEvent): EncodedMessage {
     );
   }
   return {
-    content: Buffer.from(JSON.stringify(event.payload), 'utf8'),
+    content: Buffer.from(payloadJson(event), 'utf8'),
     properties: {
       messageId: event.eventId,
       type: event.topic,
