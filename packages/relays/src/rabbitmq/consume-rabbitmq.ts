@@ -14,7 +14,7 @@ import { KeyLanes } from './key-lanes.ts';
 import { amqpHeaders, decodeMessage, type ReceivedEvent } from './message-codec.ts';
 import { copyMessage, describeError } from './message-copy.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
-import { runInTransaction, type TransactionSource } from './transaction-source.ts';
+import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 import { pause } from './waiting.ts';
 
 /** A running consumer. */

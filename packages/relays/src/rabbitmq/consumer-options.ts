@@ -3,7 +3,7 @@ import { positiveIntegerOption } from './positive-integer-option.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { DeadLetterReason } from './errors.ts';
 import type { ReceivedEvent } from './message-codec.ts';
-import { isTransactionSource, type TransactionOf, type TransactionSource } from './transaction-source.ts';
+import { isTransactionSource, type TransactionOf, type TransactionSource } from '../shared/transaction-source.ts';
 import { defaultExchange } from './transport-options.ts';
 
 /** A binding of the consumer's queue: a routing key pattern on the `exchange` option, or on an exchange of your own. */

@@ -1,6 +1,6 @@
 import type { Channel } from 'amqplib';
 import { retryQueueName, type ResolvedConsumerOptions } from './consumer-options.ts';
-import type { TransactionSource } from './transaction-source.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
 
 /**
  * Declares what the consumer helper relies on; every step is idempotent, so it runs on each

@@ -30,4 +30,4 @@ export {
 } from './errors.ts';
 export { consumeRabbitmq, type RabbitmqConsumer } from './consume-rabbitmq.ts';
 export { retryQueueName, type ConsumeRabbitmqOptions, type QueueBinding, type RabbitmqConsumerEvent } from './consumer-options.ts';
-export type { KyselyLike, PgPoolLike, TransactionOf, TransactionRunner, TransactionSource } from './transaction-source.ts';
+export type { KyselyLike, PgPoolLike, TransactionOf, TransactionRunner, TransactionSource } from '../shared/transaction-source.ts';

@@ -39,4 +39,5 @@ export {
   type MemoryTransportOptions,
 } from './memory-transport.ts';
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
+export { kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';

@@ -13,7 +13,7 @@ export interface PgPoolLike<Client> {
   connect(): Promise<Client>;
 }
 
-/** Where the consumer helper opens the transaction that holds a handler's effects and its inbox mark. */
+/** Where a consumer helper opens the transaction that holds a handler's effects and its inbox mark or checkpoint. */
 export type TransactionSource = TransactionRunner<any> | KyselyLike<any> | Database | PgPoolLike<any>;
 
 /**
@@ -27,9 +27,9 @@ export type TransactionOf<Source> =
       ? Trx
       : Source extends Database
         ? Executor
-        : // pg's Pool overloads connect(); inference reads the last overload, the callback one.
-          Source extends { connect(callback: (error: any, client: infer Client, done: any) => void): void }
-          ? NonNullable<Client>
+        : // A pg Pool's connect() is overloaded (promise and callback); match both to infer its client.
+          Source extends { connect(): Promise<infer Client>; connect(callback: (...args: never[]) => void): void }
+          ? Client
           : Source extends PgPoolLike<infer Client>
             ? Client
             : never;
@@ -74,4 +74,14 @@ export function isTransactionSource(value: unknown): value is TransactionSource 
   if (typeof value !== 'object' || value === null) return false;
   const any = value as Record<string, unknown>;
   return typeof any.transaction === 'function' || typeof any.connect === 'function';
+}
+
+/**
+ * The handle `loadCheckpoint` reads through: the source itself when it can run a query, else
+ * a transaction of its own.
+ */
+export function readThrough<Source extends TransactionSource, R>(source: Source, fn: (db: unknown) => Promise<R>): Promise<R> {
+  const any = source as unknown as Record<string, unknown>;
+  if (typeof source !== 'function' && (typeof any.query === 'function' || typeof any.executeQuery === 'function')) return fn(source);
+  return runInTransaction(source, (trx) => fn(trx));
 }

@@ -1,0 +1,35 @@
+/** Exponential backoff with full jitter between `minMs` and `maxMs`. */
+export class Backoff {
+  readonly #minMs: number;
+  readonly #maxMs: number;
+  #attempt = 0;
+
+  constructor(minMs: number, maxMs: number) {
+    this.#minMs = minMs;
+    this.#maxMs = Math.max(minMs, maxMs);
+  }
+
+  /** The delay before the next attempt; grows with each call. */
+  next(): number {
+    const ceiling = Math.min(this.#maxMs, this.#minMs * 2 ** Math.min(this.#attempt++, 30));
+    return Math.round(this.#minMs + Math.random() * (ceiling - this.#minMs));
+  }
+}
+
+/** Sleeps `ms`; resolves early (without throwing) when `signal` aborts. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

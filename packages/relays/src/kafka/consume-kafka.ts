@@ -1,0 +1,155 @@
+import type { Consumer as KafkajsConsumer, Kafka } from 'kafkajs';
+import { asError, Backoff, pause } from './backoff.ts';
+import { BatchProcessor } from './batch-processor.ts';
+import { resolveConsumerOptions, type ConsumeKafkaOptions, type ResolvedConsumerOptions, type TopicPartition } from './consumer-options.ts';
+import { DeadLetterWriter } from './dead-letter-writer.ts';
+import { createKafkaClient } from './kafka-client.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
+
+/** A running consumer. */
+export interface KafkaConsumer {
+  readonly groupId: string;
+  /** Stops fetching, lets the transaction in progress commit (and its offset), then leaves the group. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Consumes Kafka topics in a consumer group and applies each event exactly once, in offset order
+ * per partition (so in order per key), inside the consumer's own database transactions.
+ *
+ * Records are applied in transactions of up to `batchSize`; Kafka's offset is committed only after
+ * the transaction committed, so a crash between the two means a redelivery, which is skipped:
+ * - mode `inbox` (default): each event id is marked in the inbox in the same transaction; a record
+ *   whose id is marked is skipped. This also removes the duplicates an at-least-once producer
+ *   writes into the topic (a relay that resent a batch after a failure).
+ * - mode `checkpoint`: the partition's next offset is stored in the inbox's checkpoint table in the
+ *   same transaction, compare-and-set against the offset the worker resumed from, so a member that
+ *   lost its partition cannot apply it twice. On every assignment consumption moves to the stored
+ *   offset (seek), whatever Kafka's committed offset says. No row per event, but a record is
+ *   applied once per *record*: use it for topics without duplicates, or handlers that are
+ *   idempotent per event anyway.
+ *
+ * A handler that throws is retried after a growing delay, its partition waiting (order is kept);
+ * with `deadLetterTopic`, after `retry.attempts` runs the record is copied there and passed over.
+ * Failures of the database do not use up attempts. kafkajs reconnects after a broker restart; a
+ * consumer that kafkajs gives up on is started again.
+ *
+ * @example
+ * import { consumeKafka } from '@tidings/relays/kafka';
+ *
+ * const consumer = await consumeKafka({
+ *   brokers: process.env.KAFKA_BROKERS!,
+ *   topics: ['orders.created'],
+ *   consumer: 'billing',
+ *   database: db, // kysely: the handler gets a Transaction
+ *   handler: async (trx, event) => {
+ *     await trx.insertInto('invoices').values({ order_id: (event.payload as { id: string }).id }).execute();
+ *   },
+ * });
+ * // on shutdown
+ * await consumer.close();
+ */
+export async function consumeKafka<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>): Promise<KafkaConsumer> {
+  const consumer = new Consumer(resolveConsumerOptions(options) as unknown as ResolvedConsumerOptions<TransactionSource>);
+  await consumer.start();
+  return consumer;
+}
+
+class Consumer implements KafkaConsumer {
+  readonly groupId: string;
+  readonly #options: ResolvedConsumerOptions<TransactionSource>;
+  readonly #kafka: Kafka;
+  readonly #ownsKafka: boolean;
+  readonly #stopping = new AbortController();
+  readonly #deadLetters: DeadLetterWriter | undefined;
+  readonly #processor: BatchProcessor<TransactionSource>;
+  #consumer: KafkajsConsumer | undefined;
+  #restarting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ResolvedConsumerOptions<TransactionSource>) {
+    this.#options = options;
+    this.groupId = options.groupId;
+    this.#ownsKafka = typeof (options.kafka as Kafka).consumer !== 'function';
+    this.#kafka = this.#ownsKafka ? createKafkaClient(options.kafka as Parameters<typeof createKafkaClient>[0]) : (options.kafka as Kafka);
+    this.#deadLetters = options.deadLetterTopic === undefined ? undefined : new DeadLetterWriter(this.#kafka, options.deadLetterTopic);
+    this.#processor = new BatchProcessor(options, (tp, offset) => this.#seek(tp, offset), this.#deadLetters, this.#stopping.signal);
+  }
+
+  async start(): Promise<void> {
+    const { groupId, sessionTimeoutMs, heartbeatIntervalMs, topics, fromBeginning, concurrency, onEvent } = this.#options;
+    const consumer = this.#kafka.consumer({
+      groupId,
+      sessionTimeout: sessionTimeoutMs,
+      heartbeatInterval: heartbeatIntervalMs,
+      maxWaitTimeInMs: 500,
+      retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 5_000, restartOnFailure: async () => !this.#stopping.signal.aborted },
+    });
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      const partitions: TopicPartition[] = Object.entries(payload.memberAssignment).flatMap(([topic, ids]) => ids.map((partition) => ({ topic, partition })));
+      onEvent({ type: 'assigned', partitions });
+      this.#processor.assigned(partitions);
+    });
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      const restarting = payload.restart && !this.#stopping.signal.aborted;
+      onEvent({ type: 'crashed', error: asError(payload.error), restarting });
+      // kafkajs restarts only after retriable failures; start a new consumer after the others.
+      if (!payload.restart && !this.#stopping.signal.aborted && this.#consumer === consumer) this.#restart();
+    });
+    this.#consumer = consumer;
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...topics], fromBeginning });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: concurrency,
+        eachBatch: (payload) => this.#processor.process(payload),
+      });
+    } catch (error) {
+      if (this.#consumer === consumer) this.#consumer = undefined;
+      await consumer.disconnect().catch(() => {});
+      throw error;
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#stopping.abort();
+      await this.#restarting;
+      // kafkajs waits for the batch in progress; the processor stops after its current transaction.
+      await this.#consumer?.disconnect().catch(() => {});
+      await this.#deadLetters?.close();
+    })();
+    return this.#closing;
+  }
+
+  #seek(tp: TopicPartition, offset: string): void {
+    try {
+      this.#consumer?.seek({ topic: tp.topic, partition: tp.partition, offset });
+    } catch (error) {
+      this.#options.onEvent({ type: 'error', ...tp, error: asError(error) });
+    }
+  }
+
+  #restart(): void {
+    this.#restarting ??= (async () => {
+      const old = this.#consumer;
+      this.#consumer = undefined;
+      await old?.disconnect().catch(() => {});
+      const backoff = new Backoff(this.#options.minDelayMs, this.#options.maxDelayMs);
+      while (!this.#stopping.signal.aborted) {
+        await pause(backoff.next(), this.#stopping.signal);
+        if (this.#stopping.signal.aborted) return;
+        try {
+          await this.start();
+          return;
+        } catch (error) {
+          this.#options.onEvent({ type: 'error', error: asError(error) });
+        }
+      }
+    })().finally(() => {
+      this.#restarting = undefined;
+    });
+  }
+}

@@ -1,0 +1,161 @@
+import { ConfigError } from '@tidings/outbox';
+import type { Kafka } from 'kafkajs';
+import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
+import type { KafkaEvent } from './record-codec.ts';
+import { isTransactionSource, type TransactionOf, type TransactionSource } from '../shared/transaction-source.ts';
+import { positive } from './transport-options.ts';
+
+/**
+ * How the consumer helper makes effects exactly once.
+ * - `inbox`: each event's id is marked in the inbox in the transaction of its effects, and a
+ *   delivery of an id already marked is skipped. Survives duplicates in the topic itself, which an
+ *   at-least-once producer (such as a relay that resent a batch) writes.
+ * - `checkpoint`: the next offset of each partition is stored in the consumer's database in the
+ *   transaction of the effects (compare-and-set), and consumption resumes from it. No row per
+ *   event, but each *record* is applied once: a record written twice is applied twice.
+ */
+export type KafkaConsumerMode = 'inbox' | 'checkpoint';
+
+/** A Kafka topic and partition. */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/** Something the consumer did; for logs, metrics and tests. */
+export type KafkaConsumerEvent =
+  | { readonly type: 'assigned'; readonly partitions: readonly TopicPartition[] }
+  /** Consumption of the partition moved to the offset stored in the database (mode `checkpoint`). */
+  | { readonly type: 'resumed'; readonly topic: string; readonly partition: number; readonly offset: string }
+  /** A database transaction with the effects of these records committed; the Kafka offset commit follows. */
+  | {
+      readonly type: 'committed';
+      readonly topic: string;
+      readonly partition: number;
+      readonly firstOffset: string;
+      readonly lastOffset: string;
+      readonly records: number;
+      /** Events whose handler ran; the others were duplicates the inbox skipped. */
+      readonly applied: number;
+    }
+  /** The handler threw; the record is tried again after `delayMs`, its partition waiting. */
+  | { readonly type: 'retry'; readonly topic: string; readonly partition: number; readonly offset: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
+  | { readonly type: 'dead-lettered'; readonly topic: string; readonly partition: number; readonly offset: string; readonly eventId: string | null; readonly error: Error }
+  /** Something failed that is not the handler's doing (database, offset commit, an unreadable record without a dead-letter topic); it is retried. */
+  | { readonly type: 'error'; readonly topic?: string; readonly partition?: number; readonly error: Error }
+  /** kafkajs stopped consuming; `restarting` says whether it starts again by itself. */
+  | { readonly type: 'crashed'; readonly error: Error; readonly restarting: boolean };
+
+export interface ConsumeKafkaOptions<Source extends TransactionSource> {
+  /** Bootstrap brokers, e.g. `localhost:9092`. Needed unless `kafka` is given. */
+  readonly brokers?: string | readonly string[];
+  /** Client settings: client id, TLS, SASL, timeouts, logging. */
+  readonly client?: Omit<KafkaClientOptions, 'brokers'>;
+  /** A kafkajs client of your own, instead of `brokers` and `client`. */
+  readonly kafka?: Kafka;
+  /** Topics to consume: names, or patterns matched against the topics that exist at start. */
+  readonly topics: readonly (string | RegExp)[];
+  /** The inbox consumer name: marks and checkpoints are kept under it. */
+  readonly consumer: string;
+  /** The Kafka consumer group. Default: the `consumer` name. */
+  readonly groupId?: string;
+  /** Where the handler's transaction runs: a kysely instance, a pg Pool, a tidings Database or a runner function. */
+  readonly database: Source;
+  /**
+   * Applies one event inside the transaction that also records it (inbox mark or checkpoint).
+   * Throwing rolls the transaction back and retries the record after a delay, its partition
+   * waiting, so the events of a key are always applied in order.
+   */
+  readonly handler: (trx: TransactionOf<Source>, event: KafkaEvent) => unknown;
+  /** Default `inbox`; see {@link KafkaConsumerMode}. */
+  readonly mode?: KafkaConsumerMode;
+  /** Schema of the inbox tables. Default `tidings`. */
+  readonly schema?: string;
+  /** Where a partition without a committed offset (or checkpoint) starts: its first record (default) or new records only. */
+  readonly fromBeginning?: boolean;
+  /** Most records applied in one database transaction. Default 100. */
+  readonly batchSize?: number;
+  /** Partitions handled at the same time, each in its own transaction. Default 1. */
+  readonly partitionsConsumedConcurrently?: number;
+  readonly retry?: {
+    /** Runs of the handler before a record goes to the dead-letter topic. Default 5. Without a dead-letter topic, retries never stop. */
+    readonly attempts?: number;
+    /** Delay before the first retry; it doubles up to `maxDelayMs`. Default 200 ms. */
+    readonly minDelayMs?: number;
+    /** Default 30 000 ms. */
+    readonly maxDelayMs?: number;
+  };
+  /**
+   * Where records go that cannot be applied: unreadable ones at once, failing ones after
+   * `retry.attempts` runs, with the reason in `tidings_*` headers. Without it, their partition waits.
+   */
+  readonly deadLetterTopic?: string;
+  /** A member that misses heartbeats this long leaves the group and its partitions move. Default 30 000 ms (at least 6 000 with Kafka's defaults). */
+  readonly sessionTimeoutMs?: number;
+  /** Default 3 000 ms. */
+  readonly heartbeatIntervalMs?: number;
+  readonly onEvent?: (event: KafkaConsumerEvent) => void;
+}
+
+export interface ResolvedConsumerOptions<Source extends TransactionSource> {
+  readonly kafka: Kafka | KafkaClientOptions;
+  readonly topics: readonly (string | RegExp)[];
+  readonly consumer: string;
+  readonly groupId: string;
+  readonly database: Source;
+  readonly handler: (trx: TransactionOf<Source>, event: KafkaEvent) => unknown;
+  readonly mode: KafkaConsumerMode;
+  readonly schema: string | undefined;
+  readonly fromBeginning: boolean;
+  readonly batchSize: number;
+  readonly concurrency: number;
+  readonly attempts: number;
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly deadLetterTopic: string | undefined;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly onEvent: (event: KafkaConsumerEvent) => void;
+}
+
+export function resolveConsumerOptions<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>): ResolvedConsumerOptions<Source> {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'pass an object with brokers, topics, consumer, database and handler');
+  if (typeof options.consumer !== 'string' || options.consumer === '') throw new ConfigError('consumer', 'pass the inbox consumer name, e.g. "billing"');
+  if (!Array.isArray(options.topics) || options.topics.length === 0 || options.topics.some((t) => typeof t !== 'string' && !(t instanceof RegExp))) {
+    throw new ConfigError('topics', 'pass a non-empty list of topic names or RegExps');
+  }
+  if (!isTransactionSource(options.database)) {
+    throw new ConfigError('database', 'pass a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
+  }
+  if (typeof options.handler !== 'function') throw new ConfigError('handler', 'pass a function (trx, event) => … that applies the event');
+  const mode = options.mode ?? 'inbox';
+  if (mode !== 'inbox' && mode !== 'checkpoint') throw new ConfigError('mode', `expected "inbox" or "checkpoint", got ${JSON.stringify(mode)}`);
+  const kafka = options.kafka ?? { ...options.client, brokers: brokerList(options.brokers) };
+  const minDelayMs = positive('retry.minDelayMs', options.retry?.minDelayMs, 200);
+  const sessionTimeoutMs = positive('sessionTimeoutMs', options.sessionTimeoutMs, 30_000);
+  const heartbeatIntervalMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.min(3_000, Math.floor(sessionTimeoutMs / 3)));
+  if (heartbeatIntervalMs * 2 > sessionTimeoutMs) throw new ConfigError('heartbeatIntervalMs', `must be at most half of sessionTimeoutMs (${sessionTimeoutMs})`);
+  if (options.deadLetterTopic !== undefined && !/^[A-Za-z0-9._-]{1,249}$/.test(options.deadLetterTopic)) {
+    throw new ConfigError('deadLetterTopic', `expected a Kafka topic name, got ${JSON.stringify(options.deadLetterTopic)}`);
+  }
+  return {
+    kafka,
+    topics: [...options.topics],
+    consumer: options.consumer,
+    groupId: options.groupId ?? options.consumer,
+    database: options.database,
+    handler: options.handler,
+    mode,
+    schema: options.schema,
+    fromBeginning: options.fromBeginning ?? true,
+    batchSize: positive('batchSize', options.batchSize, 100),
+    concurrency: positive('partitionsConsumedConcurrently', options.partitionsConsumedConcurrently, 1),
+    attempts: positive('retry.attempts', options.retry?.attempts, 5),
+    minDelayMs,
+    maxDelayMs: Math.max(minDelayMs, positive('retry.maxDelayMs', options.retry?.maxDelayMs, 30_000)),
+    deadLetterTopic: options.deadLetterTopic,
+    sessionTimeoutMs,
+    heartbeatIntervalMs,
+    onEvent: options.onEvent ?? (() => {}),
+  };
+}

@@ -1,0 +1,102 @@
+import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import type { KafkaSendError } from './errors.ts';
+import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
+import { kafkajsProducer } from './kafkajs-producer.ts';
+import type { KafkaProducerFactory } from './producer-client.ts';
+
+/** Something happened to the transport's requests or clients; for logs and metrics. */
+export type KafkaTransportEvent =
+  /** A producer client was made: the first, or a replacement after a failed request. */
+  | { readonly type: 'client-created'; readonly clients: number }
+  /** A produce request failed or timed out: its records are reported `retry`, and its client is replaced. */
+  | { readonly type: 'request-failed'; readonly records: number; readonly error: KafkaSendError };
+
+export interface KafkaTransportOptions {
+  /** The transport's name in relay logs and errors. Default `kafka`. */
+  readonly name?: string;
+  /** Bootstrap brokers of the default (kafkajs) producer, e.g. `localhost:9092`. Needed unless `producer` is given. */
+  readonly brokers?: string | readonly string[];
+  /** Client settings of the default producer: client id, TLS, SASL, timeouts, logging. */
+  readonly client?: Omit<KafkaClientOptions, 'brokers'>;
+  /** Compression of the default producer's requests. Default `none`. */
+  readonly compression?: 'none' | 'gzip';
+  /**
+   * The client seam: makes the producer clients the transport writes through. Default:
+   * `kafkajsProducer({ kafka: { brokers, ...client }, compression })`.
+   */
+  readonly producer?: KafkaProducerFactory;
+  /**
+   * The Kafka topic of each event. Default: the event's own topic.
+   *
+   * @example
+   * topic: (event) => `prod.${event.topic}` // or: (event) => event.topic.split('.')[0]
+   */
+  readonly topic?: (event: OutboxEvent) => string;
+  /**
+   * Largest record (value, key and headers) the transport sends; a larger event is `failed` at once.
+   * Default 1 048 000 bytes, within Kafka's default `max.message.bytes` (1 048 588).
+   */
+  readonly maxRecordBytes?: number;
+  /**
+   * Most record bytes in one produce request. A send normally goes out as one request, together
+   * with the sends made while the previous request was in flight; beyond this it is split into
+   * several requests, in order. Default 1 048 000 (so no partition's record batch can exceed the
+   * default `max.message.bytes`).
+   */
+  readonly maxRequestBytes?: number;
+  /**
+   * A send whose records are not all acknowledged this long after it was called reports `retry`
+   * for the rest; the request it waited for is abandoned and its client replaced. Default 30 000 ms.
+   */
+  readonly sendTimeoutMs?: number;
+  /** Most events per send, declared to the relay. Default: no limit. */
+  readonly maxBatchSize?: number;
+  readonly onEvent?: (event: KafkaTransportEvent) => void;
+}
+
+export interface ResolvedTransportOptions {
+  readonly name: string;
+  readonly producer: KafkaProducerFactory;
+  readonly topic: (event: OutboxEvent) => string;
+  readonly maxRecordBytes: number;
+  readonly maxRequestBytes: number;
+  readonly sendTimeoutMs: number;
+  readonly maxBatchSize: number | undefined;
+  readonly onEvent: (event: KafkaTransportEvent) => void;
+}
+
+export function resolveTransportOptions(options: KafkaTransportOptions): ResolvedTransportOptions {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'pass an object with at least { brokers } or { producer }');
+  if (options.producer !== undefined && typeof options.producer !== 'function') {
+    throw new ConfigError('producer', 'expected a function that makes a KafkaProducerClient, e.g. kafkajsProducer({ kafka: { brokers } })');
+  }
+  if (options.topic !== undefined && typeof options.topic !== 'function') throw new ConfigError('topic', 'expected a function (event) => Kafka topic name');
+  const compression = options.compression ?? 'none';
+  if (compression !== 'none' && compression !== 'gzip') throw new ConfigError('compression', `expected "none" or "gzip", got ${JSON.stringify(compression)}`);
+  const producer =
+    options.producer ??
+    (() => {
+      if (options.brokers === undefined) throw new ConfigError('brokers', 'give the bootstrap brokers (e.g. "localhost:9092"), or a producer client factory');
+      return kafkajsProducer({ kafka: { ...options.client, brokers: brokerList(options.brokers) }, compression });
+    })();
+  const maxRecordBytes = positive('maxRecordBytes', options.maxRecordBytes, 1_048_000);
+  const maxRequestBytes = positive('maxRequestBytes', options.maxRequestBytes, 1_048_000);
+  if (maxRequestBytes < maxRecordBytes) throw new ConfigError('maxRequestBytes', `must be at least maxRecordBytes (${maxRecordBytes}), so every record fits in a request`);
+  return {
+    name: options.name ?? 'kafka',
+    producer,
+    topic: options.topic ?? ((event) => event.topic),
+    maxRecordBytes,
+    maxRequestBytes,
+    sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 30_000),
+    maxBatchSize: options.maxBatchSize === undefined ? undefined : positive('maxBatchSize', options.maxBatchSize, 1),
+    onEvent: options.onEvent ?? (() => {}),
+  };
+}
+
+/** A whole number of at least 1, or the default when undefined. */
+export function positive(option: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw new ConfigError(option, `expected a whole number of at least 1, got ${String(value)}`);
+  return value;
+}

@@ -1,0 +1,168 @@
+import type { Consumer, ISocketFactory, Kafka } from 'kafkajs';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { brokerList, createKafkaClient, type KafkaClientOptions, type KafkaLogLevel } from '../kafka/kafka-client.ts';
+import { kafkaTransport, type KafkaTransport } from '../kafka/kafka-transport.ts';
+import { decodeRecord } from '../kafka/record-codec.ts';
+import type { KafkaTransportOptions } from '../kafka/transport-options.ts';
+import { collectingSubscription } from './conformance-subscription.ts';
+import { createFaultProxy, type FaultProxy } from './fault-proxy.ts';
+import type { ReceivedMessage, Subscription, TransportHarness } from './harness.ts';
+
+export interface KafkaHarnessOptions {
+  /** The broker. Default `KAFKA_BROKERS`, else `127.0.0.1:9092`. */
+  readonly brokers?: string;
+  /** Partitions of the topics the harness creates for subscriptions. Default 3. */
+  readonly partitions?: number;
+  /** Options of every transport the harness creates (they connect through the fault proxy). */
+  readonly transport?: Omit<KafkaTransportOptions, 'brokers' | 'producer' | 'client'>;
+  /**
+   * A broker of the test's own that the harness may stop and start (keeping its data): then
+   * `takeDown()` and `recover()` really stop and restart it. Default: the fault proxy plays the
+   * outage (open connections reset, new ones refused) while the broker keeps running.
+   */
+  readonly broker?: { stop(): Promise<void>; start(): Promise<void> };
+  /** What kafkajs logs, for debugging a failing check. Default `nothing`. */
+  readonly logLevel?: KafkaLogLevel;
+}
+
+/** The Kafka conformance harness, with its fault proxy and clients for extra tests. */
+export interface KafkaHarness extends TransportHarness {
+  /** Sits between the harness's transports and the (first) broker; subscriptions bypass it. */
+  readonly proxy: FaultProxy;
+  readonly brokers: string;
+  /** Client settings that reach the broker through the fault proxy, quietly. */
+  readonly proxiedClient: Omit<KafkaClientOptions, 'brokers'>;
+  /** A kafkajs client straight to the broker. */
+  readonly kafka: Kafka;
+  createTransport(options?: Omit<KafkaTransportOptions, 'brokers' | 'producer' | 'client'>): Promise<KafkaTransport>;
+  /** Creates `topic` with `partitions` (default: the harness's) unless it exists; deleted when the harness closes. */
+  createTopic(topic: string, partitions?: number): Promise<void>;
+}
+
+/**
+ * A {@link TransportHarness} over a real Kafka broker. Transports reach it through a
+ * {@link FaultProxy}: a socket factory sends every connection to the broker's advertised address
+ * through the proxy, so `cutConnections()` resets them and `takeDown()` makes the broker
+ * unreachable (unless `broker` is given: then it is really stopped and started again).
+ * Subscriptions are consumer groups of their own reading the topic from its beginning, straight
+ * from the broker.
+ *
+ * @example
+ * describeTransport('kafka', kafkaCapabilities, () => kafkaHarness({ brokers: process.env.KAFKA_BROKERS }));
+ */
+export async function kafkaHarness(options: KafkaHarnessOptions = {}): Promise<KafkaHarness> {
+  const brokers = options.brokers ?? process.env.KAFKA_BROKERS ?? '127.0.0.1:9092';
+  const partitions = options.partitions ?? 3;
+  const proxies = new Map<string, FaultProxy>();
+  for (const address of brokerList(brokers)) {
+    const at = address.lastIndexOf(':');
+    proxies.set(address, await createFaultProxy({ target: { host: address.slice(0, at), port: Number(address.slice(at + 1)) } }));
+  }
+  const proxy = proxies.values().next().value!;
+  const proxiedClient: Omit<KafkaClientOptions, 'brokers'> = {
+    logLevel: options.logLevel ?? 'nothing',
+    connectionTimeoutMs: 1_000,
+    requestTimeoutMs: 10_000,
+    socketFactory: throughProxies(proxies),
+  };
+  const kafka = createKafkaClient({ brokers, logLevel: 'nothing', connectionTimeoutMs: 1_000 });
+  const admin = kafka.admin();
+  await admin.connect();
+  const transports = new Set<KafkaTransport>();
+  const subscriptions = new Set<Subscription>();
+  const topics = new Set<string>();
+
+  const createTopic = async (topic: string, count = partitions): Promise<void> => {
+    topics.add(topic);
+    await admin.createTopics({ topics: [{ topic, numPartitions: count }], waitForLeaders: true });
+  };
+
+  return {
+    proxy,
+    brokers,
+    proxiedClient,
+    kafka,
+    createTopic,
+    async createTransport(overrides = {}) {
+      const transport = kafkaTransport({ sendTimeoutMs: 15_000, ...options.transport, ...overrides, brokers, client: proxiedClient });
+      transports.add(transport);
+      return transport;
+    },
+    async subscribe(topic) {
+      await createTopic(topic);
+      // Short session and retries: after a broker restart the group waits for the old member's
+      // session to expire before the restarted consumer gets its partitions back.
+      const consumer = kafka.consumer({
+        groupId: `tidings-harness-${randomBytes(6).toString('hex')}`,
+        maxWaitTimeInMs: 100,
+        sessionTimeout: 6_000,
+        heartbeatInterval: 500,
+        retry: { initialRetryTime: 100, maxRetryTime: 1_000, retries: 8 },
+      });
+      const subscription = collectingSubscription(topic, async () => {
+        subscriptions.delete(subscription);
+        await consumer.disconnect().catch(() => {});
+      });
+      await startReading(consumer, topic, (message) => subscription.push(message));
+      subscriptions.add(subscription);
+      return subscription;
+    },
+    faults: {
+      async takeDown() {
+        if (options.broker) return options.broker.stop();
+        for (const each of proxies.values()) {
+          each.refuseNew(true);
+          each.cutAll();
+        }
+      },
+      async recover() {
+        if (options.broker) return options.broker.start();
+        for (const each of proxies.values()) each.refuseNew(false);
+      },
+      async cutConnections() {
+        for (const each of proxies.values()) each.cutAll();
+      },
+    },
+    async close() {
+      for (const each of proxies.values()) each.refuseNew(false);
+      await Promise.allSettled([...transports].map((transport) => transport.close()));
+      await Promise.allSettled([...subscriptions].map((subscription) => subscription.close()));
+      await admin.deleteTopics({ topics: [...topics] }).catch(() => {});
+      await admin.disconnect().catch(() => {});
+      await Promise.allSettled([...proxies.values()].map((each) => each.close()));
+    },
+  };
+}
+
+/** Opens each connection to a proxied broker address through its proxy instead. */
+function throughProxies(proxies: ReadonlyMap<string, FaultProxy>): ISocketFactory {
+  return ({ host, port, onConnect }) => {
+    const proxy = proxies.get(`${host}:${port}`) ?? [...proxies].find(([address]) => address.endsWith(`:${port}`))?.[1];
+    const socket = net.connect(proxy ? { host: proxy.host, port: proxy.port } : { host, port }, onConnect);
+    socket.setKeepAlive(true, 60_000);
+    return socket;
+  };
+}
+
+async function startReading(consumer: Consumer, topic: string, push: (message: ReceivedMessage) => void): Promise<void> {
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ topic: from, partition, message }) => {
+        try {
+          const event = decodeRecord(from, partition, message);
+          push({ eventId: event.eventId, topic: event.topic, key: event.key, headers: event.headers, payload: event.payload });
+        } catch (error) {
+          // Shows up as an unexpected id, with the reason, in the suite's report.
+          push({ eventId: `undecodable: ${(error as Error).message}`, topic: from, key: null, headers: {}, payload: null });
+        }
+      },
+    });
+  } catch (error) {
+    await consumer.disconnect().catch(() => {});
+    throw error;
+  }
+}
+

@@ -1,0 +1,109 @@
+import type { OutboxEvent } from '@tidings/outbox';
+import { kafkaCapabilities } from '@tidings/relays/kafka';
+import { runCheck, transportChecks, kafkaHarness, type KafkaHarness } from '@tidings/relays/testing';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { judge, waitUntil } from '../../../test/support/check.ts';
+import { startRestartableKafka, type RestartableKafka } from '../../../test/support/kafka-broker.ts';
+import { startKafkaWorker, type KafkaWorkerProcess } from '../../../test/support/kafka-process.ts';
+import { kafkaWorld, repeated, runWorkload, type KafkaWorld } from '../../../test/support/kafka-world.ts';
+
+// A broker of this file's own, really stopped and started again (keeping its data).
+let broker: RestartableKafka;
+let world: KafkaWorld;
+const workers: KafkaWorkerProcess[] = [];
+
+beforeAll(async () => {
+  broker = await startRestartableKafka();
+  world = await kafkaWorld('kafka_restart', broker.brokers);
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((worker) => worker.kill()));
+});
+afterAll(async () => {
+  await world?.close();
+  await broker?.close();
+});
+
+describe('kafka transport conformance across a real broker restart', () => {
+  let harness: KafkaHarness;
+  beforeAll(async () => {
+    harness = await kafkaHarness({ brokers: broker.brokers, broker: { stop: () => broker.stop(), start: () => broker.start() } });
+  });
+  afterAll(async () => {
+    await harness?.close();
+  });
+  // The checks that take the destination down: here that is a real broker stop and start.
+  for (const check of transportChecks.filter((c) => c.name.includes('while the destination is down'))) {
+    it(check.name, { timeout: 120_000 }, () => runCheck(check, harness, kafkaCapabilities, {}, 'kafka restart'));
+  }
+});
+
+describe('the path from a committed transaction to an exactly-once effect over Kafka, under faults', () => {
+  it(
+    'applies every committed event once, in commit order per key, through relays killed mid-batch, a broker restart and consumers killed between their database and offset commits',
+    { timeout: 180_000 },
+    async () => {
+      const topic = await world.topic('e2e', 4);
+      const relayEnv = { KAFKA_BROKERS: broker.brokers, TIDINGS_SCHEMA: world.schema, TIDINGS_RELAY: 'e2e', TIDINGS_TOPIC: topic };
+      const consumerEnv = (mode: string) => ({ KAFKA_BROKERS: broker.brokers, TIDINGS_SCHEMA: world.schema, TIDINGS_TOPIC: topic, TIDINGS_CONSUMER: mode, TIDINGS_MODE: mode, TIDINGS_BATCH: '10' });
+      const start = (kind: 'relay' | 'consumer', name: string, env: Record<string, string>) => {
+        const worker = startKafkaWorker(kind, name, env);
+        workers.push(worker);
+        return worker;
+      };
+      const delivered = () => workers.filter((w) => w.name.startsWith('relay')).flatMap((w) => w.lines).reduce((n, l) => n + (l.type === 'delivered' ? Number(l.count) : 0), 0);
+
+      // Consumers that die right after their 4th database commit, before its offset commit; then replacements.
+      const consumerStory = async (mode: 'inbox' | 'checkpoint'): Promise<void> => {
+        const first = start('consumer', `${mode}-1`, { ...consumerEnv(mode), TIDINGS_CRASH_AFTER_COMMITS: '4' });
+        expect(await first.exited).toBe('SIGKILL');
+        start('consumer', `${mode}-2`, consumerEnv(mode));
+      };
+      // Relays: the first dies after Kafka acknowledged a batch it never recorded, the second with a request in flight.
+      const relayStory = async (): Promise<void> => {
+        expect(await start('relay', 'relay-1', { ...relayEnv, TIDINGS_CRASH: 'after-ack:4' }).exited).toBe('SIGKILL');
+        expect(await start('relay', 'relay-2', { ...relayEnv, TIDINGS_CRASH: 'in-flight:6' }).exited).toBe('SIGKILL');
+        start('relay', 'relay-3', relayEnv);
+      };
+      // Kafka stops (clean shutdown) and starts again while the third relay is sending.
+      const brokerStory = async (): Promise<void> => {
+        await waitUntil('the third relay delivered', async () => workers.some((w) => w.name === 'relay-3' && w.lines.some((l) => l.type === 'delivered')), 60_000);
+        await broker.restart();
+      };
+
+      const stories = Promise.all([consumerStory('inbox'), consumerStory('checkpoint'), relayStory(), brokerStory()]);
+      const committed = await runWorkload(world, topic, { transactions: 100, perTransaction: 10, keys: 8, concurrency: 2, pauseMs: 40 });
+      await stories;
+
+      // inbox mode: every committed event exactly once, in commit order per key, nothing else.
+      await expectAllApplied('inbox', committed);
+      expect(judge(committed, await world.effects('inbox'))).toEqual({ lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
+
+      // checkpoint mode: every record of the topic exactly once (relay duplicates included), so every
+      // committed event at least once and its first application in commit order per key.
+      await expectAllApplied('checkpoint', committed);
+      const records = await world.readTopic(topic);
+      const effects = await world.effects('checkpoint');
+      expect(repeated(effects.map((r) => `${r.partition}@${r.record_offset}`)), 'records applied more than once').toEqual({});
+      expect(effects.length).toBe(records.length);
+      const report = judge(committed, effects);
+      expect({ ...report, duplicated: {} }).toEqual({ lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
+      expect(report.duplicated).toEqual(repeated(records.map((r) => r.eventId)));
+
+      console.info(
+        `e2e under faults: ${committed.length} committed events, ${records.length} records in Kafka ` +
+          `(${Object.keys(report.duplicated).length} written twice by relays that died), ${delivered()} deliveries reported by relays`,
+      );
+    },
+  );
+});
+
+async function expectAllApplied(consumer: string, committed: readonly OutboxEvent[]): Promise<void> {
+  const wanted = new Set(committed.map((e) => e.eventId));
+  await waitUntil(`${consumer} applied all ${wanted.size} committed events`, async () => {
+    const applied = new Set((await world.effects(consumer)).map((r) => r.event_id));
+    return [...wanted].every((id) => applied.has(id));
+  }, 90_000);
+  await sleep(500);
+}
