@@ -99,3 +99,13 @@ export class LeaseLostError extends TidingsError {
     this.partition = partition;
   }
 }
+
+/** A transport was used after `close()`: nothing of that send went out. */
+export class TransportClosedError extends TidingsError {
+  override readonly name = 'TransportClosedError';
+  readonly transport: string;
+  constructor(transport: string, detail = 'nothing was sent. Create a new transport to send again.') {
+    super(`transport "${transport}" is closed; ${detail}`);
+    this.transport = transport;
+  }
+}

@@ -8,6 +8,7 @@ export {
   NotInTransactionError,
   SchemaMissingError,
   TidingsError,
+  TransportClosedError,
   type InvalidEventReason,
 } from './errors.ts';
 export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';

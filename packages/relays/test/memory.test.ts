@@ -1,4 +1,4 @@
-import { delivered, retry, type SendOutcome, type Transport } from '@tidings/outbox';
+import { delivered, retry, TransportClosedError, type SendOutcome, type Transport } from '@tidings/outbox';
 import {
   ArrivalAssertionError,
   assertAllArrived,
@@ -13,7 +13,6 @@ import {
   testEvent,
   testEvents,
   transportChecks,
-  TransportClosedError,
   type ConformanceOptions,
   type MemoryHarnessOptions,
   type TransportHarness,

@@ -1,6 +1,6 @@
 import { CheckpointConflictError, inbox, type Inbox } from '@tidings/inbox';
 import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
-import { asError, Backoff, pause } from './backoff.ts';
+import { asError, Backoff, pause } from '../shared/backoff.ts';
 import type { ResolvedConsumerOptions, TopicPartition } from './consumer-options.ts';
 import type { DeadLetterWriter, KafkaDeadLetterReason } from './dead-letter-writer.ts';
 import { decodeRecord, type KafkaEvent } from './record-codec.ts';

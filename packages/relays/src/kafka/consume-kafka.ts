@@ -1,5 +1,5 @@
 import type { Consumer as KafkajsConsumer, Kafka } from 'kafkajs';
-import { asError, Backoff, pause } from './backoff.ts';
+import { asError, Backoff, pause } from '../shared/backoff.ts';
 import { BatchProcessor } from './batch-processor.ts';
 import { resolveConsumerOptions, type ConsumeKafkaOptions, type ResolvedConsumerOptions, type TopicPartition } from './consumer-options.ts';
 import { DeadLetterWriter } from './dead-letter-writer.ts';

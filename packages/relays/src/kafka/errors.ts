@@ -41,15 +41,6 @@ export class KafkaSendError extends TidingsError {
   }
 }
 
-/** `send()` after `close()`: nothing of that batch was sent. */
-export class KafkaTransportClosedError extends TidingsError {
-  override readonly name = 'KafkaTransportClosedError';
-  readonly transport: string;
-  constructor(transport: string) {
-    super(`transport "${transport}" is closed; nothing was sent. Create a new transport to send again.`);
-    this.transport = transport;
-  }
-}
 
 /** Why the consumer helper cannot turn a Kafka record into an event. */
 export type InvalidRecordReason = 'no-value' | 'invalid-json';

@@ -33,7 +33,6 @@ export {
   InvalidRecordError,
   KafkaEncodeError,
   KafkaSendError,
-  KafkaTransportClosedError,
   type InvalidRecordReason,
   type KafkaEncodeProblem,
   type KafkaSendProblem,

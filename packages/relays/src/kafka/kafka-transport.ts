@@ -1,5 +1,5 @@
-import { failed, retry, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
-import { KafkaSendError, KafkaTransportClosedError } from './errors.ts';
+import { failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { KafkaSendError } from './errors.ts';
 import { PendingSend, ProduceQueue, type ProduceRequest } from './produce-queue.ts';
 import type { KafkaProducerClient } from './producer-client.ts';
 import { encodeEvent, type EncodedRecord } from './record-codec.ts';
@@ -81,7 +81,7 @@ class KafkaPublisher implements KafkaTransport {
   }
 
   send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
-    if (this.#closing) return Promise.reject(new KafkaTransportClosedError(this.name));
+    if (this.#closing) return Promise.reject(new TransportClosedError(this.name));
     if (signal.aborted) return Promise.reject(signal.reason);
     const outcomes: (SendOutcome | undefined)[] = new Array(batch.length);
     const records = this.#encode(batch, outcomes);

@@ -20,28 +20,6 @@ export interface ConnectionSettings {
   readonly connectionName?: string;
 }
 
-/** Exponential backoff with full jitter between `minMs` and `maxMs`. */
-export class Backoff {
-  readonly #minMs: number;
-  readonly #maxMs: number;
-  #attempt = 0;
-
-  constructor(minMs: number, maxMs: number) {
-    this.#minMs = minMs;
-    this.#maxMs = Math.max(minMs, maxMs);
-  }
-
-  /** The delay before the next attempt; grows with each call until `reset()`. */
-  next(): number {
-    const ceiling = Math.min(this.#maxMs, this.#minMs * 2 ** this.#attempt++);
-    return this.#minMs + Math.random() * (ceiling - this.#minMs);
-  }
-
-  reset(): void {
-    this.#attempt = 0;
-  }
-}
-
 /**
  * Opens an AMQP connection with a deadline on the whole handshake and a heartbeat, so that a
  * broker that accepts TCP but never answers, or a peer that silently vanished, is noticed.

@@ -1,6 +1,6 @@
 import { inbox, type Inbox } from '@tidings/inbox';
 import type { ConsumeMessage } from 'amqplib';
-import { Backoff } from './connection.ts';
+import { Backoff, pause } from '../shared/backoff.ts';
 import {
   resolveConsumerOptions,
   retryQueueName,
@@ -15,7 +15,6 @@ import { amqpHeaders, decodeMessage, type ReceivedEvent } from './message-codec.
 import { copyMessage, describeError } from './message-copy.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
-import { pause } from './waiting.ts';
 
 /** A running consumer. */
 export interface RabbitmqConsumer {

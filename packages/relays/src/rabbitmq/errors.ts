@@ -81,15 +81,6 @@ export class RabbitmqEncodeError extends TidingsError {
   }
 }
 
-/** `send()` after `close()`: nothing of that batch was published. */
-export class RabbitmqTransportClosedError extends TidingsError {
-  override readonly name = 'RabbitmqTransportClosedError';
-  readonly transport: string;
-  constructor(transport: string) {
-    super(`transport "${transport}" is closed; nothing was sent. Create a new transport to send again.`);
-    this.transport = transport;
-  }
-}
 
 /** Why the consumer helper sent a message to the dead-letter exchange; carried in the `x-tidings-dead-letter-reason` header. */
 export type DeadLetterReason = 'missing-message-id' | 'invalid-json' | 'unsupported-content-type' | 'handler-failed';

@@ -22,7 +22,6 @@ export {
   RabbitmqConnectionError,
   RabbitmqEncodeError,
   RabbitmqNackError,
-  RabbitmqTransportClosedError,
   RabbitmqUnroutableError,
   type ConnectionProblem,
   type DeadLetterReason,

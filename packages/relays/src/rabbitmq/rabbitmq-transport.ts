@@ -1,6 +1,7 @@
-import { delivered, failed, retry, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
-import { Backoff, describeUrl } from './connection.ts';
-import { RabbitmqConnectionError, RabbitmqEncodeError, RabbitmqNackError, RabbitmqTransportClosedError, RabbitmqUnroutableError } from './errors.ts';
+import { delivered, failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { Backoff } from '../shared/backoff.ts';
+import { describeUrl } from './connection.ts';
+import { RabbitmqConnectionError, RabbitmqEncodeError, RabbitmqNackError, RabbitmqUnroutableError } from './errors.ts';
 import { encodeEvent, type EncodedMessage } from './message-codec.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
 import { resolveTransportOptions, type RabbitmqRoute, type RabbitmqTransportOptions, type ResolvedTransportOptions } from './transport-options.ts';
@@ -106,7 +107,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
   }
 
   send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
-    if (this.#closing) return Promise.reject(new RabbitmqTransportClosedError(this.name));
+    if (this.#closing) return Promise.reject(new TransportClosedError(this.name));
     if (signal.aborted) return Promise.reject(signal.reason);
     if (batch.length === 0) return Promise.resolve([]);
     // Registered before the first await, so that close() called right after waits for it.
@@ -123,7 +124,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#active]);
-      this.#lifetime.abort(new RabbitmqTransportClosedError(this.name));
+      this.#lifetime.abort(new TransportClosedError(this.name));
       await this.#connecting?.catch(() => {});
       await this.#link?.close(this.#options.publishTimeoutMs);
     })();

@@ -1,6 +1,8 @@
 import { collectingSubscription } from './conformance-subscription.ts';
 import type { Subscription, TransportHarness } from './harness.ts';
-import { MemoryBroker, MemoryTransport, type DownBehaviour } from './memory-transport.ts';
+import { MemoryBroker } from './memory-broker.ts';
+import type { DownBehaviour } from './memory-broker-faults.ts';
+import { MemoryTransport } from './memory-transport.ts';
 
 export interface MemoryHarnessOptions {
   /** Broker latency, so that sends are in flight long enough to be cut or aborted. Default 0. */

@@ -25,19 +25,9 @@ export { memoryHarness, type MemoryHarness, type MemoryHarnessOptions } from './
 export { collectingSubscription, type CollectingSubscription } from './conformance-subscription.ts';
 export { newEventId, sampleEvents, testEvent, testEvents, type SampleEvent, type TestEventInit, type TestEventsInit } from './events.ts';
 export type { ReceivedMessage, Subscription, TransportFaults, TransportHarness } from './harness.ts';
-export {
-  MemoryBroker,
-  MemoryBrokerError,
-  memoryCapabilities,
-  MemoryTransport,
-  memoryTransport,
-  TransportClosedError,
-  type DownBehaviour,
-  type FailurePredicate,
-  type MemoryBrokerOptions,
-  type MemoryFailureReason,
-  type MemoryTransportOptions,
-} from './memory-transport.ts';
+export { MemoryBroker, type MemoryBrokerOptions } from './memory-broker.ts';
+export { MemoryBrokerError, type DownBehaviour, type FailurePredicate, type MemoryFailureReason } from './memory-broker-faults.ts';
+export { memoryCapabilities, MemoryTransport, memoryTransport, type MemoryTransportOptions } from './memory-transport.ts';
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
 export { kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';

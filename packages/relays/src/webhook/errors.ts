@@ -136,10 +136,3 @@ export class EndpointNotFoundError extends TidingsError {
   }
 }
 
-/** `send()` was called on a webhook transport after `close()`. */
-export class WebhookTransportClosedError extends TidingsError {
-  override readonly name = 'WebhookTransportClosedError';
-  constructor(url: string) {
-    super(`the webhook transport for ${url} is closed; create a new one to send again.`);
-  }
-}

@@ -27,7 +27,6 @@ export {
   InvalidEndpointError,
   WebhookAddressRefusedError,
   WebhookDeliveryError,
-  WebhookTransportClosedError,
   WebhookVerificationError,
   type AddressCategory,
   type DeliveryFailure,

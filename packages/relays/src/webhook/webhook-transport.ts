@@ -1,10 +1,10 @@
-import { delivered, failed, retry, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { delivered, failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { encodeEnvelope } from './envelope.ts';
-import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookTransportClosedError, type DeliveryFailure } from './errors.ts';
+import { WebhookAddressRefusedError, WebhookDeliveryError, type DeliveryFailure } from './errors.ts';
 import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
 import { post } from './http-post.ts';
 import { parseRetryAfter } from './retry-after.ts';
@@ -104,7 +104,7 @@ export class WebhookTransport implements Transport {
   }
 
   async send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
-    if (this.#closing) throw new WebhookTransportClosedError(this.url);
+    if (this.#closing) throw new TransportClosedError(`webhook ${this.url}`);
     const sending = this.#sendInOrder(batch, signal);
     this.#inFlight.add(sending);
     try {

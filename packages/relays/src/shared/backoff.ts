@@ -9,10 +9,15 @@ export class Backoff {
     this.#maxMs = Math.max(minMs, maxMs);
   }
 
-  /** The delay before the next attempt; grows with each call. */
+  /** The delay before the next attempt; grows with each call until `reset()`. */
   next(): number {
     const ceiling = Math.min(this.#maxMs, this.#minMs * 2 ** Math.min(this.#attempt++, 30));
     return Math.round(this.#minMs + Math.random() * (ceiling - this.#minMs));
+  }
+
+  /** After a success: the next delay is the shortest again. */
+  reset(): void {
+    this.#attempt = 0;
   }
 }
 
