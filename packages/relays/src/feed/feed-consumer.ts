@@ -86,6 +86,8 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
         const connection = new AbortController();
         const onStop = (): void => connection.abort(signal.reason);
         signal.addEventListener('abort', onStop, { once: true });
+        // stop() may have come while the checkpoint was loading, before the listener existed.
+        if (signal.aborted) onStop();
         try {
           delayMs = (await connect(session(connection.signal))).reconnectAfterMs ?? 0;
         } finally {

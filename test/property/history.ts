@@ -1,0 +1,128 @@
+/**
+ * A Jepsen-style history of one property run: every business transaction as it was invoked and how
+ * it ended, the faults injected between them, and what the destination and the consumer's effects
+ * table held once the system drained. Plain data, written as JSON when a run fails.
+ */
+
+/** How a business transaction ended, as its client saw it. */
+export type Outcome = 'ok' | 'fail' | 'unknown';
+
+/** One event written by a business transaction, with its place in the outbox log. */
+export interface PublishedEvent {
+  readonly eventId: string;
+  readonly key: string | null;
+  /** The log position `(tx_id, id)`, as decimal strings: per-key order is the order of these. */
+  readonly txId: string;
+  readonly id: string;
+}
+
+export interface TransactionOp {
+  readonly type: 'transaction';
+  /** Sequence number of the transaction within the run. */
+  readonly tx: number;
+  /** What the client did: `commit`, `rollback`, `commit-cut` (connection cut during COMMIT), ... */
+  readonly action: string;
+  /** Published with `notify: false` (models a lost NOTIFY). */
+  readonly silent: boolean;
+  readonly events: readonly PublishedEvent[];
+  /** Undefined while the transaction is still open. */
+  outcome: Outcome | undefined;
+  /** Milliseconds since the run started. */
+  readonly invokedAt: number;
+  completedAt: number | undefined;
+  /** Why the client saw `fail` or `unknown`. */
+  error?: string;
+}
+
+export interface FaultOp {
+  readonly type: 'fault';
+  readonly name: string;
+  readonly detail?: string;
+  readonly at: number;
+}
+
+export type HistoryOp = TransactionOp | FaultOp;
+
+/** One message as it reached the destination (duplicates included), in arrival order. */
+export interface Arrival {
+  readonly eventId: string;
+  readonly key: string | null;
+}
+
+/** One application of an event's effect by an inbox-guarded handler (a row of the effects table). */
+export interface Effect {
+  readonly eventId: string;
+  readonly key: string | null;
+}
+
+export interface History {
+  readonly destination: string;
+  readonly ops: readonly HistoryOp[];
+  arrivals: readonly Arrival[];
+  effects: readonly Effect[];
+}
+
+/** Appends to a history while a run goes on. */
+export class HistoryRecorder {
+  readonly #started = Date.now();
+  readonly #ops: HistoryOp[] = [];
+  #tx = 0;
+  readonly destination: string;
+
+  constructor(destination: string) {
+    this.destination = destination;
+  }
+
+  /** Records that a transaction began; call `published`, then `complete` when it ends. */
+  invoke(action: string, silent: boolean): TransactionOp {
+    const op: TransactionOp = {
+      type: 'transaction',
+      tx: ++this.#tx,
+      action,
+      silent,
+      events: [],
+      outcome: undefined,
+      invokedAt: this.#now(),
+      completedAt: undefined,
+    };
+    this.#ops.push(op);
+    return op;
+  }
+
+  published(op: TransactionOp, events: readonly PublishedEvent[]): void {
+    (op.events as PublishedEvent[]).push(...events);
+  }
+
+  complete(op: TransactionOp, outcome: Outcome, error?: unknown): void {
+    op.outcome = outcome;
+    op.completedAt = this.#now();
+    if (error !== undefined) op.error = error instanceof Error ? error.message : String(error);
+  }
+
+  fault(name: string, detail?: string): void {
+    this.#ops.push(detail === undefined ? { type: 'fault', name, at: this.#now() } : { type: 'fault', name, detail, at: this.#now() });
+  }
+
+  get ops(): readonly HistoryOp[] {
+    return this.#ops;
+  }
+
+  /** Events of transactions the client saw commit. */
+  committedIds(): string[] {
+    return transactions(this.#ops)
+      .filter((op) => op.outcome === 'ok')
+      .flatMap((op) => op.events.map((e) => e.eventId));
+  }
+
+  history(arrivals: readonly Arrival[], effects: readonly Effect[]): History {
+    return { destination: this.destination, ops: this.#ops, arrivals, effects };
+  }
+
+  #now(): number {
+    return Date.now() - this.#started;
+  }
+}
+
+export function transactions(ops: readonly HistoryOp[]): TransactionOp[] {
+  return ops.filter((op): op is TransactionOp => op.type === 'transaction');
+}

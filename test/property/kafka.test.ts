@@ -1,0 +1,8 @@
+import { describe, it } from 'vitest';
+import { kafkaDestination as destination } from './destinations/kafka.ts';
+import { runProperty } from './run-property.ts';
+import { settings } from './settings.ts';
+
+describe('the Kafka transport under faults', () => {
+  it('delivers every committed event at least once, in per-key log order, with exactly-once effects', () => runProperty(destination), settings(destination.ciRuns).testTimeoutMs);
+});
