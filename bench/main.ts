@@ -1,0 +1,134 @@
+/**
+ * `npm run bench [-- --quick] [--only a,b] [--out FILE]`: measures tidings on this machine against
+ * the real services, prints a table on stdout (progress on stderr) and writes every figure to
+ * bench/results.json (bench/results-quick.json with --quick). See bench/README.md.
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import checkBrokers from '../test/support/services-brokers.ts';
+import checkPostgres from '../test/support/services-postgres.ts';
+import { services } from '../test/support/env.ts';
+import { memoryTransport, MemoryBroker } from '@tidings/relays/testing';
+import type { Destination } from './destinations/destination.ts';
+import { kafkaDestination } from './destinations/kafka.ts';
+import { rabbitmqDestination } from './destinations/rabbitmq.ts';
+import { webhookDestination } from './destinations/webhook.ts';
+import { describeMachine } from './machine.ts';
+import { fullPlan, quickPlan, type Plan } from './plans.ts';
+import { report, type Results } from './report.ts';
+import { drainBroker } from './scenarios/drain-brokers.ts';
+import { drainMemory } from './scenarios/drain-memory.ts';
+import { inboxOverhead } from './scenarios/inbox.ts';
+import { relayLatency, sseLatency } from './scenarios/latency.ts';
+import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
+import { writeOverhead } from './scenarios/write.ts';
+import { progress } from './support.ts';
+
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling'] as const;
+type Scenario = (typeof scenarios)[number];
+
+const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
+
+  --quick   a small run of every scenario (under two minutes once the services run)
+  --only    run only these scenarios (comma-separated)
+  --out     where the JSON goes (default bench/results.json, bench/results-quick.json with --quick)`;
+
+function options(): { quick: boolean; only: Set<Scenario>; out: string } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } },
+    }));
+  } catch (error) {
+    fail(`${(error as Error).message}\n${usage}`);
+  }
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const only = new Set((values.only ?? scenarios.join(',')).split(',').map((s) => s.trim()) as Scenario[]);
+  for (const name of only) if (!scenarios.includes(name)) fail(`unknown scenario "${name}": choose from ${scenarios.join(', ')}`);
+  const out = values.out ?? new URL(values.quick ? './results-quick.json' : './results.json', import.meta.url).pathname;
+  return { quick: values.quick, only, out };
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const { quick, only, out } = options();
+  const plan: Plan = quick ? quickPlan : fullPlan;
+  const started = Date.now();
+  await checkPostgres();
+  const needsBrokers = only.has('drain') || only.has('latency');
+  const stopBrokers = needsBrokers ? await checkBrokers() : undefined;
+  const results: Results = {
+    date: new Date().toISOString(),
+    quick,
+    machine: await describeMachine(services),
+    plan,
+  };
+  const destinations: Destination[] = [];
+  try {
+    if (only.has('write')) {
+      progress('write: one business row per transaction, with and without an event');
+      results.write = await writeOverhead(plan.write);
+    }
+    if (only.has('inbox')) {
+      progress('inbox: a handler transaction with and without the inbox');
+      results.inbox = await inboxOverhead(plan.inbox);
+    }
+    if (needsBrokers) {
+      destinations.push(await rabbitmqDestination(services.rabbitmq), await kafkaDestination(services.kafka, plan.drainKafka.batchSize), await webhookDestination());
+    }
+    const [rabbitmq, kafkaDest, webhook] = destinations;
+    if (only.has('drain')) {
+      progress('drain: a backlog drained by one relay worker, against the limit of each destination');
+      results.drain = {
+        memory: await drainMemory(plan.drainMemory),
+        rabbitmq: await drainBroker(rabbitmq!, plan.drainRabbitmq),
+        kafka: await drainBroker(kafkaDest!, plan.drainKafka),
+        webhook: await drainBroker(webhook!, plan.drainWebhook),
+      };
+    }
+    if (only.has('latency')) {
+      progress(`latency: commit to acknowledgement at ${plan.latency.rate} events/s`);
+      const on = async (destination: Destination, label: string) => {
+        const target = await destination.target();
+        try {
+          return await relayLatency(label, () => target.transport(), plan.latency);
+        } finally {
+          await target.dispose();
+        }
+      };
+      results.latency = {
+        memory: await relayLatency('memory', () => memoryTransport({ broker: new MemoryBroker({ retain: 1 }) }), plan.latency),
+        rabbitmq: await on(rabbitmq!, 'rabbitmq'),
+        kafka: await on(kafkaDest!, 'kafka'),
+        webhook: await on(webhook!, 'webhook'),
+        sse: await sseLatency(plan.latency),
+      };
+    }
+    if (only.has('scaling')) {
+      progress('scaling: a large backlog against a small one, and more worker processes');
+      const backlog = await backlogScaling(plan.backlog);
+      results.scaling = { backlog_ratio: backlog.backlog_ratio, backlog, workers: await workerScaling(plan.workers) };
+    }
+  } finally {
+    await Promise.all(destinations.map((destination) => destination.close()));
+    await stopBrokers?.();
+  }
+  results.seconds = Math.round((Date.now() - started) / 1000);
+  fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(report(results));
+  console.log(`\n${results.seconds} s; figures in ${out}`);
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error(`bench: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+}

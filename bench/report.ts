@@ -1,0 +1,98 @@
+import type { Machine } from './machine.ts';
+import type { Plan } from './plans.ts';
+import type { DrainBrokerResult } from './scenarios/drain-brokers.ts';
+import type { DrainMemoryResult } from './scenarios/drain-memory.ts';
+import type { InboxResult } from './scenarios/inbox.ts';
+import type { LatencyResult } from './scenarios/latency.ts';
+import type { BacklogResult } from './scenarios/scaling.ts';
+import type { WriteResult } from './scenarios/write.ts';
+import { format } from './support.ts';
+
+/** Everything one bench run measured: the shape of bench/results.json. */
+export interface Results {
+  date: string;
+  quick: boolean;
+  machine: Machine;
+  plan: Plan;
+  seconds?: number;
+  write?: WriteResult;
+  inbox?: InboxResult;
+  drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
+  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
+  scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
+}
+
+interface Row {
+  readonly figure: string;
+  readonly value: number | undefined;
+  readonly unit?: string;
+  /** The goal, when the figure has one. */
+  readonly target?: { readonly atLeast?: number; readonly atMost?: number };
+  readonly note?: string;
+}
+
+/** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
+export function report(results: Results): string {
+  const { write, inbox, drain, latency, scaling, machine } = results;
+  const rows: Row[] = [];
+  if (write) {
+    rows.push(
+      { figure: 'write.overhead_ratio', value: write.overhead_ratio, target: { atMost: 1.25 }, note: `${format(write.plain_tx_per_s)} vs ${format(write.event_tx_per_s)} tx/s` },
+      { figure: 'write.overhead_ratio_no_notify', value: write.overhead_ratio_no_notify, note: `${format(write.event_no_notify_tx_per_s)} tx/s with the event, no NOTIFY` },
+    );
+  }
+  if (inbox) {
+    rows.push({ figure: 'inbox.overhead_ratio', value: inbox.overhead_ratio, target: { atMost: 1.3 }, note: `${format(inbox.plain_tx_per_s)} vs ${format(inbox.inbox_tx_per_s)} tx/s` });
+  }
+  if (drain) {
+    rows.push(
+      { figure: 'drain.memory.events_per_s', value: drain.memory.events_per_s, unit: '/s', target: { atLeast: 100_000 } },
+      { figure: 'drain.memory.read_limit_ratio', value: drain.memory.read_limit_ratio, target: { atLeast: 0.5 }, note: `bare log read ${format(drain.memory.read_limit_per_s)}/s` },
+    );
+    for (const name of ['rabbitmq', 'kafka', 'webhook'] as const) {
+      const d = drain[name];
+      rows.push({ figure: `drain.${name}.ratio`, value: d.ratio, target: { atLeast: 0.8 }, note: `relay ${format(d.events_per_s)}/s vs direct ${format(d.direct_per_s)}/s` });
+    }
+  }
+  if (latency) {
+    for (const [name, l] of Object.entries(latency)) {
+      const limit = name === 'memory' ? 25 : 50;
+      const what = name === 'sse' ? 'commit to received' : 'commit to acknowledged';
+      rows.push(
+        { figure: `latency.${name}.p50_ms`, value: l.p50_ms, unit: ' ms', note: `${what}, ${format(l.committed_per_s)} commits/s` },
+        { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: name === 'sse' ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
+      );
+    }
+  }
+  if (scaling) {
+    const b = scaling.backlog;
+    rows.push({
+      figure: 'scaling.backlog_ratio',
+      value: scaling.backlog_ratio,
+      target: { atLeast: 0.9 },
+      note: `${format(results.plan.backlog.large)} backlog ${format(b.large_per_s)}/s vs ${format(results.plan.backlog.small)} backlog ${format(b.small_per_s)}/s`,
+    });
+    for (const [count, rate] of Object.entries(scaling.workers)) {
+      rows.push({ figure: `scaling.workers.${count}`, value: rate, unit: '/s', note: `${count} worker process${count === '1' ? '' : 'es'}` });
+    }
+  }
+  const lines = [
+    `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +
+      `Node ${machine.node}, PostgreSQL ${machine.postgresql}, RabbitMQ ${machine.rabbitmq}, Kafka ${machine.kafka}`,
+    '',
+    '| figure | median | target | | side by side |',
+    '|---|---:|---:|:-:|---|',
+    ...rows.map((row) => {
+      const value = row.value === undefined ? '—' : `${format(row.value)}${row.unit ?? ''}`;
+      const target = row.target?.atLeast !== undefined ? `≥ ${format(row.target.atLeast)}` : row.target?.atMost !== undefined ? `≤ ${format(row.target.atMost)}` : '';
+      return `| ${row.figure} | ${value} | ${target} | ${verdict(row)} | ${row.note ?? ''} |`;
+    }),
+  ];
+  return lines.join('\n');
+}
+
+function verdict(row: Row): string {
+  if (!row.target || row.value === undefined) return '';
+  const met = (row.target.atLeast === undefined || row.value >= row.target.atLeast) && (row.target.atMost === undefined || row.value <= row.target.atMost);
+  return met ? 'met' : 'missed';
+}
