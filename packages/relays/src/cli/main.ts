@@ -57,6 +57,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// No top-level await here: a config file that imports '@tidings/relays' (from its sources) imports
+// this module again while it runs, and a pending top-level await would deadlock that import.
 if (import.meta.main) {
-  process.exitCode = await main(process.argv.slice(2));
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

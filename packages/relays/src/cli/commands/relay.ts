@@ -27,7 +27,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     for (const relayConfig of config.relays ?? []) {
       const { transport: transportConfig, name, ...options } = relayConfig;
-      const transport = await createTransport(transportConfig, name);
+      const transport = await createTransport(transportConfig, name, log);
       const relay: Relay = createRelay({
         ...options,
         name,
