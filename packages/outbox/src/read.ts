@@ -25,6 +25,12 @@ export interface ReadResult {
    * the watermark, so a cursor can move past events that the topic filter left out.
    */
   readonly scannedTo: Position;
+  /**
+   * Committed events of this partition wait at or above the watermark: an older transaction is
+   * still running (anywhere in the database), and they can be read the moment it ends. Such a
+   * transaction need not NOTIFY, so a reader should look again soon rather than wait for a poll.
+   */
+  readonly heldBack: boolean;
 }
 
 /**
@@ -38,14 +44,16 @@ export async function readPartition(executor: Executor, schema: string, options:
   if (patterns) params.push(patterns);
   if (options.tenant !== undefined) params.push(options.tenant);
   const text = readStatement(schema, patterns !== undefined, options.tenant !== undefined);
-  const { rows } = await translatingErrors(schema, () => executor.query<EventRow & { watermark: string }>(text, params));
-  const watermark = rows[0]!.watermark;
+  const { rows } = await translatingErrors(schema, () =>
+    executor.query<EventRow & { watermark: string; held_back: boolean }>(text, params),
+  );
+  const { watermark, held_back: heldBack } = rows[0]!;
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;
-  if (isMutant('id-cursor')) return { events, watermark, scannedTo: last ?? options.after };
+  if (isMutant('id-cursor')) return { events, watermark, scannedTo: last ?? options.after, heldBack };
   const scannedTo =
     events.length === options.limit && last ? last : maxPosition(options.after, { txId: watermark, id: '0' });
-  return { events, watermark, scannedTo };
+  return { events, watermark, scannedTo, heldBack };
 }
 
 const readStatements = new Map<string, string>();
@@ -57,10 +65,14 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
   const order = isMutant('id-cursor')
     ? { after: 'e.id > $3::bigint AND $2::text IS NOT NULL', by: 'e.id' }
     : { after: '(e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin', by: 'e.tx_id, e.id' };
-  text = `WITH w AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-    SELECT w.xmin::text AS watermark, ${eventColumns}
+  const s = quoteIdent(schema);
+  text = `WITH w AS (
+      SELECT x.xmin, EXISTS (SELECT 1 FROM ${s}.events h WHERE h.partition = $1 AND h.tx_id >= x.xmin) AS held_back
+      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
+    )
+    SELECT w.xmin::text AS watermark, w.held_back, ${eventColumns}
     FROM w LEFT JOIN LATERAL (
-      SELECT * FROM ${quoteIdent(schema)}.events e
+      SELECT * FROM ${s}.events e
       WHERE e.partition = $1 AND ${order.after}
         ${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''}
         ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}

@@ -59,19 +59,23 @@ describe('the log reader', () => {
     await rolledBack.query('ROLLBACK');
     rolledBack.release();
 
-    // While `slow` is open, nothing at or after it is visible, however often the reader polls.
+    // While `slow` is open, nothing at or after it is visible, however often the reader polls,
+    // and the reader is told that committed events (`fast`) wait behind it.
     for (let poll = 0; poll < 5; poll++) {
       const page = await readAll(cursor);
       expect(page.events.map((e) => e.payload)).toEqual([]);
       cursor = page.cursor;
     }
+    expect((await readPartition(outbox.db, schema, { partition: 0, after: cursor, limit: 3 })).heldBack).toBe(true);
     await slow.query('COMMIT');
     slow.release();
     fast.release();
 
-    const { events } = await readUntil(cursor, 3);
+    const { events, cursor: end } = await readUntil(cursor, 3);
     expect(events.map((e) => e.payload)).toEqual(['slow', 'fast-1', 'fast-2']);
-    expect((await readAll((await readUntil(cursor, 3)).cursor)).events).toEqual([]);
+    const after = await readPartition(outbox.db, schema, { partition: 0, after: end, limit: 3 });
+    expect(after.events).toEqual([]);
+    expect(after.heldBack).toBe(false);
   });
 
   it('pages in (tx_id, id) order and resumes exactly after a cursor', async () => {

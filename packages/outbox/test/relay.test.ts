@@ -105,6 +105,23 @@ describe('the relay', () => {
     expect(rows.map((r) => r.payload)).not.toContain('never');
   });
 
+  it('delivers events held back by a transaction that never notifies as soon as it ends, not at the next poll', async () => {
+    const topic = 'held-back';
+    // A poll interval far beyond the wait below: only the held-back look-again can deliver in time.
+    const { relay } = startRelay(topic, { pollIntervalMs: 120_000 });
+    await relay.start();
+    await waitUntil('the relay holds every partition', async () => relay.status().partitions.length === 4);
+    const unrelated = await begin();
+    await unrelated.query('SELECT pg_current_xact_id()'); // an ordinary write transaction: it has an xid
+    const committed = await inTransaction(outbox.pool, (c) => publishIn(c, topic, ['e1', 'e2'], () => 'k'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await arrivals(topic)).toEqual([]);
+    await unrelated.query('COMMIT'); // no NOTIFY: it wrote no event
+    unrelated.release();
+    await waitUntil('the held-back events arrived', async () => (await arrivals(topic)).length >= 2, 10_000);
+    expect(judge(committed, await arrivals(topic))).toEqual({ lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
+  });
+
   it('retries transient failures with backoff and keeps per-key order', async () => {
     const topic = 'flaky';
     let calls = 0;

@@ -86,7 +86,8 @@ export class PartitionRunner {
   }
 
   async #run(): Promise<void> {
-    const { database, schema, batchSize, topics, tenant } = this.#options;
+    const { database, schema, batchSize, topics, tenant, pollIntervalMs } = this.#options;
+    let heldBackWait = 0;
     while (this.#running) {
       this.#woken = false;
       let page;
@@ -96,6 +97,9 @@ export class PartitionRunner {
         this.#readFrom = maxPosition(this.#readFrom, page.scannedTo);
         if (page.events.length === batchSize) continue;
         await this.#saveIdleProgress();
+        // Committed events wait behind an older running transaction, which may never NOTIFY:
+        // look again after 1, 2, 4 ... ms instead of a whole poll interval.
+        heldBackWait = page.heldBack ? Math.min(pollIntervalMs, Math.max(1, heldBackWait * 2)) : 0;
       } catch (error) {
         if (error instanceof LeaseLostError || !this.#running) {
           this.#lost(error);
@@ -108,7 +112,7 @@ export class PartitionRunner {
         await this.#idle(this.#options.retry.minDelayMs * 10);
         continue;
       }
-      await this.#idle(this.#options.pollIntervalMs);
+      await this.#idle(heldBackWait || pollIntervalMs);
     }
     // Stopping on purpose: keep how far filtered-out rows were passed, so the next owner skips them.
     if (!this.#abort.signal.aborted) await this.#saveIdleProgress(true).catch(() => {});
