@@ -12,6 +12,8 @@ export interface InboxResult {
   readonly overhead_ratio: number;
   readonly plain_tx_per_s: number;
   readonly inbox_tx_per_s: number;
+  /** The same transaction with a second invoice row instead of the inbox: what any one more INSERT costs. */
+  readonly one_more_insert_ratio: number;
 }
 
 /**
@@ -35,6 +37,11 @@ export async function inboxOverhead(plan: InboxPlan): Promise<InboxResult> {
     };
     const samples = await sideBySide('inbox', plan.rounds, {
       plain: (round) => transactionRate(pool, plan.transactions, plan.concurrency, (client, i) => apply(client, round * plan.transactions + i)),
+      two_invoices: (round) =>
+        transactionRate(pool, plan.transactions, plan.concurrency, async (client, i) => {
+          await apply(client, round * plan.transactions + i);
+          await apply(client, round * plan.transactions + i);
+        }),
       inbox: (round) =>
         transactionRate(pool, plan.transactions, plan.concurrency, (client, i) => {
           const n = round * plan.transactions + i;
@@ -45,6 +52,7 @@ export async function inboxOverhead(plan: InboxPlan): Promise<InboxResult> {
       overhead_ratio: medianRatio(samples.plain, samples.inbox),
       plain_tx_per_s: median(samples.plain),
       inbox_tx_per_s: median(samples.inbox),
+      one_more_insert_ratio: medianRatio(samples.plain, samples.two_invoices),
     };
   } finally {
     await pool.end();

@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { newEventId } from './event-id.ts';
 import { translatingErrors } from './driver-errors.ts';
 import { NotInTransactionError } from './errors.ts';
 import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
@@ -42,19 +42,22 @@ export async function publish(
   const executor = toExecutor(trx);
   if (valid.length === 0) return [];
 
-  const ids = valid.map(() => ulid());
+  const ids = valid.map(() => newEventId());
+  const single = valid.length === 1;
+  const column = <T>(value: (event: (typeof valid)[number], i: number) => T): T | T[] => (single ? value(valid[0]!, 0) : valid.map(value));
   const params: unknown[] = [
-    ids,
-    valid.map((e) => e.topic),
-    valid.map((e) => e.key),
-    valid.map((e, i) => keyHash(e.key ?? ids[i]!)),
-    valid.map((e) => e.payloadText),
-    valid.map((e) => e.headersText),
-    valid.map((e) => e.tenant),
+    single ? ids[0] : ids,
+    column((e) => e.topic),
+    column((e) => e.key),
+    column((e, i) => keyHash(e.key ?? ids[i]!)),
+    column((e) => e.payloadText),
+    column((e) => e.headersText),
+    column((e) => e.tenant),
   ];
   const notify = options.notify ?? true;
   if (notify) params.push(notifyChannel(schema));
-  const { rows } = await translatingErrors(schema, () => executor.query<InsertedRow>(insertStatement(schema, notify), params));
+  const text = insertStatement(schema, notify, single);
+  const { rows } = await translatingErrors(schema, () => executor.query<InsertedRow>(text, params));
   const byId = new Map(rows.map((row) => [row.event_id, row]));
   return valid.map((event, i) => {
     const row = byId.get(ids[i]!)!;
@@ -84,30 +87,27 @@ interface InsertedRow {
 
 const statements = new Map<string, string>();
 
-function insertStatement(schema: string, notify: boolean): string {
-  const cacheKey = `${schema}:${notify}`;
+/**
+ * One statement, without a CTE: the partition is the key hash modulo the partition count fixed at
+ * migrate time, and the NOTIFY rides in RETURNING (PostgreSQL sends each distinct payload once per
+ * transaction). One event is a plain VALUES insert, the cheapest statement to plan; many are one
+ * insert from unnest(), kept in order by ORDER BY n.
+ */
+function insertStatement(schema: string, notify: boolean, single: boolean): string {
+  const cacheKey = `${schema}:${notify}:${single}`;
   let text = statements.get(cacheKey);
   if (text) return text;
   const s = quoteIdent(schema);
-  // One statement: the rows keep their order (ORDER BY n), the partition is the key hash modulo the
-  // partition count fixed at migrate time, and PostgreSQL coalesces repeated NOTIFYs per transaction.
-  text = `WITH ins AS (
-    INSERT INTO ${s}.events (event_id, topic, key, partition, payload, headers, tenant)
-    SELECT e.event_id, e.topic, e.key, mod(e.hash, st.partitions)::smallint, e.payload, e.headers, e.tenant
+  const partition = (hash: string) => `mod(${hash}, (SELECT st.partitions FROM ${s}.settings st))::smallint`;
+  const rows = single
+    ? `VALUES ($1::text, $2::text, $3::text, ${partition('$4::bigint')}, $5::jsonb, $6::jsonb, $7::text)`
+    : `SELECT e.event_id, e.topic, e.key, ${partition('e.hash')}, e.payload, e.headers, e.tenant
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[], $7::text[])
       WITH ORDINALITY AS e(event_id, topic, key, hash, payload, headers, tenant, n)
-    CROSS JOIN ${s}.settings st
-    ORDER BY e.n
-    RETURNING id, tx_id, event_id, partition, created_at
-  )${
-    notify
-      ? `, woke AS (
-    SELECT count(pg_notify($8::text, d.partition::text)) FROM (SELECT DISTINCT partition FROM ins) d
-  )
-  SELECT ins.id::text AS id, ins.tx_id::text AS tx_id, ins.event_id, ins.partition, ins.created_at FROM ins, woke`
-      : `
-  SELECT ins.id::text AS id, ins.tx_id::text AS tx_id, ins.event_id, ins.partition, ins.created_at FROM ins`
-  }`;
+    ORDER BY e.n`;
+  text = `INSERT INTO ${s}.events (event_id, topic, key, partition, payload, headers, tenant)
+    ${rows}
+    RETURNING id::text AS id, tx_id::text AS tx_id, event_id, partition, created_at${notify ? ', pg_notify($8::text, partition::text) IS NULL AS notified' : ''}`;
   statements.set(cacheKey, text);
   return text;
 }
