@@ -100,9 +100,9 @@ function insertStatement(schema: string, notify: boolean, single: boolean): stri
   const s = quoteIdent(schema);
   const partition = (hash: string) => `mod(${hash}, (SELECT st.partitions FROM ${s}.settings st))::smallint`;
   const rows = single
-    ? `VALUES ($1::text, $2::text, $3::text, ${partition('$4::bigint')}, $5::jsonb, $6::jsonb, $7::text)`
+    ? `VALUES ($1::text, $2::text, $3::text, ${partition('$4::bigint')}, $5::json, $6::json, $7::text)`
     : `SELECT e.event_id, e.topic, e.key, ${partition('e.hash')}, e.payload, e.headers, e.tenant
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[], $7::text[])
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::json[], $6::json[], $7::text[])
       WITH ORDINALITY AS e(event_id, topic, key, hash, payload, headers, tenant, n)
     ORDER BY e.n`;
   text = `INSERT INTO ${s}.events (event_id, topic, key, partition, payload, headers, tenant)
