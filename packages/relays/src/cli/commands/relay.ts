@@ -22,6 +22,10 @@ export async function run(args: string[]): Promise<number> {
   }
   const { config, file } = await loadConfig(values.config);
   const log = createLogger();
+  // Process warnings (a client library's deprecation or timer warning) go into the JSON log too,
+  // instead of Node's plain-text line on stderr.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => log.warn({ warning: warning.name, code: (warning as { code?: string }).code }, warning.message));
   const { db, where, close } = await openDatabase(config.database ?? process.env.DATABASE_URL);
   const stops: (() => Promise<void>)[] = [];
   try {
