@@ -1,4 +1,4 @@
-import type { Json, OutboxEvent } from '@tidings/outbox';
+import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 
 /**
  * The JSON body of every webhook request, one event per request:
@@ -50,16 +50,17 @@ export interface WebhookMessage {
  * const body = encodeEnvelope(event); // Buffer of {"id":…,"topic":…,"payload":…}
  */
 export function encodeEnvelope(event: OutboxEvent): Buffer {
-  const envelope: WebhookEnvelope = {
+  const envelope: Omit<WebhookEnvelope, 'payload'> = {
     id: event.eventId,
     topic: event.topic,
     key: event.key,
     tenant: event.tenant,
     createdAt: event.createdAt.toISOString(),
     headers: event.headers,
-    payload: event.payload,
   };
-  return Buffer.from(JSON.stringify(envelope), 'utf8');
+  // The payload goes in as the JSON text it was stored as, never parsed and re-serialised.
+  const fields = JSON.stringify(envelope);
+  return Buffer.from(`${fields.slice(0, -1)},"payload":${payloadJson(event) ?? 'null'}}`, 'utf8');
 }
 
 /**

