@@ -47,7 +47,7 @@ function postOnce(request: PostRequest): Promise<PostResult> {
     let settled = false;
     let connectTimer: NodeJS.Timeout | undefined;
     const client = url.protocol === 'https:' ? https : http;
-    const req = client.request(url, { method: 'POST', agent: request.agent, headers: request.headers, lookup: request.lookup });
+    const req = client.request({ ...target(url), method: 'POST', agent: request.agent, headers: request.headers, lookup: request.lookup });
 
     const finish = (result: PostResult): void => {
       if (settled) return;
@@ -97,6 +97,24 @@ function postOnce(request: PostRequest): Promise<PostResult> {
     });
     req.end(request.body);
   });
+}
+
+const targets = new WeakMap<URL, http.RequestOptions>();
+
+/** The request options of a URL, worked out once per URL object (a transport keeps its URL). */
+function target(url: URL): http.RequestOptions {
+  let options = targets.get(url);
+  if (!options) {
+    options = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port || undefined,
+      path: `${url.pathname}${url.search}`,
+      auth: url.username || url.password ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined,
+    };
+    targets.set(url, options);
+  }
+  return options;
 }
 
 function aborted(signal: AbortSignal): PostResult {
