@@ -26,7 +26,7 @@ export const fullPlan: Plan = {
   inbox: { transactions: 4_000, concurrency: 8, rounds: 5 },
   drainMemory: { events: 100_000, batchSize, rounds: 5 },
   drainRabbitmq: { events: 20_000, batchSize, rounds: 5 },
-  drainKafka: { events: 50_000, batchSize, rounds: 3 },
+  drainKafka: { events: 50_000, batchSize, rounds: 5 },
   drainWebhook: { events: 20_000, batchSize, rounds: 5 },
   latency: { rate: 1_000, seconds: 12, warmupSeconds: 2, concurrency: 8 },
   backlog: { small: 10_000, large: 1_000_000, smallRepeats: 3, batchSize, rounds: 3 },
