@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- --quick] [--only a,b] [--out FILE]`: measures tidings on this machine against
  * the real services, prints a table on stdout (progress on stderr) and writes every figure to
- * bench/results.json (bench/results-quick.json with --quick). See bench/README.md.
+ * bench/results.json (bench/results-quick.json with --quick). The README's Performance section says
+ * what each figure means.
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
