@@ -51,7 +51,13 @@ export async function loadConfig(path: string | undefined): Promise<{ config: Ti
       ? JSON.parse(await readFile(file, 'utf8'))
       : ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[mc]?ts$/.test(file)
+          ? `a TypeScript config needs Node 22.18 or newer, which runs .ts files (this is ${process.version}); use a .js or .json config, or a newer Node`
+          : (error as Error).message;
     throw new UsageError(`cannot read config ${file}: ${reason}`);
   }
   return { config: checkConfig(raw, file), file };
