@@ -179,7 +179,10 @@ export async function ensureKafka({
 
   // The data dir is new on every start, so a fresh random cluster id is always right. C1 only:
   // the format run is over before C2-compiled code would pay off.
-  const clusterId = randomBytes(16).toString('base64url');
+  // One in 64 base64url ids starts with '-', which the format tool reads as an option; Kafka's own
+  // id generator draws again in that case, and so does this.
+  let clusterId;
+  do clusterId = randomBytes(16).toString('base64url'); while (clusterId.startsWith('-'));
   const fmt = await run(java, [...jvm, '-XX:TieredStopAtLevel=1', 'kafka.tools.StorageTool',
     'format', '-t', clusterId, '-c', props]);
   if (fmt.status !== 0) {
