@@ -1,6 +1,7 @@
-import { InvalidEventError, NotInTransactionError, publish, SchemaMissingError, type EventInput } from '@tidings/outbox';
+import { InvalidEventError, logStart, NotInTransactionError, payloadJson, publish, readPartition, SchemaMissingError, type EventInput } from '@tidings/outbox';
 import { Kysely, PostgresDialect } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../../../test/support/check.ts';
 import { countEvents, freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 
 let outbox: TestOutbox;
@@ -56,6 +57,44 @@ describe('publish', () => {
       }),
     ).rejects.toThrow('business rule failed');
     expect(await countEvents(outbox)).toBe(before);
+  });
+
+  it("keeps the publisher's JSON text: relays read back the very bytes that were written", async () => {
+    const { schema } = outbox;
+    // jsonb would reorder these keys (shorter first) and write 1e21 out in full digits.
+    const payload = { zebra: 1, a: { yy: [1.5, -0, 1e21, 'ü\n"'], b: null }, m: '' };
+    const [stored] = await inTransaction(outbox.pool, (client) => publish(client, { topic: 'exact', key: 'exact-key', payload }, { schema }));
+    let after = logStart;
+    const seen = [];
+    for (;;) {
+      const page = await readPartition(outbox.db, schema, { partition: stored!.partition, after, limit: 1000, topics: ['exact'] });
+      seen.push(...page.events);
+      after = page.scannedTo;
+      if (page.events.length < 1000) break;
+    }
+    const read = seen.find((e) => e.eventId === stored!.eventId)!;
+    expect(payloadJson(read)).toBe(JSON.stringify(payload));
+    expect(read.payload).toEqual(JSON.parse(JSON.stringify(payload)));
+  });
+
+  it('sends one NOTIFY per partition written, however many events the call has', async () => {
+    const { schema } = outbox;
+    const listener = await outbox.pool.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload!));
+    try {
+      await listener.query(`LISTEN "${schema}_events"`);
+      const stored = await inTransaction(outbox.pool, (client) =>
+        publish(client, Array.from({ length: 40 }, (_, i) => ({ topic: 'wake', key: `k-${i % 5}`, payload: i })), { schema }),
+      );
+      const partitions = [...new Set(stored.map((e) => String(e.partition)))].sort();
+      await waitUntil('the notifications arrived', async () => heard.length >= partitions.length);
+      await listener.query('SELECT 1'); // anything still in flight arrives before this answer
+      expect([...heard].sort()).toEqual(partitions);
+    } finally {
+      await listener.query('UNLISTEN *');
+      listener.release();
+    }
   });
 
   it('accepts null payloads, Dates and unicode', async () => {
