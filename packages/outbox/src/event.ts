@@ -97,7 +97,7 @@ class JsonPayloadEvent implements OutboxEvent {
   readonly tenant: string | null;
   readonly createdAt: Date;
   readonly position: Position;
-  readonly [jsonText]: string;
+  declare readonly [jsonText]: string;
   #parsed: Json | undefined;
 
   constructor(fields: Omit<OutboxEvent, 'payload'>, text: string) {
@@ -109,7 +109,9 @@ class JsonPayloadEvent implements OutboxEvent {
     this.tenant = fields.tenant;
     this.createdAt = fields.createdAt;
     this.position = fields.position;
-    this[jsonText] = text;
+    // Not enumerable: a copy made by spreading (`{ ...event, payload: redacted }`) must not carry
+    // the original text along, or a transport would send the payload the copy replaced.
+    Object.defineProperty(this, jsonText, { value: text, enumerable: false });
   }
 
   get payload(): Json {

@@ -74,12 +74,12 @@ function headersToJson(headers: unknown, index: number, topic: string): string {
     throw new InvalidEventError('invalid-headers', index, topic, `headers must be a plain object of strings, got ${describe(headers)}`);
   }
   for (const [name, value] of Object.entries(headers)) {
-    if (name.length === 0 || typeof value !== 'string' || value.includes('\u0000')) {
+    if (name.length === 0 || typeof value !== 'string' || textProblem(name, 'name') || textProblem(value, 'value')) {
       throw new InvalidEventError(
         'invalid-headers',
         index,
         topic,
-        `header ${JSON.stringify(name)} must have a non-empty name and a string value without NUL; got ${describe(value)}`,
+        `header ${JSON.stringify(name)} must have a non-empty name and a string value, neither with a NUL or a lone UTF-16 surrogate; got ${describe(value)}`,
       );
     }
   }
@@ -93,7 +93,7 @@ function headersToJson(headers: unknown, index: number, topic: string): string {
 function findNonJson(value: unknown, path: string, seen: Set<object>): string | undefined {
   switch (typeof value) {
     case 'string':
-      return value.includes('\u0000') ? `${path} contains a NUL character, which PostgreSQL jsonb cannot store` : undefined;
+      return textProblem(value, path);
     case 'boolean':
       return undefined;
     case 'number':
@@ -125,13 +125,23 @@ function findNonJson(value: unknown, path: string, seen: Set<object>): string | 
     }
     for (const [name, item] of Object.entries(object)) {
       if (item === undefined) continue; // dropped, as JSON does for absent optional properties
-      const problem = findNonJson(item, `${path}.${name}`, seen);
+      const problem = textProblem(name, `the key ${JSON.stringify(name)} of ${path}`) ?? findNonJson(item, `${path}.${name}`, seen);
       if (problem) return problem;
     }
     return undefined;
   } finally {
     seen.delete(object);
   }
+}
+
+/**
+ * Text JSON can spell but PostgreSQL's jsonb (which consumers, dead letters and most tools use)
+ * refuses: a NUL character, or half of a UTF-16 surrogate pair.
+ */
+function textProblem(text: string, path: string): string | undefined {
+  if (text.includes('\u0000')) return `${path} contains a NUL character, which PostgreSQL jsonb cannot store`;
+  if (!text.isWellFormed()) return `${path} contains a lone UTF-16 surrogate (half of an emoji or other astral character); fix the string's encoding`;
+  return undefined;
 }
 
 function isPlainObject(value: object): boolean {

@@ -64,17 +64,15 @@ describe('publish', () => {
     // jsonb would reorder these keys (shorter first) and write 1e21 out in full digits.
     const payload = { zebra: 1, a: { yy: [1.5, -0, 1e21, 'ü\n"'], b: null }, m: '' };
     const [stored] = await inTransaction(outbox.pool, (client) => publish(client, { topic: 'exact', key: 'exact-key', payload }, { schema }));
-    let after = logStart;
-    const seen = [];
-    for (;;) {
-      const page = await readPartition(outbox.db, schema, { partition: stored!.partition, after, limit: 1000, topics: ['exact'] });
-      seen.push(...page.events);
-      after = page.scannedTo;
-      if (page.events.length < 1000) break;
-    }
-    const read = seen.find((e) => e.eventId === stored!.eventId)!;
+    // The watermark is cluster-wide: another test's open transaction may hold the event back a while.
+    const read = await waitUntil('the event is readable', async () => {
+      const page = await readPartition(outbox.db, schema, { partition: stored!.partition, after: logStart, limit: 1000, topics: ['exact'] });
+      return page.events.find((e) => e.eventId === stored!.eventId);
+    });
     expect(payloadJson(read)).toBe(JSON.stringify(payload));
     expect(read.payload).toEqual(JSON.parse(JSON.stringify(payload)));
+    // A copy with its payload replaced (say, redacted) sends the replacement, not the stored text.
+    expect(payloadJson({ ...read, payload: { redacted: true } })).toBe('{"redacted":true}');
   });
 
   it('sends one NOTIFY per partition written, however many events the call has', async () => {
@@ -119,6 +117,9 @@ describe('publish', () => {
     ['a class instance in the payload', { topic: 't', payload: { m: new Map() } }, 'payload-not-json', /payload\.m is a Map/],
     ['an undefined payload', { topic: 't', payload: undefined }, 'payload-not-json', /pass null/],
     ['a NUL in a string', { topic: 't', payload: 'a\u0000b' }, 'payload-not-json', /NUL/],
+    ['a NUL in a key', { topic: 't', payload: { 'bad\u0000key': 1 } }, 'payload-not-json', /key "bad\\u0000key" of payload contains a NUL/],
+    ['a lone surrogate in a string', { topic: 't', payload: { s: 'half \ud83d' } }, 'payload-not-json', /payload\.s contains a lone UTF-16 surrogate/],
+    ['a lone surrogate in a header', { topic: 't', payload: 1, headers: { h: '\udc00' } }, 'invalid-headers', /header "h"/],
     ['a payload over the limit', { topic: 't', payload: 'x'.repeat(2000) }, 'payload-too-large', /over the limit of 1024/],
     ['headers that are not strings', { topic: 't', payload: 1, headers: { n: 1 as unknown as string } }, 'invalid-headers', /header "n"/],
     ['an empty key', { topic: 't', payload: 1, key: '' }, 'invalid-key', /key must be a non-empty string/],

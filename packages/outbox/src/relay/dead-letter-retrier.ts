@@ -1,4 +1,4 @@
-import type { Json, OutboxEvent } from '../event.ts';
+import { withJsonPayload, type OutboxEvent } from '../event.ts';
 import { quoteIdent } from '../sql.ts';
 import type { ResolvedRelayOptions } from './options.ts';
 
@@ -8,7 +8,8 @@ interface ClaimedRow {
   event_id: string;
   topic: string;
   key: string | null;
-  payload: Json;
+  /** The stored JSON text, sent on as it is. */
+  payload: string;
   headers: Record<string, string>;
   tenant: string | null;
   event_created_at: Date;
@@ -67,22 +68,26 @@ export class DeadLetterRetrier {
            ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED
          ) c
          WHERE d.id = c.id
-         RETURNING d.id::text AS id, d.partition, d.event_id, d.topic, d.key, d.payload, d.headers, d.tenant,
+         RETURNING d.id::text AS id, d.partition, d.event_id, d.topic, d.key, d.payload::text AS payload, d.headers, d.tenant,
                    d.event_created_at, jsonb_array_length(d.errors) AS attempts`,
         [name, workerId, leaseTtlMs, claimBatch],
       );
       if (rows.length === 0) return;
-      const events: OutboxEvent[] = rows.map((row) => ({
-        eventId: row.event_id,
-        topic: row.topic,
-        key: row.key,
-        partition: row.partition,
-        payload: row.payload,
-        headers: row.headers,
-        tenant: row.tenant,
-        createdAt: row.event_created_at,
-        position: { txId: '0', id: '0' },
-      }));
+      const events: OutboxEvent[] = rows.map((row) =>
+        withJsonPayload(
+          {
+            eventId: row.event_id,
+            topic: row.topic,
+            key: row.key,
+            partition: row.partition,
+            headers: row.headers,
+            tenant: row.tenant,
+            createdAt: row.event_created_at,
+            position: { txId: '0', id: '0' },
+          },
+          row.payload,
+        ),
+      );
       let outcomes;
       try {
         outcomes = await transport.send(events, this.#abort.signal);

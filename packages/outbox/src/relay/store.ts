@@ -126,7 +126,7 @@ export class RelayStore {
        )
        INSERT INTO ${this.#s}.dead_letters
          (relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors)
-       SELECT $1, $2, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14::jsonb FROM moved
+       SELECT $1, $2, $7, $8, $9, $10::json, $11::json, $12, $13, $14::jsonb FROM moved
        ON CONFLICT (relay, event_id) DO UPDATE
          SET errors = ${this.#s}.dead_letters.errors || EXCLUDED.errors, status = 'dead',
              claimed_by = NULL, claimed_until = NULL, dead_at = now()`,
