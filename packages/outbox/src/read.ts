@@ -66,8 +66,10 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
     ? { after: 'e.id > $3::bigint AND $2::text IS NOT NULL', by: 'e.id' }
     : { after: '(e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin', by: 'e.tx_id, e.id' };
   const s = quoteIdent(schema);
+  // held_back looks strictly above the watermark: rows at it belong to the oldest running
+  // transaction itself, never visible, and there may be very many of them to step over.
   text = `WITH w AS (
-      SELECT x.xmin, EXISTS (SELECT 1 FROM ${s}.events h WHERE h.partition = $1 AND h.tx_id >= x.xmin) AS held_back
+      SELECT x.xmin, EXISTS (SELECT 1 FROM ${s}.events h WHERE h.partition = $1 AND h.tx_id > x.xmin) AS held_back
       FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
     )
     SELECT w.xmin::text AS watermark, w.held_back, ${eventColumns}

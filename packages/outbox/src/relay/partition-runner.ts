@@ -11,6 +11,8 @@ import type { AttemptError, Lease, RelayStore } from './store.ts';
 
 /** A read cursor that moved only past filtered-out rows is saved at most this often. */
 const idleSaveIntervalMs = 5_000;
+/** The longest wait between looks while committed events are held back (a poll interval may be longer). */
+const maxHeldBackWaitMs = 250;
 
 class RetryableSend extends Error {
   readonly retryAfterMs: number | undefined;
@@ -98,8 +100,8 @@ export class PartitionRunner {
         if (page.events.length === batchSize) continue;
         await this.#saveIdleProgress();
         // Committed events wait behind an older running transaction, which may never NOTIFY:
-        // look again after 1, 2, 4 ... ms instead of a whole poll interval.
-        heldBackWait = page.heldBack ? Math.min(pollIntervalMs, Math.max(1, heldBackWait * 2)) : 0;
+        // look again after 1, 2, 4 ... ms, at most every quarter second, instead of a poll interval.
+        heldBackWait = page.heldBack ? Math.min(pollIntervalMs, maxHeldBackWaitMs, Math.max(1, heldBackWait * 2)) : 0;
       } catch (error) {
         if (error instanceof LeaseLostError || !this.#running) {
           this.#lost(error);
