@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { monotonicFactory } from 'ulid';
+import { ulid } from 'ulid';
 
 const pool = new Uint8Array(4096);
 let next = pool.length;
@@ -17,7 +17,10 @@ function pooledRandom(): number {
 }
 
 /**
- * A new event id: a ULID (time-ordered, 26 characters), strictly increasing within this process
- * even for ids made in the same millisecond.
+ * A new event id: a ULID (time-ordered to the millisecond, 26 characters) with 80 fresh random
+ * bits, so ids cannot be guessed from one another (they travel as webhook-id and AMQP messageId).
+ * Events are ordered by their log position, never by id.
  */
-export const newEventId: () => string = monotonicFactory(pooledRandom);
+export function newEventId(): string {
+  return ulid(undefined, pooledRandom);
+}
