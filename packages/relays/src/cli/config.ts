@@ -56,7 +56,7 @@ export async function loadConfig(path: string | undefined): Promise<{ config: Ti
       code === 'ENOENT'
         ? 'no such file'
         : code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[mc]?ts$/.test(file)
-          ? `a TypeScript config needs Node 22.18 or newer, which runs .ts files (this is ${process.version}); use a .js or .json config, or a newer Node`
+          ? `a TypeScript config needs a Node that runs .ts files (22.18+ or 23.6+; this is ${process.version}); use a .js or .json config, or a newer Node`
           : (error as Error).message;
     throw new UsageError(`cannot read config ${file}: ${reason}`);
   }

@@ -20,12 +20,12 @@ export async function run(args: string[]): Promise<number> {
     console.log(help);
     return 0;
   }
-  const { config, file } = await loadConfig(values.config);
   const log = createLogger();
-  // Process warnings (a client library's deprecation or timer warning) go into the JSON log too,
-  // instead of Node's plain-text line on stderr.
+  // `tidings relay` owns its process's output: warnings (a client library's deprecation or timer
+  // warning, also while the config loads) go into the JSON log instead of plain text on stderr.
   process.removeAllListeners('warning');
   process.on('warning', (warning) => log.warn({ warning: warning.name, code: (warning as { code?: string }).code }, warning.message));
+  const { config, file } = await loadConfig(values.config);
   const { db, where, close } = await openDatabase(config.database ?? process.env.DATABASE_URL);
   const stops: (() => Promise<void>)[] = [];
   try {
