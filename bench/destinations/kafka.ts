@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import kafkajs, { type Producer } from 'kafkajs';
+import kafkajs, { type Message, type Producer } from 'kafkajs';
+import type { OutboxEvent } from '@tidings/outbox';
 import { kafkaTransport, encodeEvent } from '@tidings/relays/kafka';
 import type { Destination, Target } from './destination.ts';
 
@@ -8,11 +9,14 @@ const { Kafka, logLevel, Partitioners } = kafkajs;
 /** Kafka partitions of every bench topic. */
 const topicPartitions = 16;
 const maxRecordBytes = 1_048_000;
+/** The transport's default request limit. */
+const maxRequestBytes = 1_048_000;
 
 /**
  * Kafka: each target is a new topic. Direct: a kafkajs idempotent producer (acks all, one request
- * in flight) sending the same records as the transport encodes, in the relay's batches — each
- * partition's events `batchSize` at a time, one `sendBatch` after another.
+ * in flight) sending the same records as the transport encodes, packed into requests of up to the
+ * transport's request limit, `batchSize` events from each partition's lane in turn — as the
+ * transport packs the batches of concurrent partitions.
  */
 export async function kafkaDestination(brokers: string, batchSize: number): Promise<Destination> {
   const kafka = new Kafka({ brokers: brokers.split(','), clientId: 'tidings-bench', logLevel: logLevel.NOTHING });
@@ -31,15 +35,23 @@ export async function kafkaDestination(brokers: string, batchSize: number): Prom
             producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
             await producer.connect();
           }
-          for (const lane of lanes) {
-            for (let i = 0; i < lane.length; i += batchSize) {
-              const messages = lane.slice(i, i + batchSize).map((event) => {
-                const record = encodeEvent(event, topic, maxRecordBytes);
-                return { key: record.key, value: record.value, headers: { ...record.headers } };
-              });
-              await producer.sendBatch({ acks: -1, topicMessages: [{ topic, messages }] });
-            }
+          // The client at its best with one request in flight: as many records per request as fit
+          // in the transport's request limit, taken from every partition's lane in turn.
+          let request: Message[] = [];
+          let bytes = 0;
+          const flush = async () => {
+            if (request.length > 0) await producer!.sendBatch({ acks: -1, topicMessages: [{ topic, messages: request }] });
+            request = [];
+            bytes = 0;
+          };
+          for (const event of interleave(lanes, batchSize)) {
+            const record = encodeEvent(event, topic, maxRecordBytes);
+            const size = record.bytes;
+            if (bytes + size > maxRequestBytes) await flush();
+            request.push({ key: record.key, value: record.value, headers: { ...record.headers } });
+            bytes += size;
           }
+          await flush();
         },
         async dispose() {
           await producer?.disconnect();
@@ -51,4 +63,11 @@ export async function kafkaDestination(brokers: string, batchSize: number): Prom
       await admin.disconnect();
     },
   };
+}
+
+/** The lanes' events, `batchSize` from each lane in turn, each lane in its own order. */
+function* interleave(lanes: readonly (readonly OutboxEvent[])[], batchSize: number): Generator<OutboxEvent> {
+  for (let offset = 0; lanes.some((lane) => lane.length > offset); offset += batchSize) {
+    for (const lane of lanes) yield* lane.slice(offset, offset + batchSize);
+  }
 }
