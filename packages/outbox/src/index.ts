@@ -31,3 +31,4 @@ export { transactionVerdict, type TransactionVerdict } from './transaction-check
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
 export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
+export { inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';

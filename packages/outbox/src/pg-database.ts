@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Database, Executor } from './executor.ts';
 import { toExecutor } from './executor.ts';
+import { inPgTransaction } from './pg-transaction.ts';
 
 export interface PgDatabaseOptions {
   /** Largest number of connections tidings opens (plus one for LISTEN). Default 10. */
@@ -22,21 +23,7 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
   return {
     query: executor.query,
     async transaction<T>(fn: (trx: Executor) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      let broken: Error | undefined;
-      try {
-        await client.query('BEGIN');
-        const result = await fn(toExecutor(client));
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch((rollbackError: Error) => {
-          broken = rollbackError;
-        });
-        throw error;
-      } finally {
-        client.release(broken);
-      }
+      return inPgTransaction(pool, (client) => fn(toExecutor(client)));
     },
     async listen(channel, onNotify) {
       const stop = await listenWithReconnect(pool.options, channel, onNotify);

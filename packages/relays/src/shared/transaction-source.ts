@@ -1,4 +1,4 @@
-import type { Database, Executor } from '@tidings/outbox';
+import { inPgTransaction, type Database, type Executor, type PgTransactionClient } from '@tidings/outbox';
 
 /** Runs `fn` in a transaction of your own and commits it when `fn` resolves. */
 export type TransactionRunner<Trx> = <R>(fn: (trx: Trx) => Promise<R>) => Promise<R>;
@@ -34,11 +34,6 @@ export type TransactionOf<Source> =
             ? Client
             : never;
 
-interface PgClientLike {
-  query(text: string): Promise<unknown>;
-  release(error?: Error | boolean): void;
-}
-
 /** Runs `fn` inside one transaction of `source`; commits when it resolves, rolls back when it throws. */
 export async function runInTransaction<Source extends TransactionSource, R>(source: Source, fn: (trx: TransactionOf<Source>) => Promise<R>): Promise<R> {
   const any = source as unknown as Record<string, unknown>;
@@ -47,26 +42,8 @@ export async function runInTransaction<Source extends TransactionSource, R>(sour
     return (source as unknown as KyselyLike<TransactionOf<Source>>).transaction().execute(fn);
   }
   if (typeof any.transaction === 'function') return (source as unknown as Database).transaction(fn as unknown as (trx: Executor) => Promise<R>);
-  if (typeof any.connect === 'function') return inPgTransaction(source as unknown as PgPoolLike<PgClientLike>, fn as unknown as (trx: PgClientLike) => Promise<R>);
+  if (typeof any.connect === 'function') return inPgTransaction(source as unknown as PgPoolLike<PgTransactionClient>, fn as unknown as (trx: PgTransactionClient) => Promise<R>);
   throw new TypeError('database must be a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
-}
-
-async function inPgTransaction<R>(pool: PgPoolLike<PgClientLike>, fn: (client: PgClientLike) => Promise<R>): Promise<R> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch((rollbackError: Error) => {
-      broken = rollbackError;
-    });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
 }
 
 export function isTransactionSource(value: unknown): value is TransactionSource {
