@@ -1,9 +1,8 @@
-import { toExecutor } from '@tidings/outbox';
+import { requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
 import { markReceived } from './mark-received.ts';
-import { requireTransaction } from './require-transaction.ts';
-import { quoteIdent, resolveSchema } from './schema.ts';
+import { quoteIdent, resolveSchema, translateError } from './schema.ts';
 import { limits, validConsumer, validText } from './validate.ts';
 
 export interface InboxOptions {
@@ -41,6 +40,8 @@ export interface Inbox {
    * open transaction; anything else is refused with `NotInTransactionError` before a write. If the
    * handler throws, the error propagates and the transaction must be rolled back (kysely's
    * `transaction().execute()` does) — committing it anyway would keep the mark without the effects.
+   * A handler that catches a database error and returns leaves the transaction aborted; `handle()`
+   * then rejects with `TransactionAbortedError` instead of reporting the event as applied.
    *
    * @example
    * await db.transaction().execute((trx) =>
@@ -98,9 +99,13 @@ export function inbox(options: InboxOptions): Inbox {
       const eventId = validText('eventId', eventIdOf(message), limits.eventId);
       if (typeof handler !== 'function') throw new InvalidInputError('handler', `must be a function; got ${typeof handler}`);
       const executor = toExecutor(trx);
-      await requireTransaction(trx, executor, 'inbox.handle()', schema, table);
+      await requireTransaction(trx, executor, 'inbox.handle()', table, (error) => translateError(error, schema));
       if (!(await markReceived(executor, schema, consumer, eventId))) return { applied: false };
-      return { applied: true, result: await handler(trx) };
+      const result = await handler(trx);
+      // A handler that caught a database error left the transaction aborted: its COMMIT would
+      // silently roll back the effects and the mark, and the caller would acknowledge a loss.
+      await requireHealthyTransaction(trx, executor, 'inbox.handle()');
+      return { applied: true, result };
     },
     saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void> {
       return saveCheckpoint(trx, schema, consumer, checkpoint);

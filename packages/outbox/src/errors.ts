@@ -51,6 +51,27 @@ export class NotInTransactionError extends TidingsError {
   }
 }
 
+/**
+ * A transaction that tidings ran or checked did not commit: PostgreSQL answered COMMIT with
+ * ROLLBACK because a statement inside it had failed (typically a handler that caught a database
+ * error and carried on), or the transaction was found aborted before COMMIT. Nothing of it was
+ * applied, and nothing is acknowledged for it: the work is tried again.
+ */
+export class TransactionAbortedError extends TidingsError {
+  override readonly name = 'TransactionAbortedError';
+  /** What ran in the transaction, e.g. `inbox.handle()`. */
+  readonly what: string;
+  constructor(what: string, detail: string) {
+    super(
+      `${what}: the transaction did not commit (${detail}). A statement in it failed and the error was ` +
+        'caught without rolling back, so PostgreSQL discarded the whole transaction. Let database errors ' +
+        'propagate out of the handler, or wrap the statement that may fail in a SAVEPOINT ' +
+        "(kysely: trx.savepoint('x')), and roll back to it before carrying on.",
+    );
+    this.what = what;
+  }
+}
+
 /** The schema has not been migrated, or is older than this version of tidings needs. */
 export class SchemaMissingError extends TidingsError {
   override readonly name = 'SchemaMissingError';

@@ -8,6 +8,7 @@ export {
   NotInTransactionError,
   SchemaMissingError,
   TidingsError,
+  TransactionAbortedError,
   TransportClosedError,
   type InvalidEventReason,
 } from './errors.ts';
@@ -27,8 +28,8 @@ export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
 export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
 export { quoteIdent, validateSchemaName } from './sql.ts';
 export { resolveSchema, notifyChannel } from './options.ts';
-export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
+export { requireHealthyTransaction, requireTransaction, transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
 export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
-export { inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
+export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';

@@ -6,9 +6,11 @@
  * - `id-cursor`: the relay reads `id > cursor` with no visibility watermark (the sequence-gap bug);
  * - `ack-before-send`: the relay moves its cursor before the transport acknowledged the batch;
  * - `no-dedup`: the inbox checks for a duplicate with a look-up instead of the unique key;
- * - `notify-only`: the relay wakes only on NOTIFY and never polls.
+ * - `notify-only`: the relay wakes only on NOTIFY and never polls;
+ * - `commit-tag-ignored`: a COMMIT that PostgreSQL answered with ROLLBACK (a handler swallowed a
+ *   SQL error) counts as committed, and an aborted transaction is not noticed after a handler.
  */
-export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only';
+export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'commit-tag-ignored';
 
 const enabled: ReadonlySet<string> = process.env.VITEST
   ? new Set((process.env.TIDINGS_MUTANT ?? '').split(',').map((name) => name.trim()).filter(Boolean))
