@@ -1,5 +1,6 @@
 export { payloadJson, type EventInput, type Json, type OutboxEvent, type Position } from './event.ts';
 export {
+  BeyondHorizonError,
   ConfigError,
   CursorExpiredError,
   InvalidCursorError,
@@ -22,7 +23,8 @@ export { delivered, failed, retry, type SendOutcome, type Transport, type Transp
 export { cleanup, dropRelay, migrate, replay, type CleanupOptions, type MigrateOptions, type ReplayOptions } from './admin.ts';
 export { createRelay, type Relay, type RelayStatus } from './relay/relay.ts';
 export type { RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
-export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery } from './relay/dead-letters.ts';
+export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery, type RetryDeadLettersOptions } from './relay/dead-letters.ts';
+export { defaultRedeliveryHorizonMs, type HorizonOptions } from './horizon.ts';
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
 export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';

@@ -184,7 +184,7 @@ export class BatchProcessor<Source extends TransactionSource> {
         if (mode === 'checkpoint') {
           await apply(trx);
           count++;
-        } else if ((await this.#inbox.handle(trx, event.eventId, apply)).applied) {
+        } else if ((await this.#inbox.handle(trx, event, apply)).applied) {
           count++;
         }
       }

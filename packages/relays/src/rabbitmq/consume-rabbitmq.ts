@@ -200,7 +200,7 @@ class Consumer implements RabbitmqConsumer {
       let applied: boolean;
       try {
         const result = await runInTransaction(database, (trx) =>
-          this.#inbox.handle(trx, event.eventId, async (trx) => {
+          this.#inbox.handle(trx, event, async (trx) => {
             try {
               return await handler(trx, event);
             } catch (error) {
