@@ -2,16 +2,14 @@ import { inbox, migrateInbox } from '@tidings/inbox';
 import {
   BeyondHorizonError,
   createRelay,
-  delivered,
   listDeadLetters,
   publish,
   replay,
   retryDeadLetters,
-  type OutboxEvent,
-  type Transport,
 } from '@tidings/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
+import { collectingTransport } from '../../../test/support/collecting-transport.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 
 const day = 24 * 3_600_000;
@@ -24,19 +22,6 @@ afterAll(async () => {
   await outbox?.close();
 });
 
-function collecting(): Transport & { got: OutboxEvent[] } {
-  const got: OutboxEvent[] = [];
-  return {
-    name: 'collect',
-    capabilities: { orderedPerKey: true, persistent: false },
-    got,
-    async send(batch) {
-      got.push(...batch);
-      return batch.map(() => delivered);
-    },
-    async close() {},
-  };
-}
 
 /** Makes the outbox look as if its events had been written `days` ago. */
 async function age(table: 'events' | 'dead_letters', days: number): Promise<void> {
@@ -47,7 +32,7 @@ async function age(table: 'events' | 'dead_letters', days: number): Promise<void
 describe('the redelivery horizon', () => {
   it('refuses a replay that reaches events older than the horizon, before moving any cursor, unless asked to go beyond it', async () => {
     const schema = outbox.schema;
-    const transport = collecting();
+    const transport = collectingTransport();
     const relay = createRelay({ name: 'replayed', database: outbox.db, schema, transport, pollIntervalMs: 20, leaseTtlMs: 2_000 });
     await relay.start();
     try {
