@@ -6,6 +6,7 @@
 import type { TestOutbox } from '../support/db.ts';
 import type { RelayFleet } from '../support/property-fleet.ts';
 import type { Arrival, Effect } from './history.ts';
+import type { Swallower } from './swallow.ts';
 
 /** Faults a destination may support, beyond business transactions. */
 export type FaultKind =
@@ -65,6 +66,11 @@ export interface RunContext {
   readonly relay: string;
   /** Lease time of the relay workers. */
   readonly leaseMs: number;
+  /**
+   * Every consumer's handler runs through it: it applies the effect, and on the runs the case's
+   * plan names swallows a SQL error (swallow.ts).
+   */
+  readonly swallower: Swallower;
 }
 
 /** A transport under test: how to build its destination for a run, and what it promises. */

@@ -53,6 +53,22 @@ export interface Arrival {
 export interface Effect {
   readonly eventId: string;
   readonly key: string | null;
+  /** The record it was applied from, where a consumer promises once per record (Kafka checkpoint mode). */
+  readonly record?: string;
+}
+
+/**
+ * A handler run that swallowed a SQL error (see swallow.ts): its transaction was aborted, so this
+ * run must not count as applied; the event must be delivered again and applied by a later run.
+ */
+export interface SwallowedRun {
+  readonly eventId: string;
+  /** Which run of the handler for this event (1 = the first). */
+  readonly run: number;
+  readonly statement: string;
+  readonly place: string;
+  /** How many times a handler ran for the event by the end of the run (filled in when judged). */
+  runs?: number;
 }
 
 export interface History {
@@ -60,12 +76,15 @@ export interface History {
   readonly ops: readonly HistoryOp[];
   arrivals: readonly Arrival[];
   effects: readonly Effect[];
+  /** Handler runs that swallowed a SQL error; absent in a run without any. */
+  swallowed?: readonly SwallowedRun[];
 }
 
 /** Appends to a history while a run goes on. */
 export class HistoryRecorder {
   readonly #started = Date.now();
   readonly #ops: HistoryOp[] = [];
+  readonly #swallowed: SwallowedRun[] = [];
   #tx = 0;
   readonly destination: string;
 
@@ -103,6 +122,16 @@ export class HistoryRecorder {
     this.#ops.push(detail === undefined ? { type: 'fault', name, at: this.#now() } : { type: 'fault', name, detail, at: this.#now() });
   }
 
+  /** Records a handler run that swallowed a SQL error. */
+  swallowed(run: SwallowedRun): void {
+    this.#swallowed.push({ ...run });
+  }
+
+  /** Events a handler ran for after swallowing an error: they must still be applied. */
+  swallowedIds(): string[] {
+    return [...new Set(this.#swallowed.map((s) => s.eventId))];
+  }
+
   get ops(): readonly HistoryOp[] {
     return this.#ops;
   }
@@ -114,8 +143,11 @@ export class HistoryRecorder {
       .flatMap((op) => op.events.map((e) => e.eventId));
   }
 
-  history(arrivals: readonly Arrival[], effects: readonly Effect[]): History {
-    return { destination: this.destination, ops: this.#ops, arrivals, effects };
+  /** The history to judge; `runsOf` tells how many times a handler ran for an event in the end. */
+  history(arrivals: readonly Arrival[], effects: readonly Effect[], runsOf?: (eventId: string) => number): History {
+    const history: History = { destination: this.destination, ops: this.#ops, arrivals, effects };
+    if (this.#swallowed.length === 0) return history;
+    return { ...history, swallowed: this.#swallowed.map((s) => (runsOf ? { ...s, runs: runsOf(s.eventId) } : { ...s })) };
   }
 
   #now(): number {

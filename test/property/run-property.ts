@@ -19,16 +19,19 @@ import { withDeadline } from './deadline.ts';
 import { createEffects } from './inbox-consumer.ts';
 import { commandsArbitrary, type Model, type Real } from './model.ts';
 import { settings } from './settings.ts';
+import { swallowAnomalies } from './swallow-checker.ts';
+import { createSwallowProbe, showPlan, swallowPlanArbitrary, Swallower, type SwallowPlan } from './swallow.ts';
 
 const historiesDir = fileURLToPath(new URL('./.histories/', import.meta.url));
 
 export async function runProperty(spec: DestinationSpec): Promise<void> {
   const config = settings(spec.ciRuns);
   let run = 0;
-  const property = fc.asyncProperty(commandsArbitrary(spec.faults, config.maxCommands), async (commands) => {
+  const property = fc.asyncProperty(commandsArbitrary(spec.faults, config.maxCommands), swallowPlanArbitrary, async (commands, plan) => {
     run++;
     const started = Date.now();
-    const world = await withDeadline(`setting up the ${spec.name} run`, 90_000, createWorld(spec, config.leaseMs));
+    const world = await withDeadline(`setting up the ${spec.name} run`, 90_000, createWorld(spec, config.leaseMs, plan));
+    const generated = `${String(commands)}; ${showPlan(plan)}`;
     const real: Real = { business: world.business, destination: world.destination, recorder: world.recorder };
     let failure: unknown;
     try {
@@ -36,15 +39,16 @@ export async function runProperty(spec: DestinationSpec): Promise<void> {
       await fc.asyncModelRun(() => ({ model: { open: 0, down: false, live, paused: 0 } satisfies Model, real }), commands);
       await withDeadline('healing the faults', 60_000, settle(world.business, world.destination));
       const observation = await withDeadline('draining', 180_000, drain(world.recorder, world.destination, spec.quietMs ?? 4_000));
-      const history = world.recorder.history(observation.arrivals, observation.effects);
+      const history = world.recorder.history(observation.arrivals, observation.effects, (id) => world.swallower.runsOf(id));
       const found = [
         ...anomalies(history, { ordered: spec.ordered, orderedEffects: spec.orderedEffects ?? false }),
+        ...swallowAnomalies(history),
         ...(world.destination.fleet?.problems() ?? []),
         ...(world.destination.problems?.() ?? []),
       ];
-      if (config.verbose) console.log(`[${spec.name} #${run}] ${summary(history)} in ${Date.now() - started} ms`);
+      if (config.verbose) console.log(`[${spec.name} #${run}] ${summary(history)}, ${history.swallowed?.length ?? 0} swallowed SQL errors in ${Date.now() - started} ms`);
       if (found.length > 0) {
-        const file = await saveHistory(spec.name, config.seed, run, String(commands), found, history);
+        const file = await saveHistory(spec.name, config.seed, run, generated, found, history);
         throw new Error(
           `${spec.name}, run ${run}:\n  ${found.join('\n  ')}\n  (${summary(history)}; history written to ${file}; ` +
             `replay with TIDINGS_PROPERTY_SEED=${config.seed} TIDINGS_PROPERTY_PATH=${config.path ?? run - 1})`,
@@ -53,7 +57,7 @@ export async function runProperty(spec: DestinationSpec): Promise<void> {
     } catch (error) {
       failure = error;
       if (!(error instanceof Error && error.message.startsWith(`${spec.name}, run`))) {
-        await saveHistory(spec.name, config.seed, run, String(commands), [String(error)], world.recorder.history([], [])).catch(() => {});
+        await saveHistory(spec.name, config.seed, run, generated, [String(error)], world.recorder.history([], [])).catch(() => {});
       }
       throw error;
     } finally {
@@ -76,12 +80,13 @@ export async function runProperty(spec: DestinationSpec): Promise<void> {
 
 interface World {
   readonly recorder: HistoryRecorder;
+  readonly swallower: Swallower;
   readonly business: Business;
   readonly destination: Destination;
   close(): Promise<void>;
 }
 
-async function createWorld(spec: DestinationSpec, leaseMs: number): Promise<World> {
+async function createWorld(spec: DestinationSpec, leaseMs: number, plan: SwallowPlan): Promise<World> {
   const outbox = await freshOutbox(`p_${spec.name}`, { partitions: 2 });
   const { schema, pool } = outbox;
   let destination: Destination | undefined;
@@ -89,15 +94,18 @@ async function createWorld(spec: DestinationSpec, leaseMs: number): Promise<Worl
     await migrateInbox(outbox.db, { schema });
     await Business.migrate(pool, schema);
     await createEffects(pool, schema);
+    await createSwallowProbe(pool, schema);
     const recorder = new HistoryRecorder(spec.name);
+    const swallower = new Swallower(plan, schema, recorder);
     const topic = `p.${spec.name}.${randomBytes(4).toString('hex')}`;
     const business = new Business({ pool, schema, topic, recorder });
-    destination = await spec.create({ outbox, schema, topic, relay: 'property', leaseMs });
+    destination = await spec.create({ outbox, schema, topic, relay: 'property', leaseMs, swallower });
     await destination.fleet?.join();
     const built = destination;
     const step = (what: string, work: () => Promise<unknown>): Promise<unknown> => withDeadline(`closing the run: ${what}`, 30_000, work());
     return {
       recorder,
+      swallower,
       business,
       destination: built,
       async close() {
@@ -131,13 +139,16 @@ async function settle(business: Business, destination: Destination): Promise<voi
 /**
  * Waits until every committed event arrived and took effect (then a moment more, for late
  * duplicates), or until nothing moved for `quietMs` (a lost event never comes), at most two minutes.
+ * Events a handler swallowed an error on count as committed (the consumer read them, whatever the
+ * client of their transaction saw): they must take effect too.
  */
 async function drain(recorder: HistoryRecorder, destination: Destination, quietMs: number): Promise<Observation> {
-  const expected = recorder.committedIds();
+  const committed = recorder.committedIds();
   const started = Date.now();
   let lastSize = -1;
   let lastChange = Date.now();
   for (;;) {
+    const expected = [...new Set([...committed, ...recorder.swallowedIds()])];
     const observation = await destination.observe();
     const arrived = new Set(observation.arrivals.map((a) => a.eventId));
     const applied = new Set(observation.effects.map((e) => e.eventId));

@@ -54,9 +54,9 @@ async function createFeedDestination(kind: FeedKind, context: RunContext) {
       inbox: inbox({ consumer: 'property', schema }),
       source: `property-${kind}`,
       backoff: { initialMs: 50, maxMs: 500 },
-      handle: async (event: { eventId: string; key: string | null }, trx: Executor) => {
+      handle: async (event: { eventId: string; key: string | null; payload: unknown }, trx: Executor) => {
         arrivals.push({ eventId: event.eventId, key: event.key });
-        await applyEffect(trx, schema, { eventId: event.eventId, key: event.key });
+        await context.swallower.handle(trx, event, () => applyEffect(trx, schema, { eventId: event.eventId, key: event.key }));
       },
     };
     const consumer = kind === 'sse' ? sseConsumer({ ...options, idleTimeoutMs: 3_000 }) : pollingConsumer({ ...options, limit: 20, waitSeconds: 2 });

@@ -1,11 +1,12 @@
 /**
  * Kafka: relay worker processes produce through a fault proxy (every broker connection is routed
  * through it by a socket factory) to a topic of the run's own with two partitions. A plain consumer
- * group records every record in arrival order; `consumeKafka` (inbox mode) applies them through the
- * inbox, its connections through a second proxy, cut right after a commit so the offset commit is
- * lost and the records come again.
+ * group records every record in arrival order; `consumeKafka` applies them, its connections through
+ * a second proxy, cut right after a database commit so the offset commit is lost and the records
+ * come again. Two variants, one per consumer mode: `inbox` (an inbox mark per event) and
+ * `checkpoint` (the partition's next offset stored with the effects).
  */
-import { consumeKafka, createKafkaClient, decodeRecord, type KafkaConsumer } from '@tidings/relays/kafka';
+import { consumeKafka, createKafkaClient, decodeRecord, type KafkaConsumer, type KafkaConsumerMode } from '@tidings/relays/kafka';
 import type { Consumer, ISocketFactory } from 'kafkajs';
 import net from 'node:net';
 import pg from 'pg';
@@ -16,92 +17,110 @@ import type { DestinationSpec } from '../destination.ts';
 import type { Arrival } from '../history.ts';
 import { applyEffect, readEffects } from '../inbox-consumer.ts';
 import { kafkaProxy, postgresProxy } from '../proxies.ts';
+import { oncePerRecord } from '../once-per-record.ts';
 
 /** Routes every connection of a kafkajs client through `proxy`. */
 function through(proxy: FaultProxy): ISocketFactory {
   return ({ onConnect }) => net.connect({ host: proxy.host, port: proxy.port }, onConnect);
 }
 
-export const kafkaDestination: DestinationSpec = {
-  name: 'kafka',
-  ordered: true,
-  quietMs: 10_000,
-  faults: ['crash-relay', 'pause-relay', 'join-relay', 'cut-broker', 'broker-outage', 'cut-relay-db', 'consumer-crash'],
-  async create(context) {
-    const { schema, topic } = context;
-    const kafka = createKafkaClient({ brokers: services.kafka, clientId: 'property', logLevel: 'nothing' });
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
+  return {
+    name: mode === 'inbox' ? 'kafka' : 'kafka_checkpoint',
+    ordered: true,
+    // Kafka cases are the slowest of all: the two modes share about what inbox mode alone ran (4).
+    ciRuns: mode === 'inbox' ? 3 : 2,
+    quietMs: 10_000,
+    faults: ['crash-relay', 'pause-relay', 'join-relay', 'cut-broker', 'broker-outage', 'cut-relay-db', 'consumer-crash'],
+    async create(context) {
+      const { schema, topic } = context;
+      const kafka = createKafkaClient({ brokers: services.kafka, clientId: 'property', logLevel: 'nothing' });
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
 
-    const arrivals: Arrival[] = [];
-    const recorder: Consumer = kafka.consumer({ groupId: `${topic}.arrivals`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
-    await recorder.connect();
-    await recorder.subscribe({ topics: [topic], fromBeginning: true });
-    await recorder.run({
-      eachMessage: async ({ topic: from, partition, message }) => {
-        const event = decodeRecord(from, partition, message);
-        arrivals.push({ eventId: event.eventId, key: event.key });
-      },
-    });
+      const arrivals: Arrival[] = [];
+      const recorder: Consumer = kafka.consumer({ groupId: `${topic}.arrivals`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
+      await recorder.connect();
+      await recorder.subscribe({ topics: [topic], fromBeginning: true });
+      await recorder.run({
+        eachMessage: async ({ topic: from, partition, message }) => {
+          const event = decodeRecord(from, partition, message);
+          arrivals.push({ eventId: event.eventId, key: event.key });
+        },
+      });
 
-    const pool = new pg.Pool({ connectionString: services.postgres, max: 4 });
-    pool.on('error', () => {});
-    const consumerProxy = await kafkaProxy();
-    let crashNext = 0;
-    const errors: string[] = [];
-    const consumer: KafkaConsumer = await consumeKafka({
-      brokers: services.kafka,
-      client: { clientId: 'property-effects', logLevel: 'nothing', connectionTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(consumerProxy) },
-      topics: [topic],
-      consumer: 'property',
-      groupId: `${topic}.effects`,
-      schema,
-      database: pool,
-      fromBeginning: true,
-      batchSize: 20,
-      sessionTimeoutMs: 6_000,
-      heartbeatIntervalMs: 1_000,
-      retry: { minDelayMs: 50, maxDelayMs: 500 },
-      handler: (trx, event) => applyEffect(trx as pg.PoolClient, schema, { eventId: event.eventId, key: event.key }),
-      onEvent: (event) => {
-        if (event.type === 'committed' && crashNext > 0) {
-          crashNext--;
-          consumerProxy.cutAll(); // committed in the database; the offset commit never reaches Kafka
-        }
-        if (event.type === 'dead-lettered') errors.push(`the Kafka consumer dead-lettered ${event.eventId}: ${event.error.message}`);
-      },
-    });
-
-    const broker = await kafkaProxy();
-    const relayDb = await postgresProxy();
-    return {
-      fleet: processFleet({
-        databaseUrl: relayDb.url,
+      const pool = new pg.Pool({ connectionString: services.postgres, max: 4 });
+      pool.on('error', () => {});
+      const consumerProxy = await kafkaProxy();
+      let crashNext = 0;
+      const errors: string[] = [];
+      const consumer: KafkaConsumer = await consumeKafka({
+        brokers: services.kafka,
+        client: { clientId: 'property-effects', logLevel: 'nothing', connectionTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(consumerProxy) },
+        topics: [topic],
+        consumer: 'property',
+        groupId: `${topic}.effects`,
+        mode,
         schema,
-        relay: context.relay,
-        leaseMs: context.leaseMs,
-        transport: 'kafka',
-        transportOptions: { brokers: services.kafka, proxyPort: broker.port },
-      }),
-      cutBroker: async () => broker.cutAll(),
-      brokerDown: async () => {
-        broker.refuseNew(true);
-        broker.cutAll();
-      },
-      brokerUp: async () => broker.refuseNew(false),
-      cutRelayDatabase: async () => relayDb.proxy.cutAll(),
-      consumerCrash: async () => void crashNext++,
-      heal: async () => broker.refuseNew(false),
-      observe: async () => ({ arrivals: [...arrivals], effects: await readEffects(pool, schema) }),
-      problems: () => [...errors],
-      async close() {
-        await Promise.allSettled([consumer.close(), recorder.disconnect()]);
-        await admin.deleteTopics({ topics: [topic] }).catch(() => {});
-        await admin.disconnect();
-        await Promise.all([broker.close(), consumerProxy.close(), relayDb.proxy.close()]);
-        await pool.end();
-      },
-    };
-  },
-};
+        database: pool,
+        fromBeginning: true,
+        batchSize: 20,
+        sessionTimeoutMs: 6_000,
+        heartbeatIntervalMs: 1_000,
+        retry: { minDelayMs: 50, maxDelayMs: 500 },
+        handler: (trx, event) => {
+          const record = mode === 'checkpoint' ? `${event.record.partition}@${event.record.offset}` : undefined;
+          const effect = { eventId: event.eventId, key: event.key, ...(record === undefined ? {} : { record }) };
+          return context.swallower.handle(trx as pg.PoolClient, event, () => applyEffect(trx as pg.PoolClient, schema, effect));
+        },
+        onEvent: (event) => {
+          if (event.type === 'committed' && crashNext > 0) {
+            crashNext--;
+            consumerProxy.cutAll(); // committed in the database; the offset commit never reaches Kafka
+          }
+          if (event.type === 'dead-lettered') errors.push(`the Kafka consumer dead-lettered ${event.eventId}: ${event.error.message}`);
+        },
+      });
+
+      const broker = await kafkaProxy();
+      const relayDb = await postgresProxy();
+      return {
+        fleet: processFleet({
+          databaseUrl: relayDb.url,
+          schema,
+          relay: context.relay,
+          leaseMs: context.leaseMs,
+          transport: 'kafka',
+          transportOptions: { brokers: services.kafka, proxyPort: broker.port },
+        }),
+        cutBroker: async () => broker.cutAll(),
+        brokerDown: async () => {
+          broker.refuseNew(true);
+          broker.cutAll();
+        },
+        brokerUp: async () => broker.refuseNew(false),
+        cutRelayDatabase: async () => relayDb.proxy.cutAll(),
+        consumerCrash: async () => void crashNext++,
+        heal: async () => broker.refuseNew(false),
+        observe: async () => {
+          const effects = await readEffects(pool, schema);
+          return { arrivals: [...arrivals], effects: mode === 'checkpoint' ? oncePerRecord(effects) : effects };
+        },
+        problems: () => [...errors],
+        async close() {
+          await Promise.allSettled([consumer.close(), recorder.disconnect()]);
+          await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+          await admin.disconnect();
+          await Promise.all([broker.close(), consumerProxy.close(), relayDb.proxy.close()]);
+          await pool.end();
+        },
+      };
+    },
+  };
+}
+
+/** `consumeKafka` in inbox mode. */
+export const kafkaDestination = kafkaDestinationFor('inbox');
+/** `consumeKafka` in checkpoint mode. */
+export const kafkaCheckpointDestination = kafkaDestinationFor('checkpoint');

@@ -20,11 +20,11 @@ export const memoryDestination: DestinationSpec = {
     const broker = new MemoryBroker({ latencyMs: 5 });
     const pool = new pg.Pool({ connectionString: services.postgres, max: 3 });
     pool.on('error', () => {});
-    const consumer = new InboxConsumer(pool, context.schema);
+    const consumer = new InboxConsumer(pool, context.schema, context.swallower);
     const arrivals: Arrival[] = [];
     const unwatch = broker.watch(context.topic, (event) => {
       arrivals.push({ eventId: event.eventId, key: event.key });
-      consumer.push({ eventId: event.eventId, key: event.key });
+      consumer.push({ eventId: event.eventId, key: event.key, payload: event.payload });
     });
     let outages = 0;
     return {

@@ -97,7 +97,7 @@ export const rabbitmqDestination: DestinationSpec = {
             proxy.cutAll();
             holdMs = 1_000;
           }
-          await applyEffect(trx, schema, { eventId: event.eventId, key: event.key }, holdMs);
+          await context.swallower.handle(trx, event, () => applyEffect(trx, schema, { eventId: event.eventId, key: event.key }, holdMs));
         },
         onEvent: (event) => {
           if (event.type === 'committed' && crashNext > 0) {

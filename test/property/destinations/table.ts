@@ -25,7 +25,7 @@ export const tableDestination: DestinationSpec = {
     await createSink(pool, schema);
     const sink = await postgresProxy();
     const relayDb = await postgresProxy();
-    const consumer = new InboxConsumer(pool, schema);
+    const consumer = new InboxConsumer(pool, schema, context.swallower);
     // Rows of two workers inserting at once may commit out of seq order: rather than follow a
     // seq cursor (and skip a late commit), read the small table whole and hand over unseen rows.
     let arrivals: Arrival[] = [];
@@ -34,14 +34,14 @@ export const tableDestination: DestinationSpec = {
     const poll = async (): Promise<void> => {
       while (polling) {
         try {
-          const { rows } = await pool.query<{ seq: string; event_id: string; key: string | null }>(
-            `SELECT seq, event_id, key FROM "${schema}".received ORDER BY seq`,
+          const { rows } = await pool.query<{ seq: string; event_id: string; key: string | null; payload: unknown }>(
+            `SELECT seq, event_id, key, payload FROM "${schema}".received ORDER BY seq`,
           );
           arrivals = rows.map((row) => ({ eventId: row.event_id, key: row.key }));
           for (const row of rows) {
             if (seen.has(row.seq)) continue;
             seen.add(row.seq);
-            consumer.push({ eventId: row.event_id, key: row.key });
+            consumer.push({ eventId: row.event_id, key: row.key, payload: row.payload });
           }
         } catch {
           // the next poll tries again

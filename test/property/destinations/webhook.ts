@@ -62,7 +62,7 @@ export const webhookDestination: DestinationSpec = {
       },
       handler: async (trx, message) => {
         const holdMs = holds.get(message.eventId) ?? 0;
-        await applyEffect(trx, schema, { eventId: message.eventId, key: message.key }, holdMs);
+        await context.swallower.handle(trx, message, () => applyEffect(trx, schema, { eventId: message.eventId, key: message.key }, holdMs));
       },
     });
     const arrivals: Arrival[] = [];
