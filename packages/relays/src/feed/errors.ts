@@ -1,4 +1,4 @@
-import { TidingsError } from '@tidings/outbox';
+import { InvalidCursorError, TidingsError } from '@tidings/outbox';
 
 /**
  * The authorization hook refused the caller. Throw it from `authorize` to choose the status
@@ -57,5 +57,22 @@ export class FeedRequestError extends TidingsError {
   constructor(parameter: string, detail: string) {
     super(`query parameter "${parameter}" ${detail}`);
     this.parameter = parameter;
+  }
+}
+
+/** Why a feed refused a cursor. */
+export type CursorProblem = 'malformed' | 'out-of-range' | 'beyond-head';
+
+/**
+ * A feed request's cursor (`Last-Event-ID`, `?after=`) cannot be served: it is not a cursor, its
+ * numbers are out of range, or it lies beyond the head of the log. Answered with 400
+ * (`invalid-cursor`); an `InvalidCursorError`, so client helpers stop on it as on any invalid cursor.
+ */
+export class FeedCursorError extends InvalidCursorError {
+  readonly problem: CursorProblem;
+  constructor(cursor: string, problem: CursorProblem, detail: string) {
+    super(cursor);
+    this.problem = problem;
+    this.message = detail;
   }
 }

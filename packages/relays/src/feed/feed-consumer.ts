@@ -1,7 +1,7 @@
 import { CheckpointConflictError } from '@tidings/inbox';
-import { comparePositions, decodePosition } from '@tidings/outbox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResolvedConsumerOptions } from './consumer-options.ts';
+import { compareCursors } from './cursor.ts';
 import type { FeedEnvelope } from './envelope.ts';
 import { isFatal } from './response-error.ts';
 
@@ -60,7 +60,7 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
       return position;
     },
     async apply(event, saveAs = event.cursor) {
-      if (saved !== null && comparePositions(decodePosition(event.cursor), decodePosition(saved)) <= 0) return;
+      if (saved !== null && compareCursors(event.cursor, saved) <= 0) return;
       const expected = saved;
       await options.database.transaction(async (trx) => {
         await options.handle(event, trx);
@@ -70,7 +70,7 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
       position = saveAs;
     },
     advance(cursor) {
-      if (position === null || comparePositions(decodePosition(cursor), decodePosition(position)) > 0) position = cursor;
+      if (position === null || compareCursors(cursor, position) > 0) position = cursor;
     },
     progressed() {
       attempt = 0;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { encodePosition, type FeedPage, type Position } from '@tidings/outbox';
-import { requestStart } from '../feed/cursor.ts';
+import type { FeedPage, Position } from '@tidings/outbox';
+import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import { envelopeJson } from '../feed/envelope.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
@@ -85,10 +85,11 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
       const query = queryOf(request);
       const topics = requestedTopics(query);
       const start = requestStart(request, query, resolved.from, false);
-      afterText = typeof start === 'string' ? start : encodePosition(start);
+      afterText = typeof start === 'string' ? start : cursorText(start);
       const limit = integerParameter(query, 'limit', defaultLimit, 1, maxLimit);
       const waitSeconds = closed ? 0 : integerParameter(query, 'wait', 0, 0, maxWaitSeconds);
       const scope = await resolveScope(resolved.authorize, request, topics);
+      await hub.checkStart(start);
       page = await hub.read(scope, start, limit);
       if (waitSeconds > 0 && page.events.length === 0) {
         page = await longPoll(scope, page.next, limit, waitSeconds * 1000, response);
@@ -143,7 +144,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
  * does whenever any transaction in the database ends.
  */
 function sendPage(request: IncomingMessage, response: ServerResponse, page: FeedPage, after: string): void {
-  const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(encodePosition(page.next))},"hasMore":${page.hasMore}}`;
+  const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(cursorText(page.next))},"hasMore":${page.hasMore}}`;
   const hash = createHash('sha1').update(after);
   for (const event of page.events) hash.update(`|${event.eventId}`);
   const etag = `W/"${hash.update(`|${page.hasMore}`).digest('base64url')}"`;

@@ -88,6 +88,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       const topics = requestedTopics(query);
       const start = requestStart(request, query, resolved.from);
       scope = await resolveScope(resolved.authorize, request, topics);
+      await hub.checkStart(start);
       // Read before answering, so that a bad or expired cursor still gets a proper status.
       // Identical reads of a burst of connections share one query.
       first = await hub.read(scope, start, batchSize, false);

@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { publish } from '@tidings/outbox';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../../../test/support/check.ts';
+import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { openSse, poll } from '../../../test/support/feed-clients.ts';
+import { services } from '../../../test/support/env.ts';
+
+/**
+ * A hostile tenant's cursor must not reach the state the feed process shares between connections.
+ * The feeds run in a child process, watched from here: a frozen event loop cannot report itself.
+ * The bounds are generous (the feed's own figures are a few queries and a few milliseconds); the
+ * faults they catch cost orders of magnitude more, or freeze the process for good.
+ */
+const script = fileURLToPath(new URL('../../../test/support/feed-guard-process.ts', import.meta.url));
+/** xid8's largest value: a transaction id no log will reach. */
+const beyondHead = '18446744073709551615-0';
+const maxLoopDelayMs = 2_000;
+const maxLatencyMs = 5_000;
+
+interface Stats {
+  queries: number;
+  feedReads: number;
+  loopDelayMaxMs: number;
+  errors: string[];
+}
+
+interface GuardedFeed {
+  readonly origin: string;
+  command(line: 'reset' | 'stats'): Promise<Stats>;
+}
+
+let outbox: TestOutbox;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  outbox = await freshOutbox('feed_hostile');
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    // A frozen feed process never reads its stdin again: end it outright.
+    child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+  }
+});
+afterAll(async () => {
+  await outbox?.close();
+});
+
+async function startFeed(): Promise<GuardedFeed> {
+  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+    env: { ...process.env, DATABASE_URL: services.postgres, TIDINGS_SCHEMA: outbox.schema },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  const replies: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => replies.push(JSON.parse(line)));
+  const listening = await waitUntil('the feed process listens', async () => replies.find((r) => r['type'] === 'listening'));
+  return {
+    origin: `http://127.0.0.1:${String(listening['port'])}`,
+    async command(line) {
+      const before = replies.length;
+      child.stdin!.write(`${line}\n`);
+      const type = line;
+      const reply = await waitUntil(
+        `the feed process answers "${line}" (it cannot while its event loop is stalled)`,
+        async () => replies.slice(before).find((r) => r['type'] === type),
+        5_000,
+      );
+      return reply as unknown as Stats;
+    },
+  };
+}
+
+async function publishFor(tenant: string, topic: string): Promise<number> {
+  await inTransaction(outbox.pool, (client) => publish(client, { topic, tenant, payload: { tenant } }, { schema: outbox.schema }));
+  return Date.now();
+}
+
+describe('a cursor beyond the head of the log', () => {
+  it('on SSE (Last-Event-ID) is refused with 400, and other tenants keep their delivery latency and the process its event loop', async () => {
+    const feed = await startFeed();
+    await feed.command('reset');
+    const hostile = await openSse(`${feed.origin}/events`, { 'x-tenant': 'mallory', 'last-event-id': beyondHead });
+    await sleep(200);
+    const victim = await openSse(`${feed.origin}/events?topics=hostile.sse`, { 'x-tenant': 'alice' });
+    await sleep(200);
+    const committedAt = await publishFor('alice', 'hostile.sse');
+    const arrived = await victim.waitFor(1, 10_000).then(
+      () => Date.now(),
+      () => Infinity,
+    );
+    const stats = await feed.command('stats');
+    hostile.close();
+    victim.close();
+    expect(arrived - committedAt, 'delivery latency of another tenant (ms)').toBeLessThan(maxLatencyMs);
+    expect(stats.loopDelayMaxMs, 'the feed process event-loop delay (ms)').toBeLessThan(maxLoopDelayMs);
+    expect(stats.feedReads, 'log reads while one stream waited').toBeLessThan(100);
+    expect(hostile.status).toBe(400);
+    const problem = JSON.parse(hostile.messages[0]!.data);
+    expect(problem).toMatchObject({ status: 400, error: 'invalid-cursor', cursor: beyondHead });
+    expect(problem.detail).toMatch(/beyond the head of the log/);
+    expect(victim.events.map((e) => e.tenant)).toEqual(['alice']);
+  });
+
+  it('on a long poll (?after=&wait=30) is refused with 400, and another tenant\'s long poll costs a few queries, not thousands', async () => {
+    const feed = await startFeed();
+    // Settled either way: a frozen feed process is killed before this test's assertions are done.
+    const hostile = poll(feed.origin, { after: beyondHead, wait: 30 }, { 'x-tenant': 'mallory' }).catch((error: unknown) => error);
+    await sleep(300);
+    const { body: now } = await poll(feed.origin, { after: 'now', topics: 'hostile.polling' }, { 'x-tenant': 'alice' });
+    await feed.command('reset');
+    const quiet = await poll(feed.origin, { after: now.next, topics: 'hostile.polling', wait: 3 }, { 'x-tenant': 'alice' });
+    const duringQuietPoll = await feed.command('stats');
+
+    const waiting = poll(feed.origin, { after: quiet.body.next, topics: 'hostile.polling', wait: 20 }, { 'x-tenant': 'alice' });
+    await sleep(300);
+    const committedAt = await publishFor('alice', 'hostile.polling');
+    const answer = await waiting;
+    const latency = Date.now() - committedAt;
+    const stats = await feed.command('stats');
+
+    expect(duringQuietPoll.queries, 'queries during a quiet 3 s long poll of another tenant').toBeLessThan(100);
+    expect(latency, 'delivery latency of another tenant (ms)').toBeLessThan(maxLatencyMs);
+    expect(stats.loopDelayMaxMs, 'the feed process event-loop delay (ms)').toBeLessThan(maxLoopDelayMs);
+    expect(answer.body.events.map((e) => e.tenant)).toEqual(['alice']);
+    const refused = (await hostile) as Awaited<ReturnType<typeof poll>>;
+    expect(refused.status).toBe(400);
+    expect(refused.headers.get('content-type')).toBe('application/problem+json');
+    expect(refused.body).toMatchObject({ status: 400, error: 'invalid-cursor', cursor: beyondHead });
+    expect((refused.body as { detail?: string }).detail).toMatch(/beyond the head of the log/);
+  });
+
+  it('or outside the range of xid8 and bigint is refused with 400 on both feeds, and is no error of the server', async () => {
+    const feed = await startFeed();
+    await feed.command('reset');
+    const cursors = ['18446744073709551616-0', '99999999999999999999-0', '1-9223372036854775808', '1-9999999999999999999'];
+    for (const cursor of cursors) {
+      const answer = await poll(feed.origin, { after: cursor }, { 'x-tenant': 'mallory' });
+      expect(answer.status, cursor).toBe(400);
+      expect(answer.body, cursor).toMatchObject({ error: 'invalid-cursor', cursor });
+      expect((answer.body as { detail?: string }).detail, cursor).toMatch(/out of range/);
+      const stream = await openSse(`${feed.origin}/events`, { 'x-tenant': 'mallory', 'last-event-id': cursor });
+      await stream.ended;
+      expect(stream.status, cursor).toBe(400);
+      expect(JSON.parse(stream.messages[0]!.data), cursor).toMatchObject({ error: 'invalid-cursor', cursor });
+    }
+    expect((await feed.command('stats')).errors).toEqual([]);
+  });
+});
