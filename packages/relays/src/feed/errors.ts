@@ -76,3 +76,29 @@ export class FeedCursorError extends InvalidCursorError {
     this.message = detail;
   }
 }
+
+/**
+ * A feed already holds as many long-lived requests (SSE streams, long polls) as it allows, in
+ * total or for the caller's tenant. Answered with 429 and `Retry-After`; a slot frees up when one
+ * of those requests ends.
+ */
+export class TooManyConnectionsError extends TidingsError {
+  override readonly name = 'TooManyConnectionsError';
+  /** Which limit was reached: the feed's total, or the caller's tenant's share. */
+  readonly limit: 'total' | 'tenant';
+  readonly max: number;
+  readonly tenant: string | undefined;
+  readonly retryAfterSeconds: number;
+  constructor(limit: 'total' | 'tenant', max: number, tenant: string | undefined, what: string, retryAfterSeconds: number) {
+    super(
+      limit === 'tenant'
+        ? `${tenant === undefined ? 'callers without a tenant have' : `tenant ${JSON.stringify(tenant)} has`} ${max} ${what} open, the most this feed allows per tenant; ` +
+            `close one or retry after ${retryAfterSeconds} s (the feed's maxConnectionsPerTenant option sets the limit)`
+        : `this feed serves ${max} ${what}, the most it allows; retry after ${retryAfterSeconds} s (the feed's maxConnections option sets the limit)`,
+    );
+    this.limit = limit;
+    this.max = max;
+    this.tenant = tenant;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CursorExpiredError, InvalidCursorError } from '@tidings/outbox';
-import { AccessDeniedError, FeedRequestError } from './errors.ts';
+import { AccessDeniedError, FeedRequestError, TooManyConnectionsError } from './errors.ts';
 
 /**
  * What a feed answers instead of events: an HTTP status and a problem body (RFC 9457, see
@@ -15,6 +15,8 @@ export interface Problem {
   readonly error: string;
   readonly message: string;
   readonly cursor?: string;
+  /** Sent as `Retry-After` (429). */
+  readonly retryAfterSeconds?: number;
 }
 
 /** Translates what went wrong while serving a request into what the client is told. */
@@ -25,6 +27,9 @@ export function problemOf(error: unknown): Problem {
     return { status: error.status, error: error.status === 401 ? 'unauthorized' : 'forbidden', message: error.message };
   }
   if (error instanceof FeedRequestError) return { status: 400, error: 'invalid-request', message: error.message };
+  if (error instanceof TooManyConnectionsError) {
+    return { status: 429, error: 'too-many-connections', message: error.message, retryAfterSeconds: error.retryAfterSeconds };
+  }
   // Database trouble and bugs: say nothing about the internals; the feed's onError hears the rest.
   return { status: 503, error: 'unavailable', message: 'the feed cannot be read right now; try again shortly' };
 }
@@ -82,10 +87,18 @@ export function sendProblem(response: ServerResponse, problem: Problem, headers:
     'Content-Type': 'application/problem+json',
     'Cache-Control': 'no-store',
     'Content-Length': Buffer.byteLength(body),
-    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...problemHeaders(problem),
     ...headers,
   });
   response.end(body);
+}
+
+/** The headers a problem's status calls for: `WWW-Authenticate` with 401, `Retry-After` with 429. */
+export function problemHeaders(problem: Problem): Record<string, string> {
+  return {
+    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...(problem.retryAfterSeconds !== undefined ? { 'Retry-After': String(problem.retryAfterSeconds) } : {}),
+  };
 }
 
 /** An integer query parameter within bounds, or `fallback` when absent. */

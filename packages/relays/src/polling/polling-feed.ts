@@ -5,6 +5,7 @@ import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import { envelopeJson } from '../feed/envelope.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
+import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
 import { integerParameter, isServerSide, problemOf, queryOf, sendProblem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope, type ResolvedScope } from '../feed/scope.ts';
@@ -72,6 +73,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
     onError: resolved.onError,
   });
   const waiting = new Set<LongPoll>();
+  const slots = new ConnectionSlots(resolved.limits, 'long polls');
   let closed = false;
 
   async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -89,6 +91,8 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
       const limit = integerParameter(query, 'limit', defaultLimit, 1, maxLimit);
       const waitSeconds = closed ? 0 : integerParameter(query, 'wait', 0, 0, maxWaitSeconds);
       const scope = await resolveScope(resolved.authorize, request, topics);
+      // A long poll holds a slot until its response closes, however it ends.
+      if (waitSeconds > 0) slots.holdFor(response, scope.tenant);
       await hub.checkStart(start);
       page = await hub.read(scope, start, limit);
       if (waitSeconds > 0 && page.events.length === 0) {

@@ -3,7 +3,8 @@ import type { FeedPage } from '@tidings/outbox';
 import { requestStart } from '../feed/cursor.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
-import { isServerSide, problemOf, queryOf, type Problem } from '../feed/problem.ts';
+import { ConnectionSlots } from '../feed/connection-slots.ts';
+import { isServerSide, problemHeaders, problemOf, queryOf, type Problem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope } from '../feed/scope.ts';
 import { SseConnection } from './sse-connection.ts';
 import { openingFrame, problemFrame } from './sse-frames.ts';
@@ -70,6 +71,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
   });
   const settings = { hub, batchSize, drainTimeoutMs, onError: resolved.onError };
   const connections = new Set<SseConnection>();
+  const slots = new ConnectionSlots(resolved.limits, 'SSE connections');
   let closed = false;
   const heartbeat = setInterval(() => {
     for (const connection of connections) connection.heartbeat();
@@ -88,6 +90,8 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       const topics = requestedTopics(query);
       const start = requestStart(request, query, resolved.from);
       scope = await resolveScope(resolved.authorize, request, topics);
+      // Held from here until the response closes, however it ends (refused, finished, client gone).
+      slots.holdFor(response, scope.tenant);
       await hub.checkStart(start);
       // Read before answering, so that a bad or expired cursor still gets a proper status.
       // Identical reads of a burst of connections share one query.
@@ -142,7 +146,7 @@ function refuse(response: ServerResponse, problem: Problem): void {
     'Content-Type': 'text/event-stream; charset=utf-8',
     'Cache-Control': 'no-store',
     'Content-Length': Buffer.byteLength(body),
-    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...problemHeaders(problem),
   });
   response.end(body);
 }
