@@ -1,13 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { publish } from '@tidings/outbox';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { openSse, poll } from '../../../test/support/feed-clients.ts';
-import { services } from '../../../test/support/env.ts';
+import { startGuardedFeed, type GuardedFeed } from '../../../test/support/feed-guard.ts';
 
 /**
  * A hostile tenant's cursor must not reach the state the feed process shares between connections.
@@ -15,64 +11,28 @@ import { services } from '../../../test/support/env.ts';
  * The bounds are generous (the feed's own figures are a few queries and a few milliseconds); the
  * faults they catch cost orders of magnitude more, or freeze the process for good.
  */
-const script = fileURLToPath(new URL('../../../test/support/feed-guard-process.ts', import.meta.url));
 /** xid8's largest value: a transaction id no log will reach. */
 const beyondHead = '18446744073709551615-0';
 const maxLoopDelayMs = 2_000;
 const maxLatencyMs = 5_000;
 
-interface Stats {
-  queries: number;
-  feedReads: number;
-  loopDelayMaxMs: number;
-  errors: string[];
-}
-
-interface GuardedFeed {
-  readonly origin: string;
-  command(line: 'reset' | 'stats'): Promise<Stats>;
-}
-
 let outbox: TestOutbox;
-const children: ChildProcess[] = [];
+const feeds: GuardedFeed[] = [];
 
 beforeAll(async () => {
   outbox = await freshOutbox('feed_hostile');
 });
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    // A frozen feed process never reads its stdin again: end it outright.
-    child.kill('SIGKILL');
-    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
-  }
+  for (const feed of feeds.splice(0)) await feed.stop();
 });
 afterAll(async () => {
   await outbox?.close();
 });
 
 async function startFeed(): Promise<GuardedFeed> {
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
-    env: { ...process.env, DATABASE_URL: services.postgres, TIDINGS_SCHEMA: outbox.schema },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  const replies: Array<Record<string, unknown>> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => replies.push(JSON.parse(line)));
-  const listening = await waitUntil('the feed process listens', async () => replies.find((r) => r['type'] === 'listening'));
-  return {
-    origin: `http://127.0.0.1:${String(listening['port'])}`,
-    async command(line) {
-      const before = replies.length;
-      child.stdin!.write(`${line}\n`);
-      const type = line;
-      const reply = await waitUntil(
-        `the feed process answers "${line}" (it cannot while its event loop is stalled)`,
-        async () => replies.slice(before).find((r) => r['type'] === type),
-        5_000,
-      );
-      return reply as unknown as Stats;
-    },
-  };
+  const feed = await startGuardedFeed(outbox.schema);
+  feeds.push(feed);
+  return feed;
 }
 
 async function publishFor(tenant: string, topic: string): Promise<number> {
