@@ -1,9 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { publish } from '@tidings/outbox';
+import { comparePositions, publish, type OutboxEvent, type Position } from '@tidings/outbox';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { openSse, poll } from '../../../test/support/feed-clients.ts';
 import { startGuardedFeed, type GuardedFeed } from '../../../test/support/feed-guard.ts';
+import { parseCursor } from '../src/feed/cursor.js';
+import { FeedHub, type LiveMember } from '../src/feed/feed-hub.js';
+import { scope } from '../src/feed/scope.js';
 
 /**
  * A hostile tenant's cursor must not reach the state the feed process shares between connections.
@@ -109,5 +112,41 @@ describe('a cursor beyond the head of the log', () => {
       expect(JSON.parse(stream.messages[0]!.data), cursor).toMatchObject({ error: 'invalid-cursor', cursor });
     }
     expect((await feed.command('stats')).errors).toEqual([]);
+  });
+});
+
+describe('a cursor above the watermark', () => {
+  it('is accepted when PostgreSQL has assigned its transaction id, yet cannot put the shared tail beyond what every reader reaches', async () => {
+    const errors: unknown[] = [];
+    const hub = new FeedHub(outbox.db, { schema: outbox.schema, pollIntervalMs: 60_000, batchSize: 100, onError: (e) => errors.push(e) });
+    const member = (cursor: Position): LiveMember => ({ scope: scope('mallory', undefined), cursor, deliver() {}, resume() {}, fail() {} });
+    const older = await outbox.pool.connect();
+    const members: LiveMember[] = [];
+    try {
+      // An older transaction stays open, so a committed event above it is not visible yet.
+      await older.query('BEGIN');
+      await older.query('SELECT pg_current_xact_id()');
+      const [hidden] = (await inTransaction(outbox.pool, (client) =>
+        publish(client, { topic: 'hostile.above', tenant: 'mallory', payload: 1 }, { schema: outbox.schema }),
+      )) as OutboxEvent[];
+      const cursor = `${hidden!.position.txId}-${hidden!.position.id}`;
+      await expect(hub.checkStart(parseCursor(cursor))).resolves.toBeUndefined();
+      const { next: watermark } = await hub.read(scope('alice', undefined), 'now', 10);
+      expect(comparePositions(hidden!.position, watermark)).toBeGreaterThan(0);
+
+      // The hostile member joins the idle hub first: the tail starts no further than the watermark.
+      members.push(member(hidden!.position));
+      expect(hub.join(members[0]!)).toBe(true);
+      expect(comparePositions(hub.head!, watermark)).toBeLessThanOrEqual(0);
+      // So a reader at the watermark still joins the shared tail instead of being refused.
+      members.push(member(watermark));
+      expect(hub.join(members[1]!)).toBe(true);
+    } finally {
+      for (const m of members) hub.leave(m);
+      await older.query('ROLLBACK');
+      older.release();
+      await hub.close(new Error('test over'));
+    }
+    expect(errors).toEqual([]);
   });
 });
