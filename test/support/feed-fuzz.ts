@@ -37,6 +37,8 @@ export function cursorArbitrary(real: readonly string[]): fc.Arbitrary<string> {
     fc.constantFrom(...real),
     fc.constantFrom('start', 'now', beyondHead, '0-0', '-', '1-', '-1', '01-01', ' 1-1', '1-1 ', '1--1', '1-1-1', '+1-1', '1e3-1', '0x1-1', 'START'),
     fc.tuple(number, number).map(([a, b]) => `${a}-${b}`),
+    // A transaction id the log has reached, with any event id (the range of each part on its own).
+    fc.tuple(fc.constantFrom(...real.map((c) => c.split('-')[0]!), '0', '1'), number).map(([a, b]) => `${a}-${b}`),
     fc.tuple(fc.constantFrom(...real), fc.constantFrom('0', '9', '-', ' ', '00')).map(([c, s]) => `${c}${s}`),
     headerText,
   );
@@ -64,7 +66,7 @@ function queryArbitrary(real: readonly string[], wait: fc.Arbitrary<string>): fc
   // Well-formed requests too, so that the answers with events are checked as often as refusals.
   const wellFormed = fc
     .record({
-      after: fc.option(fc.oneof(fc.constantFrom(...real), fc.constantFrom('start', 'now')), { nil: undefined }),
+      after: fc.option(fc.oneof(fc.constantFrom(...real), fc.constantFrom('start', 'now'), cursorArbitrary(real)), { nil: undefined }),
       limit: fc.option(fc.integer({ min: 1, max: 50 }), { nil: undefined }),
       topics: fc.option(fc.constantFrom('fuzz.*', 'fuzz.a', 'other.*', '*', 'fuzz.a,other.x'), { nil: undefined }),
     })
