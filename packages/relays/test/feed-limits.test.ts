@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inbox, migrateInbox } from '@tidings/inbox';
-import { SseLimitError, sseConsumer } from '@tidings/relays/sse';
+import { FeedResponseError, SseLimitError, sseConsumer } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { openSse, poll, type SseReader } from '../../../test/support/feed-clients.ts';
@@ -148,6 +148,36 @@ describe('the SSE consumer against a server that sends an endless line', () => {
       await consumer.stop();
       hostile.closeAllConnections();
       hostile.close();
+      await feed.outbox.db.query(`DROP SCHEMA "${schema}" CASCADE`);
+    }
+  });
+});
+
+describe('the SSE consumer refused with 429', () => {
+  it('asks again no sooner than the Retry-After the feed sent, however short its own backoff', async () => {
+    const schema = `t_feed_limits_${randomBytes(4).toString('hex')}`;
+    await feed.outbox.db.query(`CREATE SCHEMA "${schema}"`);
+    await migrateInbox(feed.outbox.db, { schema });
+    const held = [await stream('r'), await stream('r')];
+    const refusals: number[] = [];
+    const consumer = sseConsumer({
+      url: `${feed.origin}/events`,
+      headers: { 'x-tenant': 'r' },
+      database: feed.outbox.db,
+      inbox: inbox({ consumer: 'refused', schema }),
+      handle: () => {},
+      backoff: { initialMs: 20, maxMs: 50 },
+      onError: (error) => {
+        if (error instanceof FeedResponseError && error.status === 429) refusals.push(Date.now());
+      },
+    });
+    try {
+      await waitUntil('the consumer was refused twice', async () => refusals.length >= 2, 15_000);
+      // Its own backoff would have asked again within 50 ms; the feed said 5 s.
+      expect(refusals[1]! - refusals[0]!).toBeGreaterThanOrEqual(4_900);
+    } finally {
+      await consumer.stop();
+      for (const reader of held) reader.close();
       await feed.outbox.db.query(`DROP SCHEMA "${schema}" CASCADE`);
     }
   });

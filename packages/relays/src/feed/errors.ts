@@ -37,11 +37,14 @@ export class FeedResponseError extends TidingsError {
   /** The `error` code of the server's JSON problem body, when it sent one. */
   readonly code: string | undefined;
   readonly url: string;
-  constructor(url: string, status: number, code: string | undefined, detail: string) {
+  /** How long the server asked to wait before the next request (its `Retry-After`), if it did. */
+  readonly retryAfterMs: number | undefined;
+  constructor(url: string, status: number, code: string | undefined, detail: string, retryAfterMs?: number) {
     super(`the feed at ${url} answered ${status}${code ? ` (${code})` : ''}: ${detail}`);
     this.url = url;
     this.status = status;
     this.code = code;
+    this.retryAfterMs = retryAfterMs;
   }
 
   /** Whether asking again later may succeed. */

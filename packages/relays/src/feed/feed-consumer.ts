@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResolvedConsumerOptions } from './consumer-options.ts';
 import { compareCursors } from './cursor.ts';
 import type { FeedEnvelope } from './envelope.ts';
+import { FeedResponseError } from './errors.ts';
 import { isFatal } from './response-error.ts';
 
 /** A running feed consumer. */
@@ -101,6 +102,8 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
         // Another worker moved the checkpoint: take its position rather than apply anything twice.
         if (error instanceof CheckpointConflictError) await loadCheckpoint().catch(options.onError);
         delayMs = backoff(attempt++, options.initialMs, options.maxMs);
+        // A server that said when to come back (429 with Retry-After) is not asked sooner.
+        if (error instanceof FeedResponseError && error.retryAfterMs !== undefined) delayMs = Math.max(delayMs, error.retryAfterMs);
       }
       await sleep(delayMs, undefined, { signal }).catch(() => {});
     }

@@ -47,8 +47,10 @@ export interface PollingFeed {
  * `?wait=<seconds>` makes an empty page wait for the first events (long poll). Each page carries
  * a weak `ETag` naming its events, and a request whose `If-None-Match` names the page it would get
  * is answered 304 (with `?wait=`, once the wait is over and still nothing new came).
- * A malformed cursor is answered 400, an expired one 410, a refused caller 401/403, all with a
- * JSON body `{ error, message, cursor? }`.
+ * A malformed cursor, or one out of range or beyond the head of the log, is answered 400, an
+ * expired one 410, a refused caller 401/403, a long poll beyond `maxConnections` or
+ * `maxConnectionsPerTenant` 429 with `Retry-After`, all with an `application/problem+json` body
+ * `{ type, title, status, detail, error, message, cursor? }`.
  *
  * @example
  * const feed = pollingFeed({ database, authorize: (req) => ({ tenant: tenantOf(req) }) });

@@ -43,9 +43,11 @@ export interface SseFeed {
  * the topics with `?topics=orders.*,billing.paid`. Every stream sees the committed events of its
  * scope exactly in log order, never one of a rolled-back transaction.
  *
- * A malformed cursor is answered 400, an expired one 410, a refused caller 401/403: EventSource
- * stops retrying on such a status, and other clients read the reason from the body, an
- * `event: feed-error` frame whose data is `{ error, message, cursor? }`.
+ * A malformed cursor, or one out of range or beyond the head of the log, is answered 400, an
+ * expired one 410, a refused caller 401/403, a connection beyond `maxConnections` or
+ * `maxConnectionsPerTenant` 429 with `Retry-After`: EventSource stops retrying on such a status,
+ * and other clients read the reason from the body, an `event: feed-error` frame whose data is a
+ * problem (`{ type, title, status, detail, error, message, cursor? }`).
  *
  * @example
  * const feed = sseFeed({
