@@ -118,6 +118,16 @@ describe('a cursor beyond the head of the log', () => {
     }
     expect((await feed.command('stats')).errors).toEqual([]);
   });
+
+  it('is refused on SSE as application/problem+json to a client that asks for JSON, not an event stream', async () => {
+    const feed = await startFeed();
+    const response = await fetch(`${feed.origin}/events`, {
+      headers: { 'x-tenant': 'mallory', 'last-event-id': beyondHead, accept: 'application/problem+json, application/json' },
+    });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+    expect(await response.json()).toMatchObject({ status: 400, error: 'invalid-cursor', cursor: beyondHead, detail: expect.stringMatching(/beyond the head of the log/) });
+  });
 });
 
 describe('a cursor above the watermark', () => {

@@ -33,6 +33,12 @@ describe('fuzzing the SSE feed over HTTP', () => {
           expect(request.method, said).not.toBe('GET');
           return;
         }
+        if (answer.status !== 200 && answer.headers['content-type'] === 'application/problem+json') {
+          // Only a client that asked for JSON and not for a stream gets the problem as JSON.
+          expect(request.headers['accept'], said).toMatch(/json/);
+          checkProblem(request, answer, JSON.parse(answer.body));
+          return;
+        }
         expect(answer.headers['content-type'], said).toBe('text/event-stream; charset=utf-8');
         const messages = sseMessages(answer.body);
         if (answer.status === 200) {

@@ -4,7 +4,7 @@ import { requestStart } from '../feed/cursor.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
 import { ConnectionSlots } from '../feed/connection-slots.ts';
-import { isServerSide, problemHeaders, problemOf, queryOf, type Problem } from '../feed/problem.ts';
+import { isServerSide, problemHeaders, problemOf, queryOf, sendProblem, type Problem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope } from '../feed/scope.ts';
 import { SseConnection } from './sse-connection.ts';
 import { openingFrame, problemFrame } from './sse-frames.ts';
@@ -84,7 +84,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       response.writeHead(405, { Allow: 'GET', 'Content-Type': 'text/plain; charset=utf-8' }).end('use GET\n');
       return;
     }
-    if (closed) return refuse(response, { status: 503, error: 'unavailable', message: 'the feed is shutting down' });
+    if (closed) return refuse(request, response, { status: 503, error: 'unavailable', message: 'the feed is shutting down' });
     let scope;
     let first: FeedPage;
     try {
@@ -101,7 +101,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
     } catch (error) {
       const problem = problemOf(error);
       if (isServerSide(problem)) resolved.onError(error);
-      return refuse(response, problem);
+      return refuse(request, response, problem);
     }
     if (response.destroyed || closed) return;
     const connection = new SseConnection(response, scope, first.next, settings);
@@ -123,7 +123,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
     handle(request, response) {
       open(request, response).catch((error: unknown) => {
         resolved.onError(error);
-        if (!response.headersSent) refuse(response, problemOf(error));
+        if (!response.headersSent) refuse(request, response, problemOf(error));
         else response.destroy();
       });
     },
@@ -140,9 +140,14 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
   };
 }
 
-/** An error status with the reason in an `event: feed-error` frame (EventSource stops retrying on it). */
-function refuse(response: ServerResponse, problem: Problem): void {
+/**
+ * An error status with the reason: in an `event: feed-error` frame (EventSource stops retrying on
+ * the status; other stream clients read the frame), or as `application/problem+json` to a client
+ * that asks for JSON and not for an event stream.
+ */
+function refuse(request: IncomingMessage, response: ServerResponse, problem: Problem): void {
   if (response.headersSent || response.destroyed) return;
+  if (wantsJson(request.headers.accept)) return sendProblem(response, problem);
   const body = problemFrame(problem);
   response.writeHead(problem.status, {
     'Content-Type': 'text/event-stream; charset=utf-8',
@@ -151,4 +156,11 @@ function refuse(response: ServerResponse, problem: Problem): void {
     ...problemHeaders(problem),
   });
   response.end(body);
+}
+
+/** Whether `Accept` names a JSON type and not `text/event-stream`. */
+function wantsJson(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  const types = accept.split(',').map((part) => part.split(';')[0]!.trim().toLowerCase());
+  return !types.includes('text/event-stream') && (types.includes('application/problem+json') || types.includes('application/json'));
 }
