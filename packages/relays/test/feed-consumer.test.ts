@@ -115,10 +115,11 @@ describe('the SSE consumer', () => {
     const seen: unknown[] = [];
     const consumer = consumerOf('sse', topic, (event) => void seen.push(event.payload));
     await waitUntil('the consumer is connected', async () => feed.sse.connections > 0);
-    await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
-    await waitUntil('two events applied', async () => seen.length === 2);
+    const [, second] = await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
+    // The handler runs inside the transaction: wait for the commit, not for the handler.
+    const committed = `${second!.position.txId}-${second!.position.id}`;
+    await waitUntil('two events applied and committed', async () => seen.length === 2 && consumer.cursor === committed);
     const requests = feed.sseRequests.length;
-    const committed = consumer.cursor;
     feed.sseRequests.at(-1)!.socket.destroy();
     await feed.publish([3, 4].map((n) => ({ topic, payload: n })));
     await waitUntil('the events published while it was away applied', async () => seen.length === 4);

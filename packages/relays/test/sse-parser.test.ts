@@ -42,3 +42,54 @@ describe('the SSE parser', () => {
     expect(parse(['data: incomplete\n']).messages).toEqual([]);
   });
 });
+
+describe('the SSE parser against a hostile stream', () => {
+  it('throws SseLimitError for a line longer than maxLength, however it is cut into chunks', async () => {
+    const { SseLimitError } = await import('@tidings/relays/sse');
+    const parser = new SseParser(() => {}, () => {}, { maxLength: 1_000 });
+    let error: unknown;
+    let pushed = 0;
+    try {
+      for (; pushed < 10_000; pushed++) parser.push('x'.repeat(10));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(SseLimitError);
+    expect(error).toMatchObject({ part: 'line', maxLength: 1_000 });
+    expect((error as Error).message).toMatch(/a line longer than 1000 characters; the connection was closed/);
+    // It stops at the limit, not after everything was buffered.
+    expect(pushed).toBe(100);
+  });
+
+  it('throws SseLimitError for an event whose data lines add up to more than maxLength', async () => {
+    const { SseLimitError } = await import('@tidings/relays/sse');
+    const messages: SseMessage[] = [];
+    const parser = new SseParser((m) => messages.push(m), () => {}, { maxLength: 100 });
+    parser.push(`data: ${'a'.repeat(60)}\ndata: ${'b'.repeat(39)}\n\n`);
+    expect(messages.map((m) => m.data.length)).toEqual([100]);
+    expect(() => parser.push(`data: ${'a'.repeat(60)}\ndata: ${'b'.repeat(40)}\n\n`)).toThrow(SseLimitError);
+  });
+
+  it('looks at each character once, so a long line sent in many small chunks costs linear work', () => {
+    const chunks = 2_000;
+    const size = 50;
+    const original = String.prototype.charCodeAt;
+    let reads = 0;
+    String.prototype.charCodeAt = function (this: string, index: number) {
+      reads++;
+      return original.call(this, index);
+    };
+    try {
+      const messages: SseMessage[] = [];
+      const parser = new SseParser((m) => messages.push(m));
+      parser.push('data: ');
+      for (let i = 0; i < chunks; i++) parser.push('y'.repeat(size));
+      parser.push('\n\n');
+      expect(messages[0]!.data).toHaveLength(chunks * size);
+    } finally {
+      String.prototype.charCodeAt = original;
+    }
+    // Rescanning the pending line on every chunk would read about chunks² × size / 2 = 100 million.
+    expect(reads).toBeLessThan(3 * chunks * size);
+  });
+});

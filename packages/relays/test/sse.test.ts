@@ -130,7 +130,14 @@ describe('the SSE feed', () => {
     expect(forbidden.status).toBe(403);
     expect(unauthorized.status).toBe(401);
     expect(unauthorized.headers['www-authenticate']).toBe('Bearer');
-    expect(JSON.parse(unauthorized.messages[0]!.data)).toEqual({ error: 'unauthorized', message: 'who are you?' });
+    expect(JSON.parse(unauthorized.messages[0]!.data)).toEqual({
+      type: 'urn:tidings:problem:unauthorized',
+      title: 'Authentication is required',
+      status: 401,
+      detail: 'who are you?',
+      error: 'unauthorized',
+      message: 'who are you?',
+    });
   });
 
   it('answers a malformed cursor with 400 and an expired one with 410, each with a feed-error frame saying why', async () => {

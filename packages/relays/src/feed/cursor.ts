@@ -1,13 +1,35 @@
 import type { IncomingMessage } from 'node:http';
-import { decodePosition, type Position } from '@tidings/outbox';
+import { comparePositions, encodePosition, logStart, type Position } from '@tidings/outbox';
+import { FeedCursorError } from './errors.ts';
+
+/**
+ * Everything the feeds do with a client's cursor lives here: reading it from a request, checking
+ * its shape and range, refusing one beyond the head of the log, and writing positions back out.
+ * A client's cursor is never trusted further than this module has checked it.
+ */
 
 /** Where a feed request starts: after a position, at the oldest event kept, or from now on. */
 export type FeedStart = Position | 'start' | 'now';
 
+/** xid8 is an unsigned 64-bit number. */
+const maxTxId = 2n ** 64n - 1n;
+/** An event's id is a bigint, a signed 64-bit number. */
+const maxId = 2n ** 63n - 1n;
+const cursorShape = /^(\d{1,20})-(\d{1,19})$/;
+/** A refused cursor is echoed back at most this long. */
+const echoLength = 100;
+const whatToDo =
+  "pass back a cursor exactly as this feed returned it (an event's id or cursor, a page's next), or start again with start or now";
+
+/** The opaque text of a position, as the feeds hand it to clients. */
+export function cursorText(position: Position): string {
+  return encodePosition(position);
+}
+
 /**
  * Reads where a request resumes: the `Last-Event-ID` header (sent by EventSource on every
  * reconnect, so it wins over the URL it reconnects to), else `?after=`, else `fallback`.
- * Both take an opaque cursor, `start` or `now`; anything else throws `InvalidCursorError`.
+ * Both take an opaque cursor, `start` or `now`; anything else throws `FeedCursorError`.
  */
 export function requestStart(request: IncomingMessage, query: URLSearchParams, fallback: 'start' | 'now', header = true): FeedStart {
   const lastEventId = header ? request.headers['last-event-id'] : undefined;
@@ -19,5 +41,106 @@ export function requestStart(request: IncomingMessage, query: URLSearchParams, f
 /** `start`, `now`, or a cursor as tidings encoded it. */
 export function parseStart(text: string): FeedStart {
   if (text === 'start' || text === 'now') return text;
-  return decodePosition(text);
+  return parseCursor(text);
+}
+
+/**
+ * A cursor as tidings encoded it: `<transaction id>-<event id>`, each in its column's range
+ * (xid8, bigint). Anything else throws `FeedCursorError` saying what is wrong.
+ */
+export function parseCursor(text: string): Position {
+  const shown = text.length > echoLength ? `${text.slice(0, echoLength)}…` : text;
+  const match = cursorShape.exec(text);
+  if (!match) throw new FeedCursorError(shown, 'malformed', `${JSON.stringify(shown)} is not a tidings cursor; ${whatToDo}.`);
+  const txId = BigInt(match[1]!);
+  const id = BigInt(match[2]!);
+  if (txId > maxTxId || id > maxId) {
+    throw new FeedCursorError(
+      shown,
+      'out-of-range',
+      `cursor ${JSON.stringify(shown)} is out of range: its transaction id may be at most ${maxTxId} and its event id at most ${maxId}; ${whatToDo}.`,
+    );
+  }
+  return { txId: txId.toString(), id: id.toString() };
+}
+
+/** Orders two cursors as the feed orders their events (negative: `a` comes first). */
+export function compareCursors(a: string, b: string): number {
+  return comparePositions(parseCursor(a), parseCursor(b));
+}
+
+/** The log's head as one read of it sees it. */
+export interface HeadReading {
+  /** Every event before this position is final (the visibility watermark, as a position). */
+  readonly visible: Position;
+  /** The transaction id PostgreSQL assigns next: no event has a larger one. */
+  readonly nextTxId: string;
+}
+
+/**
+ * How far the log reaches, as known in this process, and the check of a client's cursor against
+ * it. A cursor whose transaction id PostgreSQL has not assigned yet lies beyond the head of the
+ * log and is refused. What a client's cursor may put into state shared between connections is
+ * bounded by the highest watermark a read has returned (`bound`), so no cursor, however far
+ * ahead, moves a shared position beyond what every reader can reach. The watermark and the next
+ * transaction id never move back, so a position once reached stays within the log.
+ */
+export class LogHead {
+  readonly #readHead: () => Promise<HeadReading>;
+  #visible: Position = logStart;
+  #nextTxId = 0n;
+  #pending: Promise<void> | undefined;
+
+  /** `readHead` reads the log's head in one statement. */
+  constructor(readHead: () => Promise<HeadReading>) {
+    this.#readHead = readHead;
+  }
+
+  /** The highest watermark seen: every reader's own read reaches at least this far. */
+  get visible(): Position {
+    return this.#visible;
+  }
+
+  /**
+   * A read of the log from `after` returned `next`. Taken as a watermark only when `after` is not
+   * beyond the known watermark (else `next` may be the client's cursor itself).
+   */
+  observe(after: FeedStart, next: Position): void {
+    if (typeof after === 'object' && comparePositions(after, this.#visible) > 0) return;
+    if (comparePositions(next, this.#visible) > 0) this.#visible = next;
+  }
+
+  /**
+   * Refuses a start beyond the head of the log with `FeedCursorError` (`beyond-head`). Costs a
+   * query only for a cursor beyond every transaction id seen so far; that read starts after the
+   * call, so a cursor another process handed out a moment ago is accepted.
+   */
+  async check(start: FeedStart): Promise<void> {
+    if (typeof start === 'string' || BigInt(start.txId) <= this.#nextTxId) return;
+    await this.#refresh();
+    if (BigInt(start.txId) <= this.#nextTxId) return;
+    const cursor = cursorText(start);
+    throw new FeedCursorError(
+      cursor,
+      'beyond-head',
+      `cursor ${JSON.stringify(cursor)} is beyond the head of the log: its transaction id ${start.txId} has not been ` +
+        `assigned yet (the next is ${this.#nextTxId}), so no feed of this database handed it out; ${whatToDo}.`,
+    );
+  }
+
+  /** `position`, or the known watermark if `position` lies beyond it. */
+  bound(position: Position): Position {
+    return comparePositions(position, this.#visible) > 0 ? this.#visible : position;
+  }
+
+  /** One read of the head for every check waiting now; it starts after each of them arrived. */
+  #refresh(): Promise<void> {
+    this.#pending ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      this.#pending = undefined;
+      const head = await this.#readHead();
+      if (BigInt(head.nextTxId) > this.#nextTxId) this.#nextTxId = BigInt(head.nextTxId);
+      this.observe('now', head.visible);
+    });
+    return this.#pending;
+  }
 }

@@ -1,4 +1,5 @@
-import { encodePosition, type Json, type OutboxEvent } from '@tidings/outbox';
+import type { Json, OutboxEvent } from '@tidings/outbox';
+import { cursorText } from './cursor.ts';
 
 /**
  * An event as the feeds send it: the SSE `data:` field and each item of a polling page. `cursor`
@@ -26,7 +27,7 @@ const cache = new WeakMap<OutboxEvent, string>();
 
 export function toEnvelope(event: OutboxEvent): FeedEnvelope {
   return {
-    cursor: encodePosition(event.position),
+    cursor: cursorText(event.position),
     eventId: event.eventId,
     topic: event.topic,
     key: event.key,

@@ -1,4 +1,4 @@
-import { TidingsError } from '@tidings/outbox';
+import { InvalidCursorError, TidingsError } from '@tidings/outbox';
 
 /**
  * The authorization hook refused the caller. Throw it from `authorize` to choose the status
@@ -37,11 +37,14 @@ export class FeedResponseError extends TidingsError {
   /** The `error` code of the server's JSON problem body, when it sent one. */
   readonly code: string | undefined;
   readonly url: string;
-  constructor(url: string, status: number, code: string | undefined, detail: string) {
+  /** How long the server asked to wait before the next request (its `Retry-After`), if it did. */
+  readonly retryAfterMs: number | undefined;
+  constructor(url: string, status: number, code: string | undefined, detail: string, retryAfterMs?: number) {
     super(`the feed at ${url} answered ${status}${code ? ` (${code})` : ''}: ${detail}`);
     this.url = url;
     this.status = status;
     this.code = code;
+    this.retryAfterMs = retryAfterMs;
   }
 
   /** Whether asking again later may succeed. */
@@ -57,5 +60,48 @@ export class FeedRequestError extends TidingsError {
   constructor(parameter: string, detail: string) {
     super(`query parameter "${parameter}" ${detail}`);
     this.parameter = parameter;
+  }
+}
+
+/** Why a feed refused a cursor. */
+export type CursorProblem = 'malformed' | 'out-of-range' | 'beyond-head';
+
+/**
+ * A feed request's cursor (`Last-Event-ID`, `?after=`) cannot be served: it is not a cursor, its
+ * numbers are out of range, or it lies beyond the head of the log. Answered with 400
+ * (`invalid-cursor`); an `InvalidCursorError`, so client helpers stop on it as on any invalid cursor.
+ */
+export class FeedCursorError extends InvalidCursorError {
+  readonly problem: CursorProblem;
+  constructor(cursor: string, problem: CursorProblem, detail: string) {
+    super(cursor);
+    this.problem = problem;
+    this.message = detail;
+  }
+}
+
+/**
+ * A feed already holds as many long-lived requests (SSE streams, long polls) as it allows, in
+ * total or for the caller's tenant. Answered with 429 and `Retry-After`; a slot frees up when one
+ * of those requests ends.
+ */
+export class TooManyConnectionsError extends TidingsError {
+  override readonly name = 'TooManyConnectionsError';
+  /** Which limit was reached: the feed's total, or the caller's tenant's share. */
+  readonly limit: 'total' | 'tenant';
+  readonly max: number;
+  readonly tenant: string | undefined;
+  readonly retryAfterSeconds: number;
+  constructor(limit: 'total' | 'tenant', max: number, tenant: string | undefined, what: string, retryAfterSeconds: number) {
+    super(
+      limit === 'tenant'
+        ? `${tenant === undefined ? 'callers without a tenant have' : `tenant ${JSON.stringify(tenant)} has`} ${max} ${what} open, the most this feed allows per tenant; ` +
+            `close one or retry after ${retryAfterSeconds} s (the feed's maxConnectionsPerTenant option sets the limit)`
+        : `this feed serves ${max} ${what}, the most it allows; retry after ${retryAfterSeconds} s (the feed's maxConnections option sets the limit)`,
+    );
+    this.limit = limit;
+    this.max = max;
+    this.tenant = tenant;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }

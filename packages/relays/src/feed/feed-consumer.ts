@@ -1,8 +1,9 @@
 import { CheckpointConflictError } from '@tidings/inbox';
-import { comparePositions, decodePosition } from '@tidings/outbox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResolvedConsumerOptions } from './consumer-options.ts';
+import { compareCursors } from './cursor.ts';
 import type { FeedEnvelope } from './envelope.ts';
+import { FeedResponseError } from './errors.ts';
 import { isFatal } from './response-error.ts';
 
 /** A running feed consumer. */
@@ -60,7 +61,7 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
       return position;
     },
     async apply(event, saveAs = event.cursor) {
-      if (saved !== null && comparePositions(decodePosition(event.cursor), decodePosition(saved)) <= 0) return;
+      if (saved !== null && compareCursors(event.cursor, saved) <= 0) return;
       const expected = saved;
       await options.database.transaction(async (trx) => {
         await options.handle(event, trx);
@@ -70,7 +71,7 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
       position = saveAs;
     },
     advance(cursor) {
-      if (position === null || comparePositions(decodePosition(cursor), decodePosition(position)) > 0) position = cursor;
+      if (position === null || compareCursors(cursor, position) > 0) position = cursor;
     },
     progressed() {
       attempt = 0;
@@ -101,6 +102,8 @@ export function runConsumer<Trx>(options: ResolvedConsumerOptions<Trx>, connect:
         // Another worker moved the checkpoint: take its position rather than apply anything twice.
         if (error instanceof CheckpointConflictError) await loadCheckpoint().catch(options.onError);
         delayMs = backoff(attempt++, options.initialMs, options.maxMs);
+        // A server that said when to come back (429 with Retry-After) is not asked sooner.
+        if (error instanceof FeedResponseError && error.retryAfterMs !== undefined) delayMs = Math.max(delayMs, error.retryAfterMs);
       }
       await sleep(delayMs, undefined, { signal }).catch(() => {});
     }

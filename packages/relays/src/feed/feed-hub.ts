@@ -7,7 +7,8 @@ import {
   type OutboxEvent,
   type Position,
 } from '@tidings/outbox';
-import type { FeedStart } from './cursor.ts';
+import { LogHead, type FeedStart } from './cursor.ts';
+import { readHead } from './head-statement.ts';
 import { heldBackStatement } from './held-back.ts';
 import { SharedReads } from './shared-reads.ts';
 import type { ResolvedScope } from './scope.ts';
@@ -43,6 +44,16 @@ const minHeldBackDelayMs = 10;
 const joinLookMs = 20;
 
 /**
+ * How long a member waits before it reads again after its join was refused `refusals` times in a
+ * row. A refused member reads afresh, and a fresh read reaches the hub's tail (the watermark never
+ * moves back), so it is refused again only when the tail moved on meanwhile; the pause makes sure
+ * that no fault can turn this into a loop that spins.
+ */
+export function rejoinDelayMs(refusals: number): number {
+  return refusals < 3 ? 0 : Math.min(1_000, 10 * 2 ** (refusals - 3));
+}
+
+/**
  * One per process and outbox (database handle and schema): the only LISTEN of every feed, the
  * shared tail read that serves every waiting connection, and single-flight catch-up reads.
  *
@@ -57,6 +68,8 @@ export class FeedHub {
   #settings: HubSettings;
   readonly #members = new Set<LiveMember>();
   readonly #reads: SharedReads;
+  /** How far the log is known to reach: what a client's cursor is checked against. */
+  readonly #log: LogHead;
   /** Every event up to here has been handed to the members waiting at the time. */
   #head: Position | undefined;
   #reading = false;
@@ -73,6 +86,7 @@ export class FeedHub {
     this.#database = database;
     this.#settings = settings;
     this.#reads = new SharedReads(database, settings.schema);
+    this.#log = new LogHead(() => readHead(database));
   }
 
   get schema(): string {
@@ -100,18 +114,30 @@ export class FeedHub {
   }
 
   /** A page of the log for one scope, shared with identical requests (see `SharedReads`). */
-  read(scope: ResolvedScope, after: FeedStart, limit: number, fresh = true): Promise<FeedPage> {
-    return this.#reads.read(scope, after, limit, fresh);
+  async read(scope: ResolvedScope, after: FeedStart, limit: number, fresh = true): Promise<FeedPage> {
+    const page = await this.#reads.read(scope, after, limit, fresh);
+    this.#log.observe(after, page.next);
+    return page;
+  }
+
+  /**
+   * Refuses a client's start that lies beyond the head of the log (`FeedCursorError`): call it
+   * before reading from a cursor that came from a request.
+   */
+  checkStart(start: FeedStart): Promise<void> {
+    return this.#log.check(start);
   }
 
   /**
    * Adds a member that has read the log up to its cursor. Refused (false) when the shared tail is
-   * already past that cursor: the member would miss what lies between, so it reads on by itself.
+   * already past that cursor: the member would miss what lies between, so it reads on by itself,
+   * afresh (see `rejoinDelayMs`). The tail starts at the first member's cursor, but never beyond
+   * what the log has reached: no cursor can put the tail where the log is not.
    */
   join(member: LiveMember): boolean {
     if (this.#closed) return false;
     if (this.#members.size === 0 && !this.#reading) this.#head = undefined;
-    if (this.#head === undefined) this.#head = member.cursor;
+    if (this.#head === undefined) this.#head = this.#log.bound(member.cursor);
     else if (comparePositions(member.cursor, this.#head) < 0) return false;
     this.#members.add(member);
     this.#listen();
@@ -161,6 +187,7 @@ export class FeedHub {
         this.#dirty = false;
         if (this.#members.size === 0 || this.#head === undefined) return;
         const page = await readFeed(this.#database, this.#settings.schema, { after: this.#head, limit: this.#settings.batchSize });
+        this.#log.observe(this.#head, page.next);
         this.#head = page.next;
         this.#distribute(page);
         hasMore = page.hasMore;

@@ -1,4 +1,5 @@
 import { ConfigError, type Database } from '@tidings/outbox';
+import type { SlotLimits } from './connection-slots.ts';
 import type { Authorize } from './scope.ts';
 
 /** What the SSE feed and the polling feed are both configured with. */
@@ -25,6 +26,13 @@ export interface FeedOptions {
   readonly pollIntervalMs?: number;
   /** Reports errors no request can be told about (the LISTEN connection, the shared tail read). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The most long-lived requests this feed serves at once (SSE streams; long polls, i.e. requests
+   * with `?wait=`); one more is answered 429 with `Retry-After`. Default 10 000.
+   */
+  readonly maxConnections?: number;
+  /** The most of those one tenant may hold (callers without a tenant count as one). Default 1 000. */
+  readonly maxConnectionsPerTenant?: number;
 }
 
 export interface ResolvedFeedOptions {
@@ -34,7 +42,11 @@ export interface ResolvedFeedOptions {
   readonly from: 'start' | 'now';
   readonly pollIntervalMs: number;
   readonly onError: (error: unknown) => void;
+  readonly limits: SlotLimits;
 }
+
+/** What a refused request is told to wait before it tries again. */
+const retryAfterSeconds = 5;
 
 const schemaShape = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -61,6 +73,11 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
     from,
     pollIntervalMs: whole('pollIntervalMs', options.pollIntervalMs, 2_000),
     onError: options.onError ?? (() => {}),
+    limits: {
+      total: whole('maxConnections', options.maxConnections, 10_000),
+      perTenant: whole('maxConnectionsPerTenant', options.maxConnectionsPerTenant, 1_000),
+      retryAfterSeconds,
+    },
   };
 }
 

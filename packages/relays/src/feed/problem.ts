@@ -1,14 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CursorExpiredError, InvalidCursorError } from '@tidings/outbox';
-import { AccessDeniedError, FeedRequestError } from './errors.ts';
+import { AccessDeniedError, FeedRequestError, TooManyConnectionsError } from './errors.ts';
 
-/** What a feed answers instead of events: an HTTP status and a JSON body `{ error, message, cursor? }`. */
+/**
+ * What a feed answers instead of events: an HTTP status and a problem body (RFC 9457, see
+ * `problemJson`).
+ */
 export interface Problem {
   readonly status: number;
-  /** `invalid-cursor`, `cursor-expired`, `unauthorized`, `forbidden`, `invalid-request` or `unavailable`. */
+  /**
+   * `invalid-cursor`, `cursor-expired`, `unauthorized`, `forbidden`, `invalid-request`,
+   * `too-many-connections` or `unavailable`.
+   */
   readonly error: string;
   readonly message: string;
   readonly cursor?: string;
+  /** Sent as `Retry-After` (429). */
+  readonly retryAfterSeconds?: number;
 }
 
 /** Translates what went wrong while serving a request into what the client is told. */
@@ -19,6 +27,9 @@ export function problemOf(error: unknown): Problem {
     return { status: error.status, error: error.status === 401 ? 'unauthorized' : 'forbidden', message: error.message };
   }
   if (error instanceof FeedRequestError) return { status: 400, error: 'invalid-request', message: error.message };
+  if (error instanceof TooManyConnectionsError) {
+    return { status: 429, error: 'too-many-connections', message: error.message, retryAfterSeconds: error.retryAfterSeconds };
+  }
   // Database trouble and bugs: say nothing about the internals; the feed's onError hears the rest.
   return { status: 503, error: 'unavailable', message: 'the feed cannot be read right now; try again shortly' };
 }
@@ -35,21 +46,59 @@ export function queryOf(request: IncomingMessage): URLSearchParams {
   return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
 }
 
-/** Answers with a JSON problem body, unless headers were sent already (then just ends). */
+const titles: Record<string, string> = {
+  'invalid-cursor': 'The cursor cannot be served',
+  'cursor-expired': 'The cursor has expired',
+  unauthorized: 'Authentication is required',
+  forbidden: 'Access is denied',
+  'invalid-request': 'The request is malformed',
+  'too-many-connections': 'Too many connections',
+  unavailable: 'The feed is unavailable',
+};
+
+/**
+ * The body of a feed's refusal: an RFC 9457 problem (`type`, `title`, `status`, `detail`) that
+ * also carries the feed's own fields `error` (the code), `message` (= `detail`) and `cursor`.
+ *
+ * @example
+ * { "type": "urn:tidings:problem:invalid-cursor", "title": "The cursor cannot be served", "status": 400,
+ *   "detail": "cursor \"…\" is beyond the head of the log, …", "error": "invalid-cursor", "message": "…", "cursor": "…" }
+ */
+export function problemJson(problem: Problem): string {
+  return JSON.stringify({
+    type: `urn:tidings:problem:${problem.error}`,
+    title: titles[problem.error] ?? problem.error,
+    status: problem.status,
+    detail: problem.message,
+    error: problem.error,
+    message: problem.message,
+    ...(problem.cursor ? { cursor: problem.cursor } : {}),
+  });
+}
+
+/** Answers with an `application/problem+json` body, unless headers were sent already (then just ends). */
 export function sendProblem(response: ServerResponse, problem: Problem, headers: Record<string, string> = {}): void {
   if (response.headersSent) {
     response.end();
     return;
   }
-  const body = JSON.stringify({ error: problem.error, message: problem.message, ...(problem.cursor ? { cursor: problem.cursor } : {}) });
+  const body = problemJson(problem);
   response.writeHead(problem.status, {
-    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Type': 'application/problem+json',
     'Cache-Control': 'no-store',
     'Content-Length': Buffer.byteLength(body),
-    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...problemHeaders(problem),
     ...headers,
   });
   response.end(body);
+}
+
+/** The headers a problem's status calls for: `WWW-Authenticate` with 401, `Retry-After` with 429. */
+export function problemHeaders(problem: Problem): Record<string, string> {
+  return {
+    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...(problem.retryAfterSeconds !== undefined ? { 'Retry-After': String(problem.retryAfterSeconds) } : {}),
+  };
 }
 
 /** An integer query parameter within bounds, or `fallback` when absent. */

@@ -9,18 +9,27 @@ export interface ProblemBody {
 }
 
 /** The error a client helper raises for a problem the server reported. */
-export function problemError(url: string, status: number, body: ProblemBody | undefined): Error {
+export function problemError(url: string, status: number, body: ProblemBody | undefined, retryAfterMs?: number): Error {
   const code = body?.error;
   if (code === 'cursor-expired' || status === 410) return new CursorExpiredError(body?.cursor ?? '(unknown)');
   if (code === 'invalid-cursor') return new InvalidCursorError(body?.cursor ?? '(unknown)');
   if (status === 401 || status === 403) return new AccessDeniedError(status, body?.message);
-  return new FeedResponseError(url, status, code, body?.message ?? 'unexpected answer');
+  return new FeedResponseError(url, status, code, body?.message ?? 'unexpected answer', retryAfterMs);
 }
 
 /** Reads a non-2xx answer (JSON, or an event stream holding one `feed-error` frame) into an error. */
 export async function responseError(url: string, response: Response): Promise<Error> {
   const text = (await response.text().catch(() => '')).slice(0, 64 * 1024);
-  return problemError(url, response.status, parseProblem(text));
+  return problemError(url, response.status, parseProblem(text), retryAfterMs(response.headers.get('retry-after')));
+}
+
+/** The longest `Retry-After` a consumer honours: a server cannot park it for longer. */
+const maxRetryAfterMs = 3_600_000;
+
+/** `Retry-After` in seconds (the HTTP-date form is not used by feeds), in ms; undefined when absent or malformed. */
+function retryAfterMs(header: string | null): number | undefined {
+  if (header === null || !/^\d{1,7}$/.test(header.trim())) return undefined;
+  return Math.min(Number(header.trim()) * 1000, maxRetryAfterMs);
 }
 
 export function parseProblem(text: string): ProblemBody | undefined {

@@ -1,5 +1,5 @@
-import { encodePosition, readFeed, type Database, type FeedPage } from '@tidings/outbox';
-import type { FeedStart } from './cursor.ts';
+import { readFeed, type Database, type FeedPage } from '@tidings/outbox';
+import { cursorText, type FeedStart } from './cursor.ts';
 import type { ResolvedScope } from './scope.ts';
 
 /** How long a finished read from a cursor is handed to identical requests that need not be fresh. */
@@ -31,7 +31,7 @@ export class SharedReads {
    * an SSE stream, which then either joins the shared tail or reads on from the page's end.
    */
   read(scope: ResolvedScope, after: FeedStart, limit: number, fresh = true): Promise<FeedPage> {
-    const key = after === 'now' ? 'now' : `${scope.key}|${typeof after === 'string' ? after : encodePosition(after)}|${limit}`;
+    const key = after === 'now' ? 'now' : `${scope.key}|${typeof after === 'string' ? after : cursorText(after)}|${limit}`;
     const pending = this.#pending.get(key);
     if (pending !== undefined) return pending;
     if (!fresh && after !== 'now') {

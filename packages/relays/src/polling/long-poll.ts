@@ -1,5 +1,6 @@
 import { maxPosition, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
-import type { FeedHub, LiveMember } from '../feed/feed-hub.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
 import type { ResolvedScope } from '../feed/scope.ts';
 
 /**
@@ -32,9 +33,11 @@ export class LongPoll implements LiveMember {
    */
   async wait(waitMs: number): Promise<FeedPage> {
     const deadline = Date.now() + waitMs;
+    let refusals = 0;
     for (;;) {
       if (this.#finished) return this.#idle();
       if (this.#hub.join(this)) {
+        refusals = 0;
         const outcome = await new Promise<FeedPage | Error | 'resume'>((resolve) => {
           if (this.#finished) return resolve(this.#idle());
           this.#settle = resolve;
@@ -44,6 +47,9 @@ export class LongPoll implements LiveMember {
         if (outcome !== 'resume') return outcome;
         continue;
       }
+      // Refused: the hub's tail is past this cursor. A fresh read reaches it (see rejoinDelayMs).
+      const pause = Math.min(rejoinDelayMs(++refusals), Math.max(0, deadline - Date.now()));
+      if (pause > 0) await sleep(pause);
       const page = await this.#hub.read(this.scope, this.#cursor, this.#limit);
       if (page.events.length > 0) return page;
       this.#cursor = maxPosition(this.#cursor, page.next);

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { encodePosition, type FeedPage, type Position } from '@tidings/outbox';
-import { requestStart } from '../feed/cursor.ts';
+import type { FeedPage, Position } from '@tidings/outbox';
+import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import { envelopeJson } from '../feed/envelope.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
+import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
 import { integerParameter, isServerSide, problemOf, queryOf, sendProblem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope, type ResolvedScope } from '../feed/scope.ts';
@@ -46,8 +47,10 @@ export interface PollingFeed {
  * `?wait=<seconds>` makes an empty page wait for the first events (long poll). Each page carries
  * a weak `ETag` naming its events, and a request whose `If-None-Match` names the page it would get
  * is answered 304 (with `?wait=`, once the wait is over and still nothing new came).
- * A malformed cursor is answered 400, an expired one 410, a refused caller 401/403, all with a
- * JSON body `{ error, message, cursor? }`.
+ * A malformed cursor, or one out of range or beyond the head of the log, is answered 400, an
+ * expired one 410, a refused caller 401/403, a long poll beyond `maxConnections` or
+ * `maxConnectionsPerTenant` 429 with `Retry-After`, all with an `application/problem+json` body
+ * `{ type, title, status, detail, error, message, cursor? }`.
  *
  * @example
  * const feed = pollingFeed({ database, authorize: (req) => ({ tenant: tenantOf(req) }) });
@@ -72,6 +75,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
     onError: resolved.onError,
   });
   const waiting = new Set<LongPoll>();
+  const slots = new ConnectionSlots(resolved.limits, 'long polls');
   let closed = false;
 
   async function serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -85,10 +89,13 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
       const query = queryOf(request);
       const topics = requestedTopics(query);
       const start = requestStart(request, query, resolved.from, false);
-      afterText = typeof start === 'string' ? start : encodePosition(start);
+      afterText = typeof start === 'string' ? start : cursorText(start);
       const limit = integerParameter(query, 'limit', defaultLimit, 1, maxLimit);
       const waitSeconds = closed ? 0 : integerParameter(query, 'wait', 0, 0, maxWaitSeconds);
       const scope = await resolveScope(resolved.authorize, request, topics);
+      // A long poll holds a slot until its response closes, however it ends.
+      if (waitSeconds > 0) slots.holdFor(response, scope.tenant);
+      await hub.checkStart(start);
       page = await hub.read(scope, start, limit);
       if (waitSeconds > 0 && page.events.length === 0) {
         page = await longPoll(scope, page.next, limit, waitSeconds * 1000, response);
@@ -143,7 +150,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
  * does whenever any transaction in the database ends.
  */
 function sendPage(request: IncomingMessage, response: ServerResponse, page: FeedPage, after: string): void {
-  const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(encodePosition(page.next))},"hasMore":${page.hasMore}}`;
+  const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(cursorText(page.next))},"hasMore":${page.hasMore}}`;
   const hash = createHash('sha1').update(after);
   for (const event of page.events) hash.update(`|${event.eventId}`);
   const etag = `W/"${hash.update(`|${page.hasMore}`).digest('base64url')}"`;

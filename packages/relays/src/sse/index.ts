@@ -9,7 +9,7 @@
  */
 export { sseFeed, type SseFeed, type SseFeedOptions } from './sse-feed.ts';
 export { sseConsumer, type SseConsumerOptions } from './sse-consumer.ts';
-export { SseParser, type SseMessage } from './sse-parser.ts';
+export { defaultMaxSseLength, SseLimitError, SseParser, type SseMessage, type SseParserOptions } from './sse-parser.ts';
 export { feedErrorEvent } from './sse-frames.ts';
 export { AccessDeniedError, FeedResponseError } from '../feed/errors.ts';
 export type { Authorize, FeedScope } from '../feed/scope.ts';

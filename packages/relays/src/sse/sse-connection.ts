@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { comparePositions, maxPosition, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
-import type { FeedHub, LiveMember } from '../feed/feed-hub.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
 import { isServerSide, problemOf } from '../feed/problem.ts';
 import type { ResolvedScope } from '../feed/scope.ts';
 import { eventFrames, heartbeatFrame, problemFrame } from './sse-frames.ts';
@@ -88,13 +89,18 @@ export class SseConnection implements LiveMember {
   async #catchUp(first: FeedPage | undefined): Promise<void> {
     const { hub, batchSize } = this.#settings;
     let page = first;
+    // After a refused join, the next read must be a new one: a page shared from before the refusal
+    // cannot reach the hub's tail, and reading it again would spin without yielding.
+    let refusals = 0;
     try {
       for (;;) {
         if (this.#closed) return;
         if (page === undefined) {
           const head = hub.head;
           if (head !== undefined && comparePositions(this.#cursor, head) >= 0 && hub.join(this)) return;
-          page = await hub.read(this.scope, this.#cursor, batchSize, false);
+          const pause = rejoinDelayMs(refusals);
+          if (pause > 0) await sleep(pause);
+          page = await hub.read(this.scope, this.#cursor, batchSize, refusals > 0);
           if (this.#closed) return;
         }
         const flowing = this.#write(page.events);
@@ -102,9 +108,14 @@ export class SseConnection implements LiveMember {
         const hasMore = page.hasMore;
         page = undefined;
         if (!flowing) {
+          refusals = 0;
           if (!(await this.#drained())) return;
-        } else if (!hasMore && hub.join(this)) {
+        } else if (hasMore) {
+          refusals = 0;
+        } else if (hub.join(this)) {
           return;
+        } else {
+          refusals++;
         }
       }
     } catch (error) {

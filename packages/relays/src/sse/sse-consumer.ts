@@ -5,7 +5,7 @@ import { whole } from '../feed/feed-options.ts';
 import { runConsumer, type FeedConsumer, type Session } from '../feed/feed-consumer.ts';
 import { parseProblem, problemError, responseError } from '../feed/response-error.ts';
 import { feedErrorEvent } from './sse-frames.ts';
-import { SseParser, type SseMessage } from './sse-parser.ts';
+import { defaultMaxSseLength, SseParser, type SseMessage } from './sse-parser.ts';
 
 export interface SseConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
   /**
@@ -13,6 +13,13 @@ export interface SseConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
    * reopened. Default 45 000 ms (three of the feed's default heartbeats).
    */
   readonly idleTimeoutMs?: number;
+  /**
+   * The most characters one line of the stream, and the data of one event, may hold. A stream
+   * that sends more is closed with `SseLimitError` (heard by `onError`) and opened again after a
+   * backoff, so a broken or hostile server cannot grow the consumer's memory without bound.
+   * Default 8 Mi.
+   */
+  readonly maxEventLength?: number;
 }
 
 /**
@@ -36,6 +43,7 @@ export interface SseConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
 export function sseConsumer<Trx>(options: SseConsumerOptions<Trx>): FeedConsumer {
   const resolved = resolveConsumerOptions(options);
   const idleTimeoutMs = whole('idleTimeoutMs', options.idleTimeoutMs, 45_000);
+  const maxLength = whole('maxEventLength', options.maxEventLength, defaultMaxSseLength);
   return runConsumer(resolved, async (session) => {
     const url = new URL(resolved.url);
     if (session.cursor === null) url.searchParams.set('after', resolved.from);
@@ -58,7 +66,7 @@ export function sseConsumer<Trx>(options: SseConsumerOptions<Trx>): FeedConsumer
       }
       let retryMs: number | undefined;
       const messages: SseMessage[] = [];
-      const parser = new SseParser((message) => messages.push(message), (ms) => (retryMs = ms));
+      const parser = new SseParser((message) => messages.push(message), (ms) => (retryMs = ms), { maxLength });
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       try {
         for (;;) {

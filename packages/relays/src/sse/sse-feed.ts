@@ -3,7 +3,8 @@ import type { FeedPage } from '@tidings/outbox';
 import { requestStart } from '../feed/cursor.ts';
 import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
-import { isServerSide, problemOf, queryOf, type Problem } from '../feed/problem.ts';
+import { ConnectionSlots } from '../feed/connection-slots.ts';
+import { isServerSide, problemHeaders, problemOf, queryOf, sendProblem, type Problem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope } from '../feed/scope.ts';
 import { SseConnection } from './sse-connection.ts';
 import { openingFrame, problemFrame } from './sse-frames.ts';
@@ -42,9 +43,11 @@ export interface SseFeed {
  * the topics with `?topics=orders.*,billing.paid`. Every stream sees the committed events of its
  * scope exactly in log order, never one of a rolled-back transaction.
  *
- * A malformed cursor is answered 400, an expired one 410, a refused caller 401/403: EventSource
- * stops retrying on such a status, and other clients read the reason from the body, an
- * `event: feed-error` frame whose data is `{ error, message, cursor? }`.
+ * A malformed cursor, or one out of range or beyond the head of the log, is answered 400, an
+ * expired one 410, a refused caller 401/403, a connection beyond `maxConnections` or
+ * `maxConnectionsPerTenant` 429 with `Retry-After`: EventSource stops retrying on such a status,
+ * and other clients read the reason from the body, an `event: feed-error` frame whose data is a
+ * problem (`{ type, title, status, detail, error, message, cursor? }`).
  *
  * @example
  * const feed = sseFeed({
@@ -70,6 +73,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
   });
   const settings = { hub, batchSize, drainTimeoutMs, onError: resolved.onError };
   const connections = new Set<SseConnection>();
+  const slots = new ConnectionSlots(resolved.limits, 'SSE connections');
   let closed = false;
   const heartbeat = setInterval(() => {
     for (const connection of connections) connection.heartbeat();
@@ -80,7 +84,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       response.writeHead(405, { Allow: 'GET', 'Content-Type': 'text/plain; charset=utf-8' }).end('use GET\n');
       return;
     }
-    if (closed) return refuse(response, { status: 503, error: 'unavailable', message: 'the feed is shutting down' });
+    if (closed) return refuse(request, response, { status: 503, error: 'unavailable', message: 'the feed is shutting down' });
     let scope;
     let first: FeedPage;
     try {
@@ -88,13 +92,16 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       const topics = requestedTopics(query);
       const start = requestStart(request, query, resolved.from);
       scope = await resolveScope(resolved.authorize, request, topics);
+      // Held from here until the response closes, however it ends (refused, finished, client gone).
+      slots.holdFor(response, scope.tenant);
+      await hub.checkStart(start);
       // Read before answering, so that a bad or expired cursor still gets a proper status.
       // Identical reads of a burst of connections share one query.
       first = await hub.read(scope, start, batchSize, false);
     } catch (error) {
       const problem = problemOf(error);
       if (isServerSide(problem)) resolved.onError(error);
-      return refuse(response, problem);
+      return refuse(request, response, problem);
     }
     if (response.destroyed || closed) return;
     const connection = new SseConnection(response, scope, first.next, settings);
@@ -116,7 +123,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
     handle(request, response) {
       open(request, response).catch((error: unknown) => {
         resolved.onError(error);
-        if (!response.headersSent) refuse(response, problemOf(error));
+        if (!response.headersSent) refuse(request, response, problemOf(error));
         else response.destroy();
       });
     },
@@ -133,15 +140,27 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
   };
 }
 
-/** An error status with the reason in an `event: feed-error` frame (EventSource stops retrying on it). */
-function refuse(response: ServerResponse, problem: Problem): void {
+/**
+ * An error status with the reason: in an `event: feed-error` frame (EventSource stops retrying on
+ * the status; other stream clients read the frame), or as `application/problem+json` to a client
+ * that asks for JSON and not for an event stream.
+ */
+function refuse(request: IncomingMessage, response: ServerResponse, problem: Problem): void {
   if (response.headersSent || response.destroyed) return;
+  if (wantsJson(request.headers.accept)) return sendProblem(response, problem);
   const body = problemFrame(problem);
   response.writeHead(problem.status, {
     'Content-Type': 'text/event-stream; charset=utf-8',
     'Cache-Control': 'no-store',
     'Content-Length': Buffer.byteLength(body),
-    ...(problem.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {}),
+    ...problemHeaders(problem),
   });
   response.end(body);
+}
+
+/** Whether `Accept` names a JSON type and not `text/event-stream`. */
+function wantsJson(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  const types = accept.split(',').map((part) => part.split(';')[0]!.trim().toLowerCase());
+  return !types.includes('text/event-stream') && (types.includes('application/problem+json') || types.includes('application/json'));
 }

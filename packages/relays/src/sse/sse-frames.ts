@@ -1,6 +1,7 @@
-import { encodePosition, type OutboxEvent } from '@tidings/outbox';
+import type { OutboxEvent } from '@tidings/outbox';
+import { cursorText } from '../feed/cursor.ts';
 import { envelopeJson } from '../feed/envelope.ts';
-import type { Problem } from '../feed/problem.ts';
+import { problemJson, type Problem } from '../feed/problem.ts';
 
 /**
  * The event type of the frame a feed sends before it ends a stream it cannot go on with, and the
@@ -20,7 +21,7 @@ const frames = new WeakMap<OutboxEvent, Buffer>();
 export function eventFrame(event: OutboxEvent): Buffer {
   let frame = frames.get(event);
   if (frame === undefined) {
-    frame = Buffer.from(`id: ${encodePosition(event.position)}\nevent: ${event.topic}\ndata: ${envelopeJson(event)}\n\n`);
+    frame = Buffer.from(`id: ${cursorText(event.position)}\nevent: ${event.topic}\ndata: ${envelopeJson(event)}\n\n`);
     frames.set(event, frame);
   }
   return frame;
@@ -50,7 +51,7 @@ export function openingFrame(retryMs: number): string {
 /** A comment line: keeps proxies and load balancers from closing an idle stream. */
 export const heartbeatFrame = Buffer.from(': keep-alive\n\n');
 
+/** A `feed-error` frame whose data is the problem (see `problemJson`). */
 export function problemFrame(problem: Problem): string {
-  const data = JSON.stringify({ error: problem.error, message: problem.message, ...(problem.cursor ? { cursor: problem.cursor } : {}) });
-  return `event: ${feedErrorEvent}\ndata: ${data}\n\n`;
+  return `event: ${feedErrorEvent}\ndata: ${problemJson(problem)}\n\n`;
 }

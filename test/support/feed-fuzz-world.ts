@@ -1,0 +1,45 @@
+import { publish } from '@tidings/outbox';
+import { freshOutbox, inTransaction, type TestOutbox } from './db.ts';
+import { startGuardedFeed, type GuardedFeed } from './feed-guard.ts';
+
+/** A fresh outbox with events of several tenants and topics, served by feeds in a process of their own. */
+export interface FuzzWorld {
+  readonly outbox: TestOutbox;
+  readonly feed: GuardedFeed;
+  /** The cursors of the published events. */
+  readonly cursors: string[];
+  /** The tenants requests are scoped to (events of other tenants and of none exist too). */
+  readonly tenants: string[];
+  close(): Promise<void>;
+}
+
+export async function startFuzzWorld(label: string, options: { sse?: object; polling?: object } = {}): Promise<FuzzWorld> {
+  const outbox = await freshOutbox(label);
+  const cursors: string[] = [];
+  for (const tenant of ['mallory', 'alice', 'bob', null]) {
+    for (const topic of ['fuzz.a', 'fuzz.b', 'other.x']) {
+      const events = await inTransaction(outbox.pool, (client) =>
+        publish(client, [1, 2].map((n) => ({ topic, tenant, key: `k${n}`, payload: { tenant, n } })), { schema: outbox.schema }),
+      );
+      cursors.push(...events.map((e) => `${e.position.txId}-${e.position.id}`));
+    }
+  }
+  const feed = await startGuardedFeed(outbox.schema, options);
+  return {
+    outbox,
+    feed,
+    cursors,
+    tenants: ['mallory', 'alice'],
+    async close() {
+      await feed.stop();
+      await outbox.close();
+    },
+  };
+}
+
+/** `{ 200: 12, 400: 30, … }` */
+export function countStatuses(statuses: readonly number[]): Record<number, number> {
+  const counts: Record<number, number> = {};
+  for (const status of statuses) counts[status] = (counts[status] ?? 0) + 1;
+  return counts;
+}
