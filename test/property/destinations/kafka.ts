@@ -11,7 +11,7 @@ import type { Consumer, ISocketFactory } from 'kafkajs';
 import net from 'node:net';
 import pg from 'pg';
 import { services } from '../../support/env.ts';
-import type { FaultProxy } from '@tidings/relays/testing';
+import { createTopicWhenReady, type FaultProxy } from '@tidings/relays/testing';
 import { processFleet } from '../../support/property-fleet.ts';
 import type { DestinationSpec } from '../destination.ts';
 import type { Arrival } from '../history.ts';
@@ -37,7 +37,7 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
       const kafka = createKafkaClient({ brokers: services.kafka, clientId: 'property', logLevel: 'nothing' });
       const admin = kafka.admin();
       await admin.connect();
-      await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+      await createTopicWhenReady(admin, { topic, numPartitions: 2, replicationFactor: 1 });
 
       const arrivals: Arrival[] = [];
       const recorder: Consumer = kafka.consumer({ groupId: `${topic}.arrivals`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
