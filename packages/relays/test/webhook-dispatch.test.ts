@@ -16,6 +16,7 @@ import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/suppo
 import { loopback } from '../../../test/support/webhook-harness.ts';
 import { startInboxReceiver, type InboxReceiver } from '../../../test/support/webhook-inbox-receiver.ts';
 import { startWebhookServer, type TestWebhookServer, type WebhookServerHandler } from '../../../test/support/webhook-server.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('webhook dispatcher', () => {
   let outbox: TestOutbox;
@@ -26,7 +27,7 @@ describe('webhook dispatcher', () => {
     outbox = await freshOutbox('webhook_dispatch');
     await migrateWebhooks(outbox.db, { schema: outbox.schema });
     await migrateInbox(outbox.db, { schema: outbox.schema });
-    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback });
+    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring });
   });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -41,6 +42,7 @@ describe('webhook dispatcher', () => {
       database: outbox.db,
       schema: outbox.schema,
       addressPolicy: loopback,
+      keyring: testKeyring,
       retry: { retries: 1_000, minDelayMs: 50, maxDelayMs: 400, factor: 2 },
       timeoutMs: 2_000,
       refreshIntervalMs: 500,
