@@ -28,6 +28,7 @@ export {
   InvalidEndpointError,
   WebhookAddressRefusedError,
   WebhookDeliveryError,
+  WebhookSecretsExpiredError,
   WebhookVerificationError,
   type AddressCategory,
   type DeliveryFailure,
