@@ -286,6 +286,31 @@ describe('webhook dispatcher', () => {
     expect(endpoint.failingSince).not.toBeNull();
     expect(target.server.handled).toBe(0);
   });
+
+  it("keeps the addresses an endpoint's host resolves to out of its stored last error, and in the operator's attempt events", async () => {
+    // The tenant registers a name that (by the time of sending) points into the sender's network.
+    const registry = webhookEndpoints({ schema: outbox.schema, keyring: testKeyring, addressPolicy: { resolve: async () => [{ address: '93.184.216.34', family: 4 }] } });
+    const closed = await server((_req, res) => res.writeHead(204).end());
+    const port = new URL(closed.url).port;
+    await closed.close();
+    const refused = await registry.create(outbox.db, { url: `http://rebind.invalid:${port}/hooks`, topics: ['rebind.refused'] });
+    const unreachable = await registry.create(outbox.db, { url: `http://internal.invalid:${port}/hooks`, topics: ['rebind.network'] });
+    const internal = async (host: string) => [{ address: host === 'internal.invalid' ? '127.0.0.1' : '10.9.8.7', family: 4 }];
+    const { events } = await dispatcher({ addressPolicy: { resolve: internal, allow: ['127.0.0.1/32'] } });
+    await publishOrders(1, { topic: 'rebind.refused' });
+    await publishOrders(1, { topic: 'rebind.network' });
+    for (const { id } of [refused, unreachable]) {
+      await waitUntil(`a failure of ${id} is recorded`, async () => (await endpoints.get(outbox.db, id))!.lastError?.message, 10_000);
+    }
+    const refusedError = (await endpoints.get(outbox.db, refused.id))!.lastError!.message;
+    const networkError = (await endpoints.get(outbox.db, unreachable.id))!.lastError!.message;
+    expect(refusedError).toBe(`webhook URL http://rebind.invalid:${port}/hooks is refused: its host "rebind.invalid" resolves to an address webhooks are not sent to (public addresses only).`);
+    expect(networkError).toMatch(/^webhook \S+ to http:\/\/internal\.invalid:\d+\/hooks: network error \(ECONNREFUSED\)/);
+    expect(networkError).not.toContain('127.0.0.1');
+    const operatorLog = events.flatMap((e) => (e.type === 'attempt' && e.attempt.error ? [e.attempt.error.message + String((e.attempt.error.cause as Error | undefined)?.message)] : []));
+    expect(operatorLog.some((m) => m.includes('10.9.8.7'))).toBe(true);
+    expect(operatorLog.some((m) => m.includes('127.0.0.1'))).toBe(true);
+  });
 });
 
 /** A small seeded generator, so a failing run can be replayed. */

@@ -4,6 +4,7 @@ import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
 import { WebhookDeliveryError } from './errors.ts';
 import { translateError } from './schema.ts';
+import { tenantMessage } from './tenant-message.ts';
 import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';
 import { sharedListener } from './shared-listener.ts';
 import { webhookTransport, type WebhookAttempt, type WebhookTransportOptions } from './webhook-transport.ts';
@@ -218,7 +219,7 @@ class Dispatcher implements WebhookDispatcher {
         this.#emit({ type: 'attempt', endpointId: id, attempt });
         this.#recordHealth(id, health, attempt);
       },
-      onGone: (error) => this.#disable(id, 'gone', error.message),
+      onGone: (error) => this.#disable(id, 'gone', tenantMessage(error)),
     });
     const relay = createRelay({
       name: webhookRelayName(id),
@@ -258,8 +259,8 @@ class Dispatcher implements WebhookDispatcher {
       try {
         if (ok) {
           await this.#store.recordSuccess(id);
-        } else if (await this.#store.recordFailure(id, attempt.error?.message ?? 'delivery failed', disableAfterMs)) {
-          this.#emit({ type: 'endpoint-disabled', endpointId: id, reason: 'failing', detail: attempt.error?.message ?? '' });
+        } else if (await this.#store.recordFailure(id, tenantMessage(attempt.error), disableAfterMs)) {
+          this.#emit({ type: 'endpoint-disabled', endpointId: id, reason: 'failing', detail: tenantMessage(attempt.error) });
           void this.refresh();
         }
       } catch (error) {
