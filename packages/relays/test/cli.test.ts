@@ -83,7 +83,7 @@ describe('the tidings command', () => {
     });
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toMatch(/signing secret .*whsec_/);
-    const refused = await tidings(['endpoints', 'add', ...pg, '--url', 'http://169.254.169.254/latest']);
+    const refused = await tidings(['endpoints', 'add', ...pg, '--url', 'http://169.254.169.254/latest'], { TIDINGS_SECRET_KEY: generateSecretKey() });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/169\.254\.169\.254/);
     expect((await tidings(['endpoints', 'list', ...pg])).stdout).toMatch(/http:\/\/127\.0\.0\.1:9\/hooks {2}topics=orders\.\*/);
