@@ -82,6 +82,20 @@ describe('the tidings command tells the truth', () => {
     }
   });
 
+  it('exits 2 when a transport or relay factory refuses a value of the config file, naming the relay', async () => {
+    const pgFlags = freshSchema();
+    expect((await tidings(['migrate', ...pgFlags])).code).toBe(0);
+    const cases: Array<[unknown, RegExp]> = [
+      [{ relays: [{ name: 'r', transport: { type: 'rabbitmq', url: 'http://127.0.0.1:5672' } }] }, /relays\[0\] \(r\): invalid option "url": expected an amqp:\/\/ or amqps:\/\/ URL/],
+      [{ relays: [{ name: 'bad name!', transport: rabbit }] }, /relays\[0\] \(bad name!\): invalid option "name"/],
+    ];
+    for (const [config, message] of cases) {
+      const run = await tidings(['relay', ...pgFlags, '--config', await configFile(config)]);
+      expect(run.code, run.stdout + run.stderr).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
   it('says replay of a relay that never ran moved nothing because there is no such relay, with exit 2', async () => {
     const pgFlags = freshSchema();
     expect((await tidings(['migrate', ...pgFlags])).code).toBe(0);
