@@ -8,13 +8,12 @@ const looseBits = 0o077;
  * Makes the embedded database's folder (`.tidings/`, holding the data files and the secret key)
  * private to its owner: created 0700, and an existing folder that others can read or write is
  * tightened, with every file under it, and reported through `warn`. PGlite creates its files
- * 0666 whatever the umask, so `closePrivateFolder` tightens them again: the 0700 folder keeps
+ * 0666 whatever the umask, so `tightenPrivateFolder` takes the bits off again after opening and closing: the 0700 folder keeps
  * other users out meanwhile. Its data and WAL files hold webhook URLs and whatever else an
  * application stores.
  */
 export async function preparePrivateFolder(dataDir: string, warn: (message: string) => void): Promise<string> {
   const root = dirname(dataDir);
-  process.umask(looseBits);
   await mkdir(root, { recursive: true, mode: 0o700 });
   const mode = (await lstat(root)).mode & 0o777;
   if (mode & looseBits) {
