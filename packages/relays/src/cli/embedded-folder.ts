@@ -8,9 +8,9 @@ const looseBits = 0o077;
  * Makes the embedded database's folder (`.tidings/`, holding the data files and the secret key)
  * private to its owner: created 0700, and an existing folder that others can read or write is
  * tightened, with every file under it, and reported through `warn`. PGlite creates its files
- * 0666 whatever the umask, so `tightenPrivateFolder` takes the bits off again after opening and closing: the 0700 folder keeps
- * other users out meanwhile. Its data and WAL files hold webhook URLs and whatever else an
- * application stores.
+ * 0666 whatever the umask, so `tightenPrivateFolder` takes those bits off again after opening and
+ * after closing; the 0700 folder keeps other users out meanwhile. Its data and WAL files hold
+ * webhook URLs and whatever else an application stores.
  */
 export async function preparePrivateFolder(dataDir: string, warn: (message: string) => void): Promise<string> {
   const root = dirname(dataDir);

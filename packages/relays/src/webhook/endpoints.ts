@@ -45,9 +45,9 @@ export interface EndpointSecret {
  * The webhook endpoint registry. Signing secrets are encrypted before they leave this process:
  * the database receives and stores only ciphertext (AES-256-GCM under the keyring's current key,
  * bound to the endpoint id) and a digest. URL credentials are write-only: every endpoint this
- * registry returns shows them as `***`. Every method takes the database handle to run on first: a kysely
- * instance or `Transaction`, a pg `Pool`/`Client`, or a tidings `Database`, so endpoints can be
- * created in the same transaction as your own records. Each write is one statement (atomic on
+ * registry returns shows them as `***`. Every method takes the database handle to run on first:
+ * a kysely instance or `Transaction`, a pg `Pool`/`Client`, or a tidings `Database`, so endpoints
+ * can be created in the same transaction as your own records. Each write is one statement (atomic on
  * any handle) and notifies running dispatchers, which start, restart or stop the endpoint's relay.
  */
 export interface WebhookEndpoints {
