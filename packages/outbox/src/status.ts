@@ -1,6 +1,7 @@
 import type { Executor } from './executor.ts';
 import { resolveSchema } from './options.ts';
 import { translatingErrors } from './driver-errors.ts';
+import { topicPatterns } from './read.ts';
 import { quoteIdent } from './sql.ts';
 
 export interface PartitionStatus {
@@ -9,7 +10,7 @@ export interface PartitionStatus {
   readonly cursor: string;
   readonly owner: string | null;
   readonly leaseUntil: Date | null;
-  /** Events in the partition after the cursor (every topic; capped at `lagCountLimit`). */
+  /** Events in the partition after the cursor that the relay delivers (its `filters` entry; capped at `lagCountLimit`). */
   readonly lagEvents: number;
   /** Age of the oldest event after the cursor, in seconds; 0 when caught up. */
   readonly lagSeconds: number;
@@ -40,6 +41,12 @@ export interface StatusOptions {
   readonly stalledAfterSeconds?: number;
   /** Counting stops here, so status stays cheap on a huge backlog. Default 1 000 000. */
   readonly lagCountLimit?: number;
+  /**
+   * The topic and tenant filter of each relay, by name, so its lag counts only the events it
+   * delivers. A relay without an entry counts every event. (Filters live in each relay's options,
+   * not in the database: pass the ones you know, e.g. the webhook endpoints' topics and tenants.)
+   */
+  readonly filters?: Readonly<Record<string, { readonly topics?: readonly string[] | null; readonly tenant?: string | null }>>;
 }
 
 /**
@@ -55,6 +62,14 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
   const s = quoteIdent(schema);
   const stalledAfter = options.stalledAfterSeconds ?? 60;
   const limit = options.lagCountLimit ?? 1_000_000;
+  const filters = JSON.stringify(
+    Object.entries(options.filters ?? {}).map(([relay, filter]) => ({
+      relay,
+      patterns: topicPatterns(filter.topics ?? undefined) ?? null,
+      tenant: filter.tenant ?? null,
+    })),
+  );
+  const matches = `AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant)`;
   const [watermark, partitions, workers, letters] = await Promise.all([
     db.query<{ seconds: number }>(
       // Every transaction that has written holds the watermark at or below its id: the oldest one
@@ -66,13 +81,15 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner,
               CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
               (SELECT count(*) FROM (SELECT 1 FROM ${s}.events e WHERE e.partition = rp.partition
-                 AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) LIMIT $1) behind)::int AS lag_events,
+                 AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) ${matches} LIMIT $1) behind)::int AS lag_events,
               coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.events e
                  WHERE e.partition = rp.partition AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id)
-                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) ${matches}
                  ORDER BY e.tx_id, e.id LIMIT 1), 0)::float8 AS lag_seconds
-       FROM ${s}.relay_partitions rp ORDER BY rp.relay, rp.partition`,
-      [limit],
+       FROM ${s}.relay_partitions rp
+       LEFT JOIN json_to_recordset($2::json) AS f(relay text, patterns text[], tenant text) ON f.relay = rp.relay
+       ORDER BY rp.relay, rp.partition`,
+      [limit, filters],
     ),
     db.query<{ relay: string; worker: string; expires_at: Date }>(
       `SELECT relay, worker, expires_at FROM ${s}.relay_workers WHERE expires_at > now() ORDER BY relay, worker`,

@@ -347,7 +347,7 @@ describe('tidings relay --config', () => {
       `import { defineConfig } from '@tidings/relays';\nexport default defineConfig({ database: ${JSON.stringify(services.postgres)}, relays: [{ name: 'p', transport: { type: 'carrier-pigeon' } as never }] });\n`,
     );
     const cases: [string, string][] = [
-      [json, `tidings relay: config ${json}: relays[0].name must be a non-empty string`],
+      [json, `tidings relay: config ${json}: relays[0].name must be a non-empty string, got nothing`],
       [ts, `tidings relay: config ${ts}: relays[0].transport.type must be "rabbitmq" or "kafka", got "carrier-pigeon"`],
     ];
     for (const [file, message] of cases) {

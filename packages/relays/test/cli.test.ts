@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { generateSecretKey } from '@tidings/relays/webhook';
 import { services } from '../../../test/support/env.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -77,10 +78,12 @@ describe('the tidings command', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ relays: [] });
     expect((await tidings(['dead-letters', 'list', ...pg])).stdout).toMatch(/no dead letters/);
-    const added = await tidings(['endpoints', 'add', ...pg, '--url', 'http://127.0.0.1:9/hooks', '--allow', '127.0.0.1/32', '--topic', 'orders.*']);
+    const added = await tidings(['endpoints', 'add', ...pg, '--url', 'http://127.0.0.1:9/hooks', '--allow', '127.0.0.1/32', '--topic', 'orders.*'], {
+      TIDINGS_SECRET_KEY: generateSecretKey(),
+    });
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toMatch(/signing secret .*whsec_/);
-    const refused = await tidings(['endpoints', 'add', ...pg, '--url', 'http://169.254.169.254/latest']);
+    const refused = await tidings(['endpoints', 'add', ...pg, '--url', 'http://169.254.169.254/latest'], { TIDINGS_SECRET_KEY: generateSecretKey() });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/169\.254\.169\.254/);
     expect((await tidings(['endpoints', 'list', ...pg])).stdout).toMatch(/http:\/\/127\.0\.0\.1:9\/hooks {2}topics=orders\.\*/);

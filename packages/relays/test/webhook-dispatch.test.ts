@@ -16,6 +16,7 @@ import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/suppo
 import { loopback } from '../../../test/support/webhook-harness.ts';
 import { startInboxReceiver, type InboxReceiver } from '../../../test/support/webhook-inbox-receiver.ts';
 import { startWebhookServer, type TestWebhookServer, type WebhookServerHandler } from '../../../test/support/webhook-server.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('webhook dispatcher', () => {
   let outbox: TestOutbox;
@@ -26,7 +27,7 @@ describe('webhook dispatcher', () => {
     outbox = await freshOutbox('webhook_dispatch');
     await migrateWebhooks(outbox.db, { schema: outbox.schema });
     await migrateInbox(outbox.db, { schema: outbox.schema });
-    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback });
+    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring });
   });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -41,6 +42,7 @@ describe('webhook dispatcher', () => {
       database: outbox.db,
       schema: outbox.schema,
       addressPolicy: loopback,
+      keyring: testKeyring,
       retry: { retries: 1_000, minDelayMs: 50, maxDelayMs: 400, factor: 2 },
       timeoutMs: 2_000,
       refreshIntervalMs: 500,
@@ -206,7 +208,8 @@ describe('webhook dispatcher', () => {
     expect(await retryDeadLetters(outbox.db, { schema: outbox.schema, relay })).toBe(2);
     await waitUntil('the dead letters were delivered', async () => target.appliedAt.size === 2, 10_000);
     expect([...target.appliedAt.keys()].sort()).toEqual([event!.eventId, next!.eventId].sort());
-    expect(await listDeadLetters(outbox.db, { schema: outbox.schema, relay })).toEqual([]);
+    // A dead letter is removed once its delivery is acknowledged, which is after the receiver applied it.
+    await waitUntil('the delivered dead letters are removed', async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay })).length === 0, 10_000);
   });
 
   it("sends a tenant's endpoint only that tenant's events on its topics, from the moment it was created", async () => {
@@ -283,6 +286,31 @@ describe('webhook dispatcher', () => {
     expect(endpoint.lastError!.message).toMatch(/^webhook URL http:\/\/127\.0\.0\.1:\d+\/hooks is refused: 127\.0\.0\.1 is a loopback address/);
     expect(endpoint.failingSince).not.toBeNull();
     expect(target.server.handled).toBe(0);
+  });
+
+  it("keeps the addresses an endpoint's host resolves to out of its stored last error, and in the operator's attempt events", async () => {
+    // The tenant registers a name that (by the time of sending) points into the sender's network.
+    const registry = webhookEndpoints({ schema: outbox.schema, keyring: testKeyring, addressPolicy: { resolve: async () => [{ address: '93.184.216.34', family: 4 }] } });
+    const closed = await server((_req, res) => res.writeHead(204).end());
+    const port = new URL(closed.url).port;
+    await closed.close();
+    const refused = await registry.create(outbox.db, { url: `http://rebind.invalid:${port}/hooks`, topics: ['rebind.refused'] });
+    const unreachable = await registry.create(outbox.db, { url: `http://internal.invalid:${port}/hooks`, topics: ['rebind.network'] });
+    const internal = async (host: string) => [{ address: host === 'internal.invalid' ? '127.0.0.1' : '10.9.8.7', family: 4 }];
+    const { events } = await dispatcher({ addressPolicy: { resolve: internal, allow: ['127.0.0.1/32'] } });
+    await publishOrders(1, { topic: 'rebind.refused' });
+    await publishOrders(1, { topic: 'rebind.network' });
+    for (const { id } of [refused, unreachable]) {
+      await waitUntil(`a failure of ${id} is recorded`, async () => (await endpoints.get(outbox.db, id))!.lastError?.message, 10_000);
+    }
+    const refusedError = (await endpoints.get(outbox.db, refused.id))!.lastError!.message;
+    const networkError = (await endpoints.get(outbox.db, unreachable.id))!.lastError!.message;
+    expect(refusedError).toBe(`webhook URL http://rebind.invalid:${port}/hooks is refused: its host "rebind.invalid" resolves to an address webhooks are not sent to (public addresses only).`);
+    expect(networkError).toMatch(/^webhook \S+ to http:\/\/internal\.invalid:\d+\/hooks: network error \(ECONNREFUSED\)/);
+    expect(networkError).not.toContain('127.0.0.1');
+    const operatorLog = events.flatMap((e) => (e.type === 'attempt' && e.attempt.error ? [e.attempt.error.message + String((e.attempt.error.cause as Error | undefined)?.message)] : []));
+    expect(operatorLog.some((m) => m.includes('10.9.8.7'))).toBe(true);
+    expect(operatorLog.some((m) => m.includes('127.0.0.1'))).toBe(true);
   });
 });
 

@@ -11,6 +11,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('the webhook endpoint registry', () => {
   let outbox: TestOutbox;
@@ -19,8 +20,8 @@ describe('the webhook endpoint registry', () => {
 
   beforeAll(async () => {
     outbox = await freshOutbox('webhook_endpoints');
-    expect((await migrateWebhooks(outbox.db, { schema: outbox.schema })).applied).toEqual(['0001_webhook_endpoints.sql']);
-    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: { allow: ['127.0.0.1'] } });
+    expect((await migrateWebhooks(outbox.db, { schema: outbox.schema })).applied).toEqual(['0001_webhook_endpoints.sql', '0002_encrypted_secrets.sql']);
+    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: { allow: ['127.0.0.1'] }, keyring: testKeyring });
   });
   afterAll(() => outbox.close());
 
@@ -30,7 +31,7 @@ describe('the webhook endpoint registry', () => {
       const error = await webhookEndpoints({ schema: bare.schema }).list(bare.db).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(SchemaMissingError);
       expect((error as Error).message).toContain('migrateWebhooks()');
-      await expect(startWebhookDispatcher({ database: bare.db, schema: bare.schema })).rejects.toThrow(/run migrate\(\) and migrateWebhooks\(\) first/);
+      await expect(startWebhookDispatcher({ database: bare.db, schema: bare.schema, keyring: testKeyring })).rejects.toThrow(/run migrate\(\) and migrateWebhooks\(\) first/);
     } finally {
       await bare.close();
     }

@@ -11,6 +11,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 import { startWebhookServer } from '../../../test/support/webhook-server.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('the SSRF guard', () => {
   it('refuses every non-public kind of address, in IPv4 and IPv6, and in the IPv6 forms that carry IPv4', () => {
@@ -91,6 +92,7 @@ describe('the SSRF guard', () => {
     it('rejects URLs that point or resolve to refused addresses with a clear error, and writes nothing', async () => {
       const endpoints = webhookEndpoints({
         schema: outbox.schema,
+        keyring: testKeyring,
         addressPolicy: { resolve: fakeDns({ 'internal.example.com': ['10.0.0.7'], 'mixed.example.com': ['93.184.216.34', '192.168.0.2'], localhost: ['127.0.0.1', '::1'] }) },
       });
       const refused: Array<[string, string, string | undefined]> = [
@@ -124,11 +126,11 @@ describe('the SSRF guard', () => {
     });
 
     it('rejects a new URL on update the same way, and accepts public and allow-listed ones', async () => {
-      const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: { resolve: fakeDns({ 'hooks.example.com': ['93.184.216.34'] }) } });
+      const endpoints = webhookEndpoints({ schema: outbox.schema, keyring: testKeyring, addressPolicy: { resolve: fakeDns({ 'hooks.example.com': ['93.184.216.34'] }) } });
       const endpoint = await endpoints.create(outbox.db, { url: 'https://hooks.example.com/in' });
       await expect(endpoints.update(outbox.db, endpoint.id, { url: 'http://10.1.1.1/' })).rejects.toThrow(WebhookAddressRefusedError);
       expect((await endpoints.get(outbox.db, endpoint.id))!.url).toBe('https://hooks.example.com/in');
-      const local = webhookEndpoints({ schema: outbox.schema, addressPolicy: { allow: ['127.0.0.1'] } });
+      const local = webhookEndpoints({ schema: outbox.schema, keyring: testKeyring, addressPolicy: { allow: ['127.0.0.1'] } });
       expect((await local.create(outbox.db, { url: 'http://127.0.0.1:9/hooks' })).url).toBe('http://127.0.0.1:9/hooks');
     });
   });

@@ -1,5 +1,5 @@
 import { describeTransport, testEvent, testEvents } from '@tidings/relays/testing';
-import { verifyWebhook, webhookCapabilities, webhookTransport, WebhookDeliveryError, type WebhookTransport } from '@tidings/relays/webhook';
+import { verifyWebhook, webhookCapabilities, webhookTransport, WebhookDeliveryError, WebhookSecretsExpiredError, type WebhookTransport } from '@tidings/relays/webhook';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loopback, webhookHarness } from '../../../test/support/webhook-harness.ts';
@@ -154,6 +154,24 @@ describe('webhook transport', () => {
     expect(verifyWebhook(seen[0]!.headers, seen[0]!.body, next).id).toBeTruthy();
     expect(String(seen[1]!.headers['webhook-signature']).split(' ')).toHaveLength(1);
     expect(() => verifyWebhook(seen[1]!.headers, seen[1]!.body, secret)).toThrow(/no v1 signature matches/);
+  });
+
+  it('fails the send, sending nothing, once every secret has expired, rather than signing with an expired one', async () => {
+    const { server, seen } = await receiver((_req, res) => res.writeHead(204).end());
+    const expired = new Date(Date.now() - 1_000);
+    const t = transport(server.url, { secrets: [{ secret, expiresAt: expired }] });
+    const error = await t.send([testEvent({ topic: 't' })], signal()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WebhookSecretsExpiredError);
+    expect(error).toMatchObject({ url: server.url, expiredAt: expired });
+    expect((error as Error).message).toMatch(/not sent: every signing secret expired .*rotate-secret/);
+
+    // Secrets valid when the transport was made, expired since: the same.
+    const expiresAt = new Date(Date.now() + 300);
+    const later = transport(server.url, { secrets: [{ secret, expiresAt }] });
+    expect(await later.send([testEvent({ topic: 't' })], signal())).toEqual([{ status: 'delivered' }]);
+    while (Date.now() <= expiresAt.getTime()) await new Promise((r) => setTimeout(r, expiresAt.getTime() - Date.now() + 1));
+    await expect(later.send([testEvent({ topic: 't' })], signal())).rejects.toThrow(WebhookSecretsExpiredError);
+    expect(seen).toHaveLength(1);
   });
 
   it('refuses to send after close() and says so', async () => {

@@ -25,3 +25,11 @@ export function wholeNumber(flag: string, value: string | undefined): number | u
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} takes a whole number of at least 1, got "${value}"`);
   return n;
 }
+
+/** A flag that takes a number of at least 0 (fractions allowed), e.g. hours. */
+export function zeroOrMore(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`--${flag} takes a number of at least 0, got "${value}"`);
+  return n;
+}

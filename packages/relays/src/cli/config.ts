@@ -2,6 +2,8 @@ import { access, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RelayOptions } from '@tidings/outbox';
+import { configKeys } from './config-keys.ts';
+import { closest } from './suggest.ts';
 import { UsageError } from './usage-error.ts';
 
 /** Where a relay sends its events. Options besides `type` go to the transport's own factory. */
@@ -72,30 +74,131 @@ async function findDefault(): Promise<string> {
 }
 
 function checkConfig(raw: unknown, file: string): TidingsConfig {
-  const fail = (what: string): never => {
-    throw new UsageError(`config ${file}: ${what}`);
-  };
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('expected an object (export default { relays: [...] })');
-  const config = raw as Record<string, unknown>;
-  const known = new Set(['database', 'schema', 'webhooks', 'relays']);
-  for (const key of Object.keys(config)) if (!known.has(key)) fail(`unknown field "${key}" (known: ${[...known].join(', ')})`);
-  if (config.database !== undefined && typeof config.database !== 'string') fail('"database" must be a PostgreSQL URL string');
-  if (config.schema !== undefined && typeof config.schema !== 'string') fail('"schema" must be a string');
-  const relays = config.relays ?? [];
-  if (!Array.isArray(relays)) fail('"relays" must be a list');
-  const names = new Set<string>();
-  (relays as unknown[]).forEach((relay, i) => {
-    if (typeof relay !== 'object' || relay === null) fail(`relays[${i}] must be an object`);
-    const r = relay as Record<string, unknown>;
-    if (typeof r.name !== 'string' || r.name === '') fail(`relays[${i}].name must be a non-empty string`);
-    if (names.has(r.name as string)) fail(`relays[${i}].name "${String(r.name)}" is used twice`);
-    names.add(r.name as string);
-    const transport = r.transport as Record<string, unknown> | undefined;
-    if (typeof transport !== 'object' || transport === null) fail(`relays[${i}].transport must be an object with a "type"`);
-    if (transport!.type !== 'rabbitmq' && transport!.type !== 'kafka') {
-      fail(`relays[${i}].transport.type must be "rabbitmq" or "kafka", got ${JSON.stringify(transport!.type)}`);
+  const check = new ConfigChecker(file);
+  const config = check.object(raw, '', configKeys.top, 'expected an object (export default { relays: [...] })');
+  check.optional(config.database, 'database', (v, at) => check.string(v, at, 'a PostgreSQL URL'));
+  check.optional(config.schema, 'schema', (v, at) => check.string(v, at, 'a schema name'));
+  check.optional(config.webhooks, 'webhooks', (v, at) => {
+    if (typeof v === 'boolean') return;
+    const webhooks = check.object(v, at, configKeys.webhooks, 'must be true, false or an object of dispatcher options');
+    for (const key of ['connectTimeoutMs', 'timeoutMs', 'maxRetryAfterMs', 'maxConnections', 'disableAfterMs', 'refreshIntervalMs']) {
+      check.optional(webhooks[key], `${at}.${key}`, (n, where) => check.wholeNumber(n, where, 1));
     }
+    check.optional(webhooks.stopGraceMs, `${at}.stopGraceMs`, (n, where) => check.wholeNumber(n, where, 0));
+    check.optional(webhooks.userAgent, `${at}.userAgent`, (n, where) => check.string(n, where, 'a string'));
+    check.optional(webhooks.retry, `${at}.retry`, (r, where) => check.retry(r, where));
+    check.optional(webhooks.relay, `${at}.relay`, (r, where) => {
+      const relay = check.object(r, where, configKeys.webhooksRelay);
+      for (const key of configKeys.webhooksRelay) check.optional(relay[key], `${where}.${key}`, (n, w) => check.wholeNumber(n, w, 1));
+    });
+    check.optional(webhooks.addressPolicy, `${at}.addressPolicy`, (a, where) => {
+      const policy = check.object(a, where, configKeys.addressPolicy);
+      check.optional(policy.allow, `${where}.allow`, (list, w) => check.strings(list, w, 'address ranges such as "10.0.0.0/8"'));
+    });
   });
-  if ((relays as unknown[]).length === 0 && !config.webhooks) fail('nothing to run: add "relays" or set "webhooks": true');
+  const relays = config.relays ?? [];
+  if (!Array.isArray(relays)) check.fail('"relays" must be a list');
+  const names = new Set<string>();
+  (relays as unknown[]).forEach((value, i) => {
+    const at = `relays[${i}]`;
+    const relay = check.object(value, at, configKeys.relay);
+    if (typeof relay.name !== 'string' || relay.name === '') check.fail(`${at}.name must be a non-empty string, got ${describe(relay.name)}`);
+    if (names.has(relay.name as string)) check.fail(`${at}.name "${String(relay.name)}" is used twice`);
+    names.add(relay.name as string);
+    check.optional(relay.topics, `${at}.topics`, (v, where) => check.strings(v, where, 'topic names or prefixes ending in "*"'));
+    check.optional(relay.tenant, `${at}.tenant`, (v, where) => check.string(v, where, 'a tenant id'));
+    for (const key of ['batchSize', 'pollIntervalMs', 'leaseTtlMs']) check.optional(relay[key], `${at}.${key}`, (v, where) => check.wholeNumber(v, where, 1));
+    check.optional(relay.retry, `${at}.retry`, (v, where) => check.retry(v, where));
+    check.optional(relay.onFailure, `${at}.onFailure`, (v, where) => check.oneOf(v, where, ['dead-letter', 'block']));
+    check.optional(relay.startFrom, `${at}.startFrom`, (v, where) => check.oneOf(v, where, ['beginning', 'now']));
+    check.transport(relay.transport, `${at}.transport`);
+  });
+  if ((relays as unknown[]).length === 0 && !config.webhooks) check.fail('nothing to run: add "relays" or set "webhooks": true');
   return config as TidingsConfig;
+}
+
+/** The checks of a config file; each mistake is one `UsageError` naming the file and the field. */
+class ConfigChecker {
+  readonly #file: string;
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  fail(what: string): never {
+    throw new UsageError(`config ${this.#file}: ${what}`);
+  }
+
+  /** An object whose every key is known; an unknown one is refused with the closest known key. */
+  object(value: unknown, at: string, known: readonly string[], expected = 'must be an object'): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(at ? `${at} ${expected}, got ${describe(value)}` : expected);
+    for (const key of Object.keys(value as object)) {
+      if (known.includes(key)) continue;
+      const hint = closest(key, known);
+      this.fail(
+        `${at || 'the top level'} has an unknown key ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; ` +
+          `known keys: ${known.join(', ')}. Nothing was started: an unknown key is never ignored, so that a typo cannot drop a filter.`,
+      );
+    }
+    return value as Record<string, unknown>;
+  }
+
+  optional(value: unknown, at: string, check: (value: unknown, at: string) => void): void {
+    if (value !== undefined) check(value, at);
+  }
+
+  string(value: unknown, at: string, what: string): void {
+    if (typeof value !== 'string' || value === '') this.fail(`${at} must be ${what} (a non-empty string), got ${describe(value)}`);
+  }
+
+  strings(value: unknown, at: string, what: string): void {
+    if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) this.fail(`${at} must be a list of strings (${what}), got ${describe(value)}`);
+  }
+
+  wholeNumber(value: unknown, at: string, min: number): void {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) this.fail(`${at} must be a whole number of at least ${min}, got ${describe(value)}`);
+  }
+
+  oneOf(value: unknown, at: string, allowed: readonly string[]): void {
+    if (!allowed.includes(value as string)) this.fail(`${at} must be ${allowed.map((a) => JSON.stringify(a)).join(' or ')}, got ${describe(value)}`);
+  }
+
+  retry(value: unknown, at: string): void {
+    const retry = this.object(value, at, configKeys.retry);
+    this.optional(retry.retries, `${at}.retries`, (v, where) => this.wholeNumber(v, where, 0));
+    this.optional(retry.minDelayMs, `${at}.minDelayMs`, (v, where) => this.wholeNumber(v, where, 0));
+    this.optional(retry.maxDelayMs, `${at}.maxDelayMs`, (v, where) => this.wholeNumber(v, where, 0));
+    this.optional(retry.factor, `${at}.factor`, (v, where) => {
+      if (typeof v !== 'number' || !(v >= 1)) this.fail(`${where} must be a number of at least 1, got ${describe(v)}`);
+    });
+  }
+
+  transport(value: unknown, at: string): void {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(`${at} must be an object with a "type", got ${describe(value)}`);
+    const type = (value as { type?: unknown }).type;
+    if (type === 'rabbitmq') {
+      const transport = this.object(value, at, configKeys.rabbitmq);
+      this.optional(transport.reconnect, `${at}.reconnect`, (v, where) => this.object(v, where, configKeys.rabbitmqReconnect));
+      this.optional(transport.exchanges, `${at}.exchanges`, (v, where) => {
+        if (!Array.isArray(v)) this.fail(`${where} must be a list, got ${describe(v)}`);
+        (v as unknown[]).forEach((exchange, i) => this.object(exchange, `${where}[${i}]`, configKeys.rabbitmqExchange));
+      });
+    } else if (type === 'kafka') {
+      const transport = this.object(value, at, configKeys.kafka);
+      this.optional(transport.client, `${at}.client`, (v, where) => this.object(v, where, configKeys.kafkaClient));
+    } else {
+      this.fail(`${at}.type must be "rabbitmq" or "kafka", got ${describe(type)}`);
+    }
+  }
+}
+
+/** A value as the config file wrote it: strings quoted, so "500" and 500 differ. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'function') return 'a function';
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  } catch {
+    return String(value);
+  }
 }

@@ -1,11 +1,18 @@
-import { mkdir } from 'node:fs/promises';
 import { pgDatabase, pgliteDatabase, type Database } from '@tidings/outbox';
+import { maskPassword } from '../redact.ts';
+import type { SecretKeyring } from '../webhook/index.ts';
+import { preparePrivateFolder, tightenPrivateFolder } from './embedded-folder.ts';
+import { cliKeyring } from './keyring.ts';
 
 export interface OpenDatabase {
   readonly db: Database;
   /** Where it is, for messages: the URL without its password, or the embedded data folder. */
   readonly where: string;
   readonly embedded: boolean;
+  /** The embedded database's private folder (`.tidings`), when it is one on disk. */
+  readonly folder: string | undefined;
+  /** The keys for webhook secrets (see `cliKeyring`), read when a command needs them. */
+  keyring(): Promise<SecretKeyring | undefined>;
   close(): Promise<void>;
 }
 
@@ -14,15 +21,26 @@ export const defaultDataDir = '.tidings/pglite';
 
 /**
  * Opens PostgreSQL when a URL is given (config or DATABASE_URL), else the embedded PGlite in a
- * folder of the current directory, so that `tidings` works before any server is installed.
+ * folder of the current directory, so that `tidings` works before any server is installed. The
+ * embedded folder is made private to its owner (see `preparePrivateFolder`); `warn` hears of a
+ * folder that had to be tightened.
  */
-export async function openDatabase(url: string | undefined, dataDir = defaultDataDir): Promise<OpenDatabase> {
+export async function openDatabase(
+  url: string | undefined,
+  dataDir = defaultDataDir,
+  warn: (message: string) => void = (message) => console.error(`tidings: warning: ${message}`),
+): Promise<OpenDatabase> {
   if (url) {
     const db = pgDatabase(url);
-    return { db, where: url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@'), embedded: false, close: () => db.close() };
+    return { db, where: maskPassword(url), embedded: false, folder: undefined, keyring: () => cliKeyring(undefined), close: () => db.close() };
   }
   const { PGlite } = await import('@electric-sql/pglite');
-  if (dataDir !== 'memory://') await mkdir(dataDir, { recursive: true });
+  const folder = dataDir === 'memory://' ? undefined : await preparePrivateFolder(dataDir, warn);
   const pglite = await PGlite.create(dataDir);
-  return { db: pgliteDatabase(pglite), where: `embedded PGlite (${dataDir})`, embedded: true, close: () => pglite.close() };
+  if (folder) await tightenPrivateFolder(folder);
+  const close = async (): Promise<void> => {
+    await pglite.close();
+    if (folder) await tightenPrivateFolder(folder);
+  };
+  return { db: pgliteDatabase(pglite), where: `embedded PGlite (${dataDir})`, embedded: true, folder, keyring: () => cliKeyring(folder), close };
 }

@@ -20,7 +20,7 @@ const usage = `tidings: transactional outbox relays, dead letters and replay
   tidings status [--json]              cursors, lag, leases and dead letters; exit 1 when stalled
   tidings dead-letters list|retry|discard
   tidings replay --relay NAME --from TIME|CURSOR
-  tidings endpoints add|list|update|rotate-secret|disable|enable|remove
+  tidings endpoints add|list|update|rotate-secret|rotate-key|disable|enable|remove
   tidings demo                         see tidings work on its embedded database
 
 Every command takes --help. Without --database or DATABASE_URL, tidings uses its embedded

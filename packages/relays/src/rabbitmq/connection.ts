@@ -1,5 +1,6 @@
 import { ConfigError } from '@tidings/outbox';
 import amqp, { type ChannelModel, type Options } from 'amqplib';
+import { maskPassword } from '../redact.ts';
 
 /** Where RabbitMQ is: an `amqp://` / `amqps://` URL, or amqplib's connection object. */
 export type RabbitmqUrl = string | Options.Connect;
@@ -64,7 +65,7 @@ export async function openConnection(settings: ConnectionSettings, signal?: Abor
 /** The URL without its password, for messages. */
 export function describeUrl(url: RabbitmqUrl): string {
   if (typeof url !== 'string') return `${url.protocol ?? 'amqp'}://${url.hostname ?? 'localhost'}:${url.port ?? 5672}${url.vhost ? `/${url.vhost}` : ''}`;
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  return maskPassword(url);
 }
 
 export function validateUrl(url: unknown): RabbitmqUrl {

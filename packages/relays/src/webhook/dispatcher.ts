@@ -4,6 +4,8 @@ import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
 import { WebhookDeliveryError } from './errors.ts';
 import { translateError } from './schema.ts';
+import { tenantMessage } from './tenant-message.ts';
+import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';
 import { sharedListener } from './shared-listener.ts';
 import { webhookTransport, type WebhookAttempt, type WebhookTransportOptions } from './webhook-transport.ts';
 
@@ -30,6 +32,11 @@ export interface WebhookDispatcherOptions
   readonly schema?: string;
   /** Checked on every new connection. Default: public addresses only. */
   readonly addressPolicy?: AddressPolicy;
+  /**
+   * Decrypts the endpoints' signing secrets. Default: `TIDINGS_SECRET_KEY` and
+   * `TIDINGS_SECRET_KEY_OLD` from the environment; without one, starting throws `MissingSecretKeyError`.
+   */
+  readonly keyring?: SecretKeyring;
   /** Retries of each event before it becomes a dead letter. Default {@link webhookRetryPolicy}. */
   readonly retry?: RetryPolicy;
   /**
@@ -113,7 +120,7 @@ class Dispatcher implements WebhookDispatcher {
     this.#schema = resolveSchema(options.schema);
     this.#policy = validatePolicy(options.addressPolicy);
     this.#database = sharedListener(options.database);
-    this.#store = new EndpointStore(options.database, this.#schema);
+    this.#store = new EndpointStore(options.database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
   }
 
   get endpoints(): readonly string[] {
@@ -195,6 +202,7 @@ class Dispatcher implements WebhookDispatcher {
 
   #createRelay(endpoint: ActiveEndpoint): Relay {
     const id = endpoint.id;
+    if (endpoint.secrets instanceof Error) throw endpoint.secrets;
     const options = this.#options;
     const health: Health = { failing: endpoint.failing, writes: Promise.resolve() };
     const transport = webhookTransport({
@@ -211,7 +219,7 @@ class Dispatcher implements WebhookDispatcher {
         this.#emit({ type: 'attempt', endpointId: id, attempt });
         this.#recordHealth(id, health, attempt);
       },
-      onGone: (error) => this.#disable(id, 'gone', error.message),
+      onGone: (error) => this.#disable(id, 'gone', tenantMessage(error)),
     });
     const relay = createRelay({
       name: webhookRelayName(id),
@@ -251,8 +259,8 @@ class Dispatcher implements WebhookDispatcher {
       try {
         if (ok) {
           await this.#store.recordSuccess(id);
-        } else if (await this.#store.recordFailure(id, attempt.error?.message ?? 'delivery failed', disableAfterMs)) {
-          this.#emit({ type: 'endpoint-disabled', endpointId: id, reason: 'failing', detail: attempt.error?.message ?? '' });
+        } else if (await this.#store.recordFailure(id, tenantMessage(attempt.error), disableAfterMs)) {
+          this.#emit({ type: 'endpoint-disabled', endpointId: id, reason: 'failing', detail: tenantMessage(attempt.error) });
           void this.refresh();
         }
       } catch (error) {

@@ -1,6 +1,8 @@
 import { notifyChannel, quoteIdent, type Executor } from '@tidings/outbox';
 import type { DisabledReason } from './endpoint.ts';
 import { webhookChannel, webhookTables } from './schema.ts';
+import { openStoredSecret, storedSecretJson, type StoredSecret } from './sealed-secrets.ts';
+import type { SecretKeyring } from './secret-keyring.ts';
 import type { SigningSecret } from './webhook-transport.ts';
 
 /** What a dispatcher needs to run an enabled endpoint's relay. */
@@ -11,7 +13,8 @@ export interface ActiveEndpoint {
   readonly tenant: string | null;
   readonly version: number;
   readonly failing: boolean;
-  readonly secrets: readonly SigningSecret[];
+  /** The decrypted secrets, or why they could not be decrypted. */
+  readonly secrets: readonly SigningSecret[] | Error;
 }
 
 /** The dispatcher's statements on the registry. */
@@ -20,9 +23,11 @@ export class EndpointStore {
   readonly #schema: string;
   readonly #tables;
   readonly #channel: string;
+  readonly #keyring: SecretKeyring;
 
-  constructor(db: Executor, schema: string) {
+  constructor(db: Executor, schema: string, keyring: SecretKeyring) {
     this.#db = db;
+    this.#keyring = keyring;
     this.#schema = schema;
     this.#tables = webhookTables(schema);
     this.#channel = webhookChannel(schema);
@@ -38,11 +43,11 @@ export class EndpointStore {
       tenant: string | null;
       version: string;
       failing: boolean;
-      secrets: Array<{ secret: string; expiresAt: string | null }>;
+      secrets: Array<{ stored: StoredSecret; expiresAt: string | null }>;
     }>(
       `SELECT e.id, e.url, e.topics, e.tenant, e.version::text AS version, e.failing_since IS NOT NULL AS failing,
-              COALESCE(json_agg(json_build_object('secret', w.secret, 'expiresAt', w.expires_at)
-                                ORDER BY w.expires_at DESC NULLS FIRST) FILTER (WHERE w.secret IS NOT NULL), '[]') AS secrets
+              COALESCE(json_agg(json_build_object('stored', json_build_object(${storedSecretJson}), 'expiresAt', w.expires_at)
+                                ORDER BY w.expires_at DESC NULLS FIRST) FILTER (WHERE w.digest IS NOT NULL), '[]') AS secrets
        FROM ${endpoints} e
        LEFT JOIN ${secrets} w ON w.endpoint_id = e.id AND (w.expires_at IS NULL OR w.expires_at > now())
        WHERE e.enabled
@@ -55,8 +60,16 @@ export class EndpointStore {
       tenant: row.tenant,
       version: Number(row.version),
       failing: row.failing,
-      secrets: row.secrets.map((s) => ({ secret: s.secret, expiresAt: s.expiresAt ? new Date(s.expiresAt) : null })),
+      secrets: this.#open(row.id, row.secrets),
     }));
+  }
+
+  #open(id: string, secrets: Array<{ stored: StoredSecret; expiresAt: string | null }>): SigningSecret[] | Error {
+    try {
+      return secrets.map((s) => ({ secret: openStoredSecret(this.#keyring, id, s.stored), expiresAt: s.expiresAt ? new Date(s.expiresAt) : null }));
+    } catch (error) {
+      return error as Error;
+    }
   }
 
   /** A delivery succeeded: the endpoint is healthy again. */

@@ -1,5 +1,6 @@
 import type { Json } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
+import { maskCredentials } from '../redact.ts';
 import { InvalidEndpointError } from './errors.ts';
 
 /** Why an endpoint is disabled: by an operator, by a 410 Gone answer, or after failing too long. */
@@ -9,6 +10,7 @@ export type DisabledReason = 'manual' | 'gone' | 'failing';
 export interface WebhookEndpoint {
   /** `ep_…`; its relay is named `webhook:<id>` (see `webhookRelayName`). */
   readonly id: string;
+  /** Where events go; Basic-auth credentials in it are shown as `***` (they are write-only). */
   readonly url: string;
   readonly description: string;
   /** Topic names or prefixes ending in `*`; null: every topic. */
@@ -169,7 +171,7 @@ export const endpointColumns =
 export function rowToEndpoint(row: EndpointRow): WebhookEndpoint {
   return {
     id: row.id,
-    url: row.url,
+    url: maskCredentials(row.url),
     description: row.description,
     topics: row.topics,
     tenant: row.tenant,

@@ -17,13 +17,21 @@ import {
 import { EndpointNotFoundError, InvalidEndpointError } from './errors.ts';
 import { checkWebhookUrl, parseWebhookUrl } from './guarded-lookup.ts';
 import { translateError, webhookChannel, webhookTables } from './schema.ts';
+import { openStoredSecret, storedSecretJson, type StoredSecret } from './sealed-secrets.ts';
 import { generateWebhookSecret, normalizeSecret } from './secret.ts';
+import { requireKeyring, secretDigest, type SecretKeyring } from './secret-keyring.ts';
 
 export interface WebhookEndpointsOptions {
   /** The schema the outbox and the registry were migrated into. Default `tidings`. */
   readonly schema?: string;
   /** Which addresses an endpoint URL may resolve to. Default: public addresses only. */
   readonly addressPolicy?: AddressPolicy;
+  /**
+   * The keys that encrypt signing secrets at rest (AES-256-GCM). Default: `TIDINGS_SECRET_KEY`
+   * and `TIDINGS_SECRET_KEY_OLD` from the environment, read when a secret is written or read.
+   * Without a key, `create`, `rotateSecret` and `secrets` throw `MissingSecretKeyError`.
+   */
+  readonly keyring?: SecretKeyring;
 }
 
 /** A signing secret of an endpoint: the current one, or an old one still valid during a rotation. */
@@ -34,9 +42,12 @@ export interface EndpointSecret {
 }
 
 /**
- * The webhook endpoint registry. Every method takes the database handle to run on first: a kysely
- * instance or `Transaction`, a pg `Pool`/`Client`, or a tidings `Database`, so endpoints can be
- * created in the same transaction as your own records. Each write is one statement (atomic on
+ * The webhook endpoint registry. Signing secrets are encrypted before they leave this process:
+ * the database receives and stores only ciphertext (AES-256-GCM under the keyring's current key,
+ * bound to the endpoint id) and a digest. URL credentials are write-only: every endpoint this
+ * registry returns shows them as `***`. Every method takes the database handle to run on first:
+ * a kysely instance or `Transaction`, a pg `Pool`/`Client`, or a tidings `Database`, so endpoints
+ * can be created in the same transaction as your own records. Each write is one statement (atomic on
  * any handle) and notifies running dispatchers, which start, restart or stop the endpoint's relay.
  */
 export interface WebhookEndpoints {
@@ -129,10 +140,10 @@ export interface WebhookEndpoints {
  * const created = await endpoints.create(pool, { url: 'https://hooks.example.com/in', topics: ['invoices.*'] });
  */
 export function webhookEndpoints(options: WebhookEndpointsOptions = {}): WebhookEndpoints {
-  return registry(resolveSchema(options.schema), validatePolicy(options.addressPolicy), undefined);
+  return registry(resolveSchema(options.schema), validatePolicy(options.addressPolicy), options.keyring, undefined);
 }
 
-function registry(schema: string, policy: AddressPolicy, scope: string | undefined): WebhookEndpoints {
+function registry(schema: string, policy: AddressPolicy, keys: SecretKeyring | undefined, scope: string | undefined): WebhookEndpoints {
   const { s, endpoints, secrets } = webhookTables(schema);
   const channel = webhookChannel(schema);
   const run = async <R>(db: unknown, text: string, params: unknown[]): Promise<R[]> => {
@@ -162,16 +173,18 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
     forTenant(tenant: string): WebhookEndpoints {
       const checked = validateTenant(tenant);
       if (checked === null) throw new InvalidEndpointError('tenant', 'of a scoped registry must be a non-empty string');
-      return registry(schema, policy, checked);
+      return registry(schema, policy, keys, checked);
     },
 
     async create(db: unknown, endpoint: NewEndpoint) {
+      const keyring = requireKeyring(keys, 'create a webhook endpoint');
       const tenant = validateTenant(endpoint.tenant);
       if (scope !== undefined && tenant !== null && tenant !== scope) {
         throw new InvalidEndpointError('tenant', `"${tenant}" differs from the registry's tenant "${scope}"`);
       }
       const id = newEndpointId();
       const secret = endpoint.secret === undefined ? generateWebhookSecret() : normalizeSecret(endpoint.secret);
+      const sealed = keyring.seal(id, secret);
       const params = [
         id,
         await checkedUrl(endpoint.url),
@@ -179,9 +192,12 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
         validateTopics(endpoint.topics),
         scope ?? tenant,
         validateMetadata(endpoint.metadata),
-        secret,
+        secretDigest(id, secret),
         webhookRelayName(id),
         channel,
+        sealed.keyId,
+        sealed.nonce,
+        sealed.ciphertext,
       ];
       // The relay's cursors are placed here, in the caller's transaction, so that every event
       // committed after it is delivered, however long the dispatcher takes to notice the endpoint.
@@ -191,7 +207,7 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
            INSERT INTO ${endpoints} (id, url, description, topics, tenant, metadata)
            VALUES ($1, $2, $3, $4::text[], $5, $6::jsonb) RETURNING *
          ), secret AS (
-           INSERT INTO ${secrets} (endpoint_id, secret) SELECT id, $7 FROM ep
+           INSERT INTO ${secrets} (endpoint_id, digest, key_id, nonce, ciphertext) SELECT id, $7, $10, $11, $12 FROM ep
          ), cursors AS (
            INSERT INTO ${s}.relay_partitions (relay, partition, cursor_tx)
            SELECT $8, p, pg_snapshot_xmin(pg_current_snapshot())
@@ -272,7 +288,9 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
     async rotateSecret(db: unknown, id: string, options: { readonly gracePeriodMs?: number; readonly secret?: string } = {}) {
       const gracePeriodMs = options.gracePeriodMs ?? 24 * 3600 * 1000;
       if (!Number.isInteger(gracePeriodMs) || gracePeriodMs < 0) throw new InvalidEndpointError('gracePeriodMs', 'must be a whole number of ms, at least 0');
+      const keyring = requireKeyring(keys, 'rotate a webhook signing secret');
       const secret = options.secret === undefined ? generateWebhookSecret() : normalizeSecret(options.secret);
+      const sealed = keyring.seal(id, secret);
       let rows: Array<{ previous_until: Date | null }>;
       try {
         // One statement: every sub-statement sees the same snapshot, so the old secrets are
@@ -288,10 +306,10 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
            ), expired AS (
              DELETE FROM ${secrets} w USING ep WHERE w.endpoint_id = ep.id AND w.expires_at <= now()
            ), fresh AS (
-             INSERT INTO ${secrets} (endpoint_id, secret) SELECT id, $4 FROM ep
+             INSERT INTO ${secrets} (endpoint_id, digest, key_id, nonce, ciphertext) SELECT id, $4, $6, $7, $8 FROM ep
            )
            SELECT (SELECT max(expires_at) FROM old) AS previous_until, pg_notify($3, ep.id) IS NULL AS _ FROM ep`,
-          [id, scope ?? null, channel, secret, gracePeriodMs],
+          [id, scope ?? null, channel, secretDigest(id, secret), gracePeriodMs, sealed.keyId, sealed.nonce, sealed.ciphertext],
         );
       } catch (error) {
         if ((error as { code?: string }).code === '23505') throw new InvalidEndpointError('secret', 'is already one of the endpoint\'s secrets; pass a new one');
@@ -303,16 +321,19 @@ function registry(schema: string, policy: AddressPolicy, scope: string | undefin
     },
 
     async secrets(db: unknown, id: string) {
-      const rows = await run<{ secret: string | null; expires_at: Date | null }>(
+      const keyring = requireKeyring(keys, "read a webhook endpoint's signing secrets");
+      const rows = await run<{ stored: StoredSecret | null; expires_at: Date | null }>(
         db,
-        `SELECT w.secret, w.expires_at FROM ${endpoints} e
+        `SELECT CASE WHEN w.digest IS NOT NULL THEN json_build_object(${storedSecretJson}) END AS stored, w.expires_at FROM ${endpoints} e
          LEFT JOIN ${secrets} w ON w.endpoint_id = e.id AND (w.expires_at IS NULL OR w.expires_at > now())
          WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant = $2)
          ORDER BY w.expires_at DESC NULLS FIRST, w.created_at DESC`,
         [id, scope ?? null],
       );
       if (rows.length === 0) throw new EndpointNotFoundError(id);
-      return rows.filter((row) => row.secret !== null).map((row) => ({ secret: row.secret!, expiresAt: row.expires_at ? new Date(row.expires_at) : null }));
+      return rows
+        .filter((row) => row.stored !== null)
+        .map((row) => ({ secret: openStoredSecret(keyring, id, row.stored!), expiresAt: row.expires_at ? new Date(row.expires_at) : null }));
     },
 
     async remove(db: unknown, id: string) {

@@ -136,3 +136,24 @@ export class EndpointNotFoundError extends TidingsError {
   }
 }
 
+
+/**
+ * Every signing secret of a webhook transport has expired: nothing is sent, since a request
+ * signed with a revoked secret must not be accepted and one without a signature would be refused.
+ * Give the transport a current secret (`rotateSecret` for a registered endpoint).
+ */
+export class WebhookSecretsExpiredError extends TidingsError {
+  override readonly name = 'WebhookSecretsExpiredError';
+  /** The URL with any credentials removed. */
+  readonly url: string;
+  /** When the last of the secrets expired. */
+  readonly expiredAt: Date;
+  constructor(url: string, expiredAt: Date) {
+    super(
+      `webhook to ${url} not sent: every signing secret expired (the last at ${expiredAt.toISOString()}). ` +
+        'Give the transport a current secret, e.g. with rotateSecret() or `tidings endpoints rotate-secret`.',
+    );
+    this.url = url;
+    this.expiredAt = expiredAt;
+  }
+}

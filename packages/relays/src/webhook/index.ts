@@ -2,7 +2,8 @@
  * @tidings/relays/webhook — webhooks with delivery guarantees.
  *
  * - **Registry** (`webhookEndpoints`): endpoints with URL, topics, optional tenant, signing secrets
- *   (rotation with a grace period), enable/disable/remove; run `migrateWebhooks()` once.
+ *   (rotation with a grace period), enable/disable/remove; run `migrateWebhooks()` once. Secrets
+ *   are encrypted at rest under `TIDINGS_SECRET_KEY` (`secretKeyring`, `rotateWebhookSecretKey`).
  * - **Dispatcher** (`startWebhookDispatcher`): one relay per enabled endpoint, so a failing
  *   endpoint never delays a healthy one; retries over hours, then dead letters; 410 and long
  *   failure disable the endpoint; SSRF guard on every new connection.
@@ -27,6 +28,7 @@ export {
   InvalidEndpointError,
   WebhookAddressRefusedError,
   WebhookDeliveryError,
+  WebhookSecretsExpiredError,
   WebhookVerificationError,
   type AddressCategory,
   type DeliveryFailure,
@@ -37,7 +39,18 @@ export { expressWebhookHandler, fastifyWebhookHandler, type FastifyLikeReply, ty
 export { webhookReceiver, type WebhookReceiver, type WebhookReceiverOptions, type WebhookReply, type WebhookRequest } from './receiver.ts';
 export { parseRetryAfter } from './retry-after.ts';
 export { migrateWebhooks, type MigrateWebhooksOptions } from './schema.ts';
+export { rotateWebhookSecretKey, type RotateSecretKeyOptions, type SecretKeyRotation } from './sealed-secrets.ts';
 export { generateWebhookSecret } from './secret.ts';
+export { MissingSecretKeyError, SecretDecryptionError, SecretKeyFormatError, type SecretDecryptionFailure } from './secret-errors.ts';
+export {
+  generateSecretKey,
+  oldSecretKeysVariable,
+  secretKeyring,
+  SecretKeyring,
+  secretKeyringFromEnv,
+  secretKeyVariable,
+  type SealedSecret,
+} from './secret-keyring.ts';
 export { signWebhook, type SignedContent } from './signature.ts';
 export { verifyWebhook, type HeaderSource, type VerifiedWebhook, type VerifyOptions } from './verify.ts';
 export {

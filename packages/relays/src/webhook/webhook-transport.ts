@@ -4,7 +4,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { encodeEnvelope } from './envelope.ts';
-import { WebhookAddressRefusedError, WebhookDeliveryError, type DeliveryFailure } from './errors.ts';
+import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailure } from './errors.ts';
 import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
 import { post } from './http-post.ts';
 import { parseRetryAfter } from './retry-after.ts';
@@ -114,8 +114,13 @@ export class WebhookTransport implements Transport {
     }
   }
 
+  /**
+   * Sends the batch in order. Throws `WebhookSecretsExpiredError`, sending nothing, once every
+   * signing secret has expired.
+   */
   async send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
     if (this.#closing) throw new TransportClosedError(`webhook ${this.url}`);
+    this.#validSecrets(); // throws when none is left
     const sending = this.#sendInOrder(batch, signal);
     this.#inFlight.add(sending);
     try {
@@ -212,15 +217,13 @@ export class WebhookTransport implements Transport {
 
   #headers(event: OutboxEvent, body: Buffer): http.OutgoingHttpHeaders {
     const timestamp = Math.floor(Date.now() / 1000);
-    const now = Date.now();
-    const secrets = this.#secrets.filter((s) => typeof s === 'string' || !s.expiresAt || s.expiresAt.getTime() > now).map(secretOf);
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/json',
       'content-length': body.length,
       'user-agent': this.#options.userAgent ?? 'tidings-webhooks/1',
       'webhook-id': event.eventId,
       'webhook-timestamp': String(timestamp),
-      'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, secrets.length > 0 ? secrets : this.#secrets.map(secretOf)),
+      'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, this.#validSecrets()),
     };
     // Trace context travels as HTTP headers too, so the receiver's tracing picks it up.
     for (const name of ['traceparent', 'tracestate'] as const) {
@@ -228,6 +231,17 @@ export class WebhookTransport implements Transport {
       if (value !== undefined && /^[\x20-\x7e]{1,512}$/.test(value)) headers[name] = value;
     }
     return headers;
+  }
+
+  /** The secrets that sign now; never an expired one. */
+  #validSecrets(): string[] {
+    const now = Date.now();
+    const valid = this.#secrets.filter((s) => typeof s === 'string' || !s.expiresAt || s.expiresAt.getTime() > now).map(secretOf);
+    if (valid.length === 0) {
+      const last = Math.max(...this.#secrets.map((s) => (typeof s === 'string' ? 0 : (s.expiresAt?.getTime() ?? 0))));
+      throw new WebhookSecretsExpiredError(this.url, new Date(last));
+    }
+    return valid;
   }
 
   get #maxRetryAfterMs(): number {

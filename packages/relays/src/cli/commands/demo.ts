@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { migrateInbox } from '@tidings/inbox';
 import { migrate, type Database } from '@tidings/outbox';
-import { migrateWebhooks, startWebhookDispatcher, webhookEndpoints } from '../../webhook/index.ts';
+import { generateSecretKey, migrateWebhooks, secretKeyring, secretKeyringFromEnv, startWebhookDispatcher, webhookEndpoints } from '../../webhook/index.ts';
 import { parseFlags, wholeNumber } from '../args.ts';
 import { openDatabase } from '../database.ts';
 import { Destinations } from '../demo/destinations.ts';
@@ -62,13 +62,16 @@ async function runDemo(db: Database, schema: string, shop: string, total: number
 
   const destinations = new Destinations(db, schema, shop);
   await destinations.start();
-  const endpoints = webhookEndpoints({ schema, addressPolicy: { allow: ['127.0.0.1/32'] } });
+  // The demo's endpoint lives as long as its schema: a key of its own is enough when none is set.
+  const keyring = secretKeyringFromEnv() ?? secretKeyring({ current: generateSecretKey() });
+  const endpoints = webhookEndpoints({ schema, addressPolicy: { allow: ['127.0.0.1/32'] }, keyring });
   const endpoint = await endpoints.create(db, { url: `http://127.0.0.1:${destinations.port}/webhooks`, topics: ['orders.*'], description: 'demo receiver' });
   destinations.receiveWebhooks(endpoint.secret);
   const dispatcher = await startWebhookDispatcher({
     database: db,
     schema,
     addressPolicy: { allow: ['127.0.0.1/32'] },
+    keyring,
     retry: { retries: 1_000, minDelayMs: 100, maxDelayMs: 1_000, factor: 2 },
     relay: { pollIntervalMs: 250 },
   });

@@ -1,15 +1,20 @@
-import { databaseFlags, parseFlags, wholeNumber } from '../args.ts';
+import { databaseFlags, parseFlags, zeroOrMore } from '../args.ts';
 import { openDatabase } from '../database.ts';
+import { beginEmbeddedKeyRotation } from '../keyring.ts';
 import { UsageError } from '../usage-error.ts';
 
-export const help = `tidings endpoints add|list|update|rotate-secret|disable|enable|remove: webhook endpoints
+export const help = `tidings endpoints add|list|update|rotate-secret|rotate-key|disable|enable|remove: webhook endpoints
 
   add --url URL [--topic T]... [--tenant ID] [--description TEXT]
                         register an endpoint; prints its id and signing secret (shown once)
-  list [--json]         every endpoint with its state and last error
+  list [--json]         every endpoint with its state and last error (URL credentials shown as ***)
   update ID [--url URL] [--topic T]... [--all-topics] [--description TEXT]
   rotate-secret ID [--grace-hours N]
-                        new secret; the old one stays valid (both signatures sent) for N hours (default 24)
+                        new secret; the old one stays valid (both signatures sent) for N hours
+                        (default 24; 0 revokes it at once, e.g. after a leak)
+  rotate-key            re-encrypt every stored secret under TIDINGS_SECRET_KEY, reading the old
+                        ones with TIDINGS_SECRET_KEY_OLD; on the embedded database without
+                        TIDINGS_SECRET_KEY, a new key is generated into .tidings/secret-key
   disable ID [--reason TEXT]
   enable ID
   remove ID
@@ -17,6 +22,8 @@ export const help = `tidings endpoints add|list|update|rotate-secret|disable|ena
   --allow CIDR          let endpoint URLs resolve to this non-public range (development; repeatable)
   --database URL, --schema NAME
 
+Signing secrets are stored encrypted (AES-256-GCM) under TIDINGS_SECRET_KEY: 32 random bytes in
+base64 (\`openssl rand -base64 32\`). The embedded database keeps its own key in .tidings/secret-key.
 Deliveries run in \`tidings relay\` when its config has "webhooks": true.`;
 
 export async function run(args: string[]): Promise<number> {
@@ -41,11 +48,13 @@ export async function run(args: string[]): Promise<number> {
     if (!id) throw new UsageError(`tidings endpoints ${action} needs the endpoint id (see \`tidings endpoints list\`)`);
     return id;
   };
-  const { webhookEndpoints, migrateWebhooks } = await import('../../webhook/index.ts');
-  const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
+  const { webhookEndpoints, migrateWebhooks, rotateWebhookSecretKey } = await import('../../webhook/index.ts');
+  const graceHours = action === 'rotate-secret' ? (zeroOrMore('grace-hours', values['grace-hours']) ?? 24) : 0;
+  const { db, close, keyring: keys, folder } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
-    await migrateWebhooks(db, { schema: values.schema });
-    const endpoints = webhookEndpoints({ schema: values.schema, addressPolicy: { allow: values.allow ?? [] } });
+    const keyring = await keys();
+    await migrateWebhooks(db, { schema: values.schema, keyring });
+    const endpoints = webhookEndpoints({ schema: values.schema, addressPolicy: { allow: values.allow ?? [] }, keyring });
     switch (action) {
       case 'add': {
         if (!values.url) throw new UsageError('tidings endpoints add needs --url URL');
@@ -79,9 +88,22 @@ export async function run(args: string[]): Promise<number> {
         return 0;
       }
       case 'rotate-secret': {
-        const hours = wholeNumber('grace-hours', values['grace-hours']) ?? 24;
-        const rotated = await endpoints.rotateSecret(db, needsId(), { gracePeriodMs: hours * 3_600_000 });
-        console.log(`new signing secret: ${rotated.secret}\nthe previous one stays valid until ${rotated.previousValidUntil?.toISOString?.() ?? rotated.previousValidUntil}`);
+        const rotated = await endpoints.rotateSecret(db, needsId(), { gracePeriodMs: Math.round(graceHours * 3_600_000) });
+        const previous = rotated.previousValidUntil
+          ? `the previous one stays valid until ${rotated.previousValidUntil.toISOString()}`
+          : 'the previous ones are revoked: they sign nothing from now on';
+        console.log(`new signing secret (store it now, it is not shown again): ${rotated.secret}\n${previous}`);
+        return 0;
+      }
+      case 'rotate-key': {
+        const embeddedRotation = folder !== undefined && !process.env.TIDINGS_SECRET_KEY ? await beginEmbeddedKeyRotation(folder) : undefined;
+        const done = await rotateWebhookSecretKey(db, { schema: values.schema, keyring: embeddedRotation?.keyring ?? keyring });
+        await embeddedRotation?.finish();
+        console.log(
+          `re-encrypted ${done.reencrypted} signing secrets under key id ${done.keyId}` +
+            (done.encrypted > 0 ? ` and encrypted ${done.encrypted} that were stored in plaintext` : '') +
+            (embeddedRotation ? `; the new key is in ${folder}/secret-key` : '; every secret is now under the current key: TIDINGS_SECRET_KEY_OLD can be removed'),
+        );
         return 0;
       }
       case 'disable':
@@ -97,7 +119,7 @@ export async function run(args: string[]): Promise<number> {
         console.log(`endpoint ${id} removed`);
         return 0;
       default:
-        throw new UsageError(`tidings endpoints needs add, list, update, rotate-secret, disable, enable or remove${action ? `, not "${action}"` : ''}`);
+        throw new UsageError(`tidings endpoints needs add, list, update, rotate-secret, rotate-key, disable, enable or remove${action ? `, not "${action}"` : ''}`);
     }
   } finally {
     await close();

@@ -17,13 +17,16 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const partitions = wholeNumber('partitions', values.partitions);
-  const { db, where, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
+  const { db, where, close, keyring } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
     const schema = values.schema;
-    const results = [await migrate(db, { schema, partitions }), await migrateInbox(db, { schema }), await migrateWebhooks(db, { schema })];
-    for (const result of results) {
+    const outbox = await migrate(db, { schema, partitions });
+    const inbox = await migrateInbox(db, { schema });
+    const webhook = await migrateWebhooks(db, { schema, keyring: await keyring() });
+    for (const result of [outbox, inbox, webhook]) {
       console.log(`${result.component}: ${result.applied.length ? `applied ${result.applied.join(', ')}` : 'up to date'}`);
     }
+    if (webhook.encryptedSecrets > 0) console.log(`webhook: encrypted ${webhook.encryptedSecrets} signing secrets stored in plaintext by an older version`);
     console.log(`database: ${where}`);
     return 0;
   } finally {

@@ -1,21 +1,29 @@
-import { createRelay, type Relay, type RelayEvent } from '@tidings/outbox';
+import { ConfigError, createRelay, type Relay, type RelayEvent } from '@tidings/outbox';
 import type { Logger } from 'pino';
-import { parseFlags } from '../args.ts';
+import { databaseFlags, parseFlags } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../database.ts';
 import { createLogger } from '../log.ts';
+import { requireMigrated } from '../migrated.ts';
 import { createTransport } from '../transports.ts';
+import { UsageError } from '../usage-error.ts';
 
 export const help = `tidings relay: run relay workers from a config file until SIGINT or SIGTERM
 
   --config FILE    tidings.config.ts, .js or .json (default: the one in this folder)
   --worker ID      this worker's id (default: pid and a random suffix)
+  --database URL   PostgreSQL URL (default: the config's "database", else DATABASE_URL, else the
+                   embedded database in .tidings/)
+  --schema NAME    schema (default: the config's "schema", else tidings)
+
+Webhook signing secrets are decrypted with TIDINGS_SECRET_KEY (TIDINGS_SECRET_KEY_OLD during a key
+rotation); the embedded database uses its own key file in .tidings/.
 
 Start as many workers as you like, on any machines: they share each relay's partitions.
 Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the level).`;
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parseFlags('relay', args, { config: { type: 'string' }, worker: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  const { values } = parseFlags('relay', args, { ...databaseFlags, config: { type: 'string' }, worker: { type: 'string' } });
   if (values.help) {
     console.log(help);
     return 0;
@@ -26,34 +34,52 @@ export async function run(args: string[]): Promise<number> {
   process.removeAllListeners('warning');
   process.on('warning', (warning) => log.warn({ warning: warning.name, code: (warning as { code?: string }).code }, warning.message));
   const { config, file } = await loadConfig(values.config);
-  const { db, where, close } = await openDatabase(config.database ?? process.env.DATABASE_URL);
+  const schema = values.schema ?? config.schema;
+  const { db, where, close, keyring } = await openDatabase(values.database ?? config.database ?? process.env.DATABASE_URL, undefined, (message) => log.warn(message));
   const stops: (() => Promise<void>)[] = [];
   try {
-    for (const relayConfig of config.relays ?? []) {
+    await requireMigrated(db, schema, where, Boolean(config.webhooks));
+    for (const [i, relayConfig] of (config.relays ?? []).entries()) {
       const { transport: transportConfig, name, ...options } = relayConfig;
-      const transport = await createTransport(transportConfig, name, log);
-      const relay: Relay = createRelay({
-        ...options,
-        name,
-        database: db,
-        schema: config.schema,
-        transport,
-        workerId: values.worker,
-        onEvent: (event) => logRelayEvent(log, name, event),
-      });
-      await relay.start();
+      // A value the loader let through but a factory refuses is still a mistake in the file: exit 2.
+      const inFile = (error: unknown): never => {
+        if (error instanceof ConfigError) throw new UsageError(`config ${file}: relays[${i}] (${name}): ${error.message}`);
+        throw error;
+      };
+      const transport = await createTransport(transportConfig, name, log).catch(inFile);
+      let relay: Relay;
+      try {
+        relay = createRelay({
+          ...options,
+          name,
+          database: db,
+          schema,
+          transport,
+          workerId: values.worker,
+          onEvent: (event) => logRelayEvent(log, name, event),
+        });
+      } catch (error) {
+        await transport.close().catch(() => {});
+        inFile(error);
+      }
+      await relay!.start();
       stops.push(() => relay.stop());
-      log.info({ relay: name, transport: transport.name, worker: relay.worker }, 'relay started');
+      log.info({ relay: name, transport: transport.name, worker: relay!.worker }, 'relay started');
     }
     if (config.webhooks) {
       const { startWebhookDispatcher } = await import('../../webhook/index.ts');
       const dispatcher = await startWebhookDispatcher({
         ...(typeof config.webhooks === 'object' ? config.webhooks : {}),
         database: db,
-        schema: config.schema,
+        schema,
+        keyring: await keyring(),
         onEvent: (event) => {
           if (event.type === 'error') log.warn({ endpoint: event.endpointId, err: event.error.message }, 'webhook error');
-          else if (event.type !== 'attempt' && event.type !== 'relay') log.info({ ...event }, `webhook ${event.type}`);
+          // The full error, resolved addresses included, is for the operator's log only: the
+          // endpoint's stored last error (which its tenant may see) leaves them out.
+          else if (event.type === 'attempt') {
+            if (event.attempt.error) log.warn({ endpoint: event.endpointId, eventId: event.attempt.eventId, status: event.attempt.status, err: event.attempt.error.message }, 'webhook attempt failed');
+          } else if (event.type !== 'relay') log.info({ ...event }, `webhook ${event.type}`);
         },
       });
       stops.push(() => dispatcher.stop());

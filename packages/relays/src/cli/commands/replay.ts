@@ -3,6 +3,8 @@ import { replay, status } from '@tidings/outbox';
 import { databaseFlags, parseFlags } from '../args.ts';
 import { openDatabase } from '../database.ts';
 import { progressBar } from '../progress.ts';
+import { relayNames } from '../relay-names.ts';
+import { closest } from '../suggest.ts';
 import { UsageError } from '../usage-error.ts';
 
 export const help = `tidings replay: deliver again from a point in the past
@@ -25,6 +27,14 @@ export async function run(args: string[]): Promise<number> {
   const from = /^\d+-\d+$/.test(values.from) ? values.from : parseTime(values.from);
   const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
+    const known = await relayNames(db, values.schema);
+    if (!known.includes(values.relay)) {
+      const hint = closest(values.relay, known);
+      throw new UsageError(
+        `no relay named "${values.relay}" has run on this database${hint ? ` (did you mean "${hint}"?)` : ''}; ` +
+          (known.length > 0 ? `relays: ${known.join(', ')}` : 'no relay has run yet, so there is nothing to replay'),
+      );
+    }
     const moved = await replay(db, { schema: values.schema, relay: values.relay, from, beyondHorizon: values['beyond-horizon'] === true });
     console.log(`moved ${moved} partition cursors of relay ${values.relay} back`);
     if (!values.wait || moved === 0) return 0;

@@ -1,4 +1,4 @@
-import { status, type OutboxStatus } from '@tidings/outbox';
+import { SchemaMissingError, status, type Database, type OutboxStatus, type StatusOptions } from '@tidings/outbox';
 import { databaseFlags, parseFlags, wholeNumber } from '../args.ts';
 import { openDatabase } from '../database.ts';
 
@@ -19,12 +19,27 @@ export async function run(args: string[]): Promise<number> {
   const stalledAfterSeconds = wholeNumber('stalled-after', values['stalled-after']);
   const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
-    const report = await status(db, { schema: values.schema, stalledAfterSeconds });
+    const report = await status(db, { schema: values.schema, stalledAfterSeconds, filters: await webhookFilters(db, values.schema) });
     console.log(values.json ? JSON.stringify(report, null, 2) : render(report));
     return report.relays.some((relay) => relay.stalled) ? 1 : 0;
   } finally {
     await close();
   }
+}
+
+/** Each webhook endpoint's relay delivers only its topics and tenant: its lag counts only those. */
+async function webhookFilters(db: Database, schema: string | undefined): Promise<NonNullable<StatusOptions['filters']>> {
+  const { webhookEndpoints, webhookRelayName } = await import('../../webhook/index.ts');
+  const endpoints = webhookEndpoints({ schema });
+  const filters: Record<string, { topics: readonly string[] | null; tenant: string | null }> = {};
+  try {
+    for (let page = await endpoints.list(db, { limit: 1000 }); page.length > 0; page = await endpoints.list(db, { limit: 1000, after: page.at(-1)!.id })) {
+      for (const endpoint of page) filters[webhookRelayName(endpoint.id)] = { topics: endpoint.topics, tenant: endpoint.tenant };
+    }
+  } catch (error) {
+    if (!(error instanceof SchemaMissingError)) throw error; // no webhook registry: no webhook relays
+  }
+  return filters;
 }
 
 function render(report: OutboxStatus): string {
