@@ -1,6 +1,7 @@
 import { migrateWebhooks, webhookEndpoints } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('webhook endpoint ids', () => {
   let outbox: TestOutbox;
@@ -11,7 +12,7 @@ describe('webhook endpoint ids', () => {
   afterAll(() => outbox.close());
 
   it('list in creation order even when many endpoints are created within one millisecond', async () => {
-    const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: { allow: ['127.0.0.1'] } }).forTenant('burst');
+    const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: { allow: ['127.0.0.1'] }, keyring: testKeyring }).forTenant('burst');
     // Each create() makes its id synchronously, in call order, so these ids share a few milliseconds.
     const created = await Promise.all(Array.from({ length: 200 }, () => endpoints.create(outbox.db, { url: 'http://127.0.0.1:9/hooks' })));
     const listed = [];
