@@ -24,6 +24,9 @@ export interface RelayStatusReport {
   readonly lagEvents: number;
   readonly lagSeconds: number;
   readonly deadLetters: number;
+  /** Keys whose events wait behind a dead letter (onFailure `park`), and how many events wait. */
+  readonly parkedKeys: number;
+  readonly parkedEvents: number;
   /** Behind, and either no live worker or no cursor movement for `stalledAfterSeconds`. */
   readonly stalled: boolean;
 }
@@ -55,7 +58,7 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
   const s = quoteIdent(schema);
   const stalledAfter = options.stalledAfterSeconds ?? 60;
   const limit = options.lagCountLimit ?? 1_000_000;
-  const [watermark, partitions, workers, letters] = await Promise.all([
+  const [watermark, partitions, workers, letters, parked] = await Promise.all([
     db.query<{ seconds: number }>(
       // Every transaction that has written holds the watermark at or below its id: the oldest one
       // holds it back the longest.
@@ -78,6 +81,11 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       `SELECT relay, worker, expires_at FROM ${s}.relay_workers WHERE expires_at > now() ORDER BY relay, worker`,
     ),
     db.query<{ relay: string; n: number }>(`SELECT relay, count(*)::int AS n FROM ${s}.dead_letters GROUP BY relay`),
+    db.query<{ relay: string; keys: number; events: number }>(
+      `SELECT pk.relay, count(*)::int AS keys,
+              coalesce(sum((SELECT count(*) FROM ${s}.parked_events pe WHERE pe.relay = pk.relay AND pe.key = pk.key)), 0)::int AS events
+       FROM ${s}.parked_keys pk GROUP BY pk.relay`,
+    ),
   ]);
   const names = [...new Set(partitions.rows.map((row) => row.relay))];
   const now = Date.now();
@@ -105,6 +113,8 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
         lagEvents,
         lagSeconds,
         deadLetters: letters.rows.find((row) => row.relay === relay)?.n ?? 0,
+        parkedKeys: parked.rows.find((row) => row.relay === relay)?.keys ?? 0,
+        parkedEvents: parked.rows.find((row) => row.relay === relay)?.events ?? 0,
         stalled: lagEvents > 0 && (live.length === 0 || (lagSeconds > stalledAfter && idleFor > stalledAfter)),
       };
     }),

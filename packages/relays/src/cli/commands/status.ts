@@ -35,7 +35,7 @@ function render(report: OutboxStatus): string {
     lines.push(
       '',
       `relay ${relay.relay}: ${state}; ${relay.lagEvents} events behind (oldest ${relay.lagSeconds.toFixed(1)} s); ` +
-        `${relay.deadLetters} dead letters; workers: ${relay.workers.map((w) => w.worker).join(', ') || 'none'}`,
+        `${relay.deadLetters} dead letters; ${relay.parkedKeys} keys parked behind them (${relay.parkedEvents} events waiting); workers: ${relay.workers.map((w) => w.worker).join(', ') || 'none'}`,
       '  partition  owner                 behind  oldest(s)  cursor',
     );
     for (const p of relay.partitions) {
