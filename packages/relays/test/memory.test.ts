@@ -199,7 +199,10 @@ describe('the conformance suite', () => {
       send: (t, batch, s) => t.send(batch.map((e) => ({ ...e, topic: batch[0]!.topic })), s),
     }],
     ['reverses each batch', /order they were sent/, /out of send order/, { send: (t, batch, s) => t.send([...batch].reverse(), s).then((o) => [...o].reverse()) }],
-    ['reports delivered while the destination is down', /destination is down, and/, /while the destination was down: send reported/, {
+    ['counts an outage against its events (refusing them while the destination is down)', /destination is down, counts/, /rather than "unavailable"/, {
+      send: (t, batch, s) => t.send(batch, s).then((o) => o.map((x) => (x.status === 'unavailable' ? retry(x.error) : x))),
+    }],
+    ['reports delivered while the destination is down', /destination is down, counts/, /while the destination was down: send reported/, {
       send: (t, batch, s) => (t.broker.isDown ? Promise.resolve(batch.map(() => delivered)) : t.send(batch, s)),
     }],
     ['reports delivered when its connection is cut', /connections are cut/, /reported delivered never arrived/, {
