@@ -1,6 +1,5 @@
-import { toExecutor } from '@tidings/outbox';
+import { requireTransaction, toExecutor } from '@tidings/outbox';
 import { CheckpointConflictError, InvalidInputError } from './errors.ts';
-import { requireTransaction } from './require-transaction.ts';
 import { quoteIdent, translateError } from './schema.ts';
 import { limits, validText } from './validate.ts';
 
@@ -58,7 +57,7 @@ export async function saveCheckpoint(trx: unknown, schema: string, consumer: str
   const expected = input.expected;
   if (expected !== undefined && expected !== null) validText('expected', expected, limits.position);
   const executor = toExecutor(trx);
-  await requireTransaction(trx, executor, 'saveCheckpoint()', schema, `${quoteIdent(schema)}.checkpoints`);
+  await requireTransaction(trx, executor, 'saveCheckpoint()', `${quoteIdent(schema)}.checkpoints`, (error) => translateError(error, schema));
   const s = statements(schema);
   try {
     if (expected === undefined) {

@@ -1,4 +1,4 @@
-import { ConfigError, toExecutor } from '@tidings/outbox';
+import { ConfigError, defaultRedeliveryHorizonMs, toExecutor } from '@tidings/outbox';
 import { quoteIdent, resolveSchema, translateError } from './schema.ts';
 import { validConsumer } from './validate.ts';
 
@@ -8,9 +8,10 @@ export interface CleanupOptions {
   /** Schema the inbox was migrated into. Default `tidings`. */
   readonly schema?: string;
   /**
-   * Dedup marks younger than this are kept. Default 7 days. It must outlast the longest time a
-   * sender may redeliver an event (broker redelivery, webhook retries, a relay replay), or a late
-   * duplicate would be applied again.
+   * Dedup marks younger than this are kept: the consumer's side of the redelivery horizon. Default
+   * `defaultRedeliveryHorizonMs` (7 days), the horizon that `retryDeadLetters` and `replay` respect
+   * on the sender's side; keep both the same. A shorter value lets a late redelivery (a broker's,
+   * a webhook retry, a dead-letter retry or replay within the senders' horizon) be applied again.
    */
   readonly retentionMs?: number;
   /** Marks deleted per statement; each statement is a short transaction of its own. Default 1000. */
@@ -51,7 +52,7 @@ function deleteStatement(schema: string, byConsumer: boolean): string {
  */
 export async function cleanupInbox(db: unknown, options: CleanupOptions = {}): Promise<number> {
   const schema = resolveSchema(options.schema);
-  const retentionMs = wholeNumber('retentionMs', options.retentionMs, 7 * day, 100 * 365 * day);
+  const retentionMs = wholeNumber('retentionMs', options.retentionMs, defaultRedeliveryHorizonMs, 100 * 365 * day);
   const batchSize = wholeNumber('batchSize', options.batchSize, 1000, 100_000);
   const consumer = options.consumer === undefined ? undefined : validConsumer(options.consumer);
   const executor = toExecutor(db);

@@ -1,9 +1,8 @@
-import { toExecutor } from '@tidings/outbox';
+import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs, requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
 import { markReceived } from './mark-received.ts';
-import { requireTransaction } from './require-transaction.ts';
-import { quoteIdent, resolveSchema } from './schema.ts';
+import { quoteIdent, resolveSchema, translateError } from './schema.ts';
 import { limits, validConsumer, validText } from './validate.ts';
 
 export interface InboxOptions {
@@ -14,13 +13,33 @@ export interface InboxOptions {
   readonly consumer: string;
   /** Schema the inbox was migrated into. Default `tidings`. */
   readonly schema?: string;
+  /**
+   * The redelivery horizon: how long this consumer's dedup marks are kept (pass the same value to
+   * `cleanupInbox` as `retentionMs`), and so how long after an event was written a redelivery of
+   * it is still recognised. Senders refuse to redeliver beyond it (`retryDeadLetters`, `replay`).
+   * Default `defaultRedeliveryHorizonMs`, 7 days, on both sides.
+   */
+  readonly horizonMs?: number;
+  /**
+   * What `handle()` does with an event written before the horizon that it has no mark for: it may
+   * be a first delivery (a relay that was stopped for longer) or a redelivery whose mark was
+   * already deleted. `'apply'` (default) applies it and says so with `beyondHorizon: true` in the
+   * result; `'refuse'` throws `BeyondHorizonError` before writing anything.
+   */
+  readonly beyondHorizon?: 'apply' | 'refuse';
 }
 
-/** An event id, or anything that carries one (an `OutboxEvent`, a decoded transport message). */
-export type InboxMessage = string | { readonly eventId: string };
+/**
+ * An event id, or anything that carries one (an `OutboxEvent`, a decoded transport message). When
+ * it also carries `createdAt`, events older than the redelivery horizon are recognised.
+ */
+export type InboxMessage = string | { readonly eventId: string; readonly createdAt?: Date | string | null };
 
-/** What `handle()` did: ran the handler (and returns its result), or skipped a duplicate. */
-export type HandleResult<T> = { readonly applied: true; readonly result: T } | { readonly applied: false };
+/**
+ * What `handle()` did: ran the handler (and returns its result), or skipped a duplicate.
+ * `beyondHorizon` is set when the applied event was written before the redelivery horizon.
+ */
+export type HandleResult<T> = { readonly applied: true; readonly result: T; readonly beyondHorizon?: true } | { readonly applied: false };
 
 /** One consumer's inbox: exactly-once effects for deduplicated events, and checkpoints for ordered sources. */
 export interface Inbox {
@@ -41,6 +60,8 @@ export interface Inbox {
    * open transaction; anything else is refused with `NotInTransactionError` before a write. If the
    * handler throws, the error propagates and the transaction must be rolled back (kysely's
    * `transaction().execute()` does) — committing it anyway would keep the mark without the effects.
+   * A handler that catches a database error and returns leaves the transaction aborted; `handle()`
+   * then rejects with `TransactionAbortedError` instead of reporting the event as applied.
    *
    * @example
    * await db.transaction().execute((trx) =>
@@ -90,6 +111,8 @@ export function inbox(options: InboxOptions): Inbox {
   const consumer = validConsumer((options as Partial<InboxOptions> | undefined)?.consumer);
   const schema = resolveSchema(options.schema);
   const table = `${quoteIdent(schema)}.inbox`;
+  const horizonMs = horizonOption(options.horizonMs);
+  const refuseBeyond = beyondOption(options.beyondHorizon) === 'refuse';
 
   return Object.freeze({
     consumer,
@@ -98,9 +121,16 @@ export function inbox(options: InboxOptions): Inbox {
       const eventId = validText('eventId', eventIdOf(message), limits.eventId);
       if (typeof handler !== 'function') throw new InvalidInputError('handler', `must be a function; got ${typeof handler}`);
       const executor = toExecutor(trx);
-      await requireTransaction(trx, executor, 'inbox.handle()', schema, table);
+      await requireTransaction(trx, executor, 'inbox.handle()', table, (error) => translateError(error, schema));
+      const written = createdAtOf(message);
+      const beyond = written !== undefined && Date.now() - written.getTime() > horizonMs;
+      if (beyond && refuseBeyond) throw new BeyondHorizonError(`inbox "${consumer}" handling event ${eventId}`, written, horizonMs);
       if (!(await markReceived(executor, schema, consumer, eventId))) return { applied: false };
-      return { applied: true, result: await handler(trx) };
+      const result = await handler(trx);
+      // A handler that caught a database error left the transaction aborted: its COMMIT would
+      // silently roll back the effects and the mark, and the caller would acknowledge a loss.
+      await requireHealthyTransaction(trx, executor, 'inbox.handle()');
+      return beyond ? { applied: true, result, beyondHorizon: true } : { applied: true, result };
     },
     saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void> {
       return saveCheckpoint(trx, schema, consumer, checkpoint);
@@ -109,6 +139,28 @@ export function inbox(options: InboxOptions): Inbox {
       return loadCheckpoint(db, schema, consumer, source);
     },
   });
+}
+
+function horizonOption(value: unknown): number {
+  if (value === undefined) return defaultRedeliveryHorizonMs;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigError('horizonMs', `expected a whole number of milliseconds above 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+function beyondOption(value: unknown): 'apply' | 'refuse' {
+  if (value === undefined || value === 'apply' || value === 'refuse') return value ?? 'apply';
+  throw new ConfigError('beyondHorizon', `expected 'apply' or 'refuse', got ${JSON.stringify(value)}`);
+}
+
+/** When the event was written, if the message says so and it is a valid time. */
+function createdAtOf(message: InboxMessage): Date | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  const value = (message as { createdAt?: unknown }).createdAt;
+  if (value === undefined || value === null) return undefined;
+  const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
 function eventIdOf(message: InboxMessage): unknown {

@@ -4,6 +4,7 @@ import { applyMigrations, type MigrationResult } from './migrate.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { decodePosition } from './position.ts';
 import type { Position } from './event.ts';
+import { refuseBeyondHorizon, resolveHorizon, type HorizonOptions } from './horizon.ts';
 import { translatingErrors } from './driver-errors.ts';
 import { quoteIdent } from './sql.ts';
 
@@ -33,7 +34,7 @@ export async function migrate(db: Database, options: MigrateOptions = {}): Promi
   });
 }
 
-export interface ReplayOptions {
+export interface ReplayOptions extends HorizonOptions {
   readonly schema?: string;
   readonly relay: string;
   /** Re-deliver events written at or after this time, or after this cursor (as `encodePosition` gives). */
@@ -44,10 +45,42 @@ export interface ReplayOptions {
  * Moves a relay's cursors back so that it delivers again from a point in the past. Each partition's
  * lease is revoked in the same statement, so a running worker cannot write its old cursor over
  * the new one; the workers take the partitions again within a heartbeat.
+ *
+ * A replay delivers again what consumers have applied, and relies on their inboxes to skip it:
+ * one that reaches events written before the redelivery horizon (7 days by default) is refused
+ * with `BeyondHorizonError`, before any cursor moves, unless `beyondHorizon: true`.
  */
 export async function replay(db: Executor, options: ReplayOptions): Promise<number> {
   const schema = resolveSchema(options.schema);
-  return translatingErrors(schema, () => moveCursorsBack(db, schema, options));
+  const horizon = resolveHorizon(options);
+  if (options.from instanceof Date && Number.isNaN(options.from.getTime())) throw new ConfigError('from', 'is an invalid Date');
+  return translatingErrors(schema, async () => {
+    await refuseBeyondHorizon(db, `replaying relay "${options.relay}"`, horizon, firstReplayed(schema, options));
+    return moveCursorsBack(db, schema, options);
+  });
+}
+
+/** The creation time of the first event, per partition in log order, that the replay delivers again. */
+function firstReplayed(schema: string, options: ReplayOptions): { text: string; params: unknown[] } {
+  const s = quoteIdent(schema);
+  const after =
+    options.from instanceof Date
+      ? { where: 'e.created_at >= $2', params: [options.from] }
+      : (() => {
+          const position = decodePosition(options.from as string);
+          return { where: '(e.tx_id, e.id) > ($2::xid8, $3::bigint)', params: [position.txId, position.id] };
+        })();
+  return {
+    text: `SELECT min(first.created_at) AS oldest
+      FROM ${s}.relay_partitions rp
+      CROSS JOIN LATERAL (
+        SELECT e.created_at FROM ${s}.events e
+        WHERE e.partition = rp.partition AND ${after.where} AND (e.tx_id, e.id) <= (rp.cursor_tx, rp.cursor_id)
+        ORDER BY e.tx_id, e.id LIMIT 1
+      ) first
+      WHERE rp.relay = $1`,
+    params: [options.relay, ...after.params],
+  };
 }
 
 async function moveCursorsBack(db: Executor, schema: string, options: ReplayOptions): Promise<number> {

@@ -51,6 +51,57 @@ export class NotInTransactionError extends TidingsError {
   }
 }
 
+/**
+ * A transaction that tidings ran or checked did not commit: PostgreSQL answered COMMIT with
+ * ROLLBACK because a statement inside it had failed (typically a handler that caught a database
+ * error and carried on), or the transaction was found aborted before COMMIT. Nothing of it was
+ * applied, and nothing is acknowledged for it: the work is tried again.
+ */
+export class TransactionAbortedError extends TidingsError {
+  override readonly name = 'TransactionAbortedError';
+  /** What ran in the transaction, e.g. `inbox.handle()`. */
+  readonly what: string;
+  constructor(what: string, detail: string) {
+    super(
+      `${what}: the transaction did not commit (${detail}). A statement in it failed and the error was ` +
+        'caught without rolling back, so PostgreSQL discarded the whole transaction. Let database errors ' +
+        'propagate out of the handler, or wrap the statement that may fail in a SAVEPOINT ' +
+        "(kysely: trx.savepoint('x')), and roll back to it before carrying on.",
+    );
+    this.what = what;
+  }
+}
+
+/**
+ * A dead-letter retry or a replay would deliver again events written before the redelivery
+ * horizon: the consumers' inboxes may already have forgotten that they applied them, so they
+ * could be applied twice. Nothing was changed.
+ */
+export class BeyondHorizonError extends TidingsError {
+  override readonly name = 'BeyondHorizonError';
+  /** When the oldest of those events was written. */
+  readonly oldest: Date;
+  readonly horizonMs: number;
+  constructor(what: string, oldest: Date, horizonMs: number) {
+    super(
+      `${what} would deliver again events written as early as ${oldest.toISOString()}, before the redelivery ` +
+        `horizon of ${formatDuration(horizonMs)}; consumers' inboxes keep their dedup marks that long, so they may ` +
+        'apply these events twice. Narrow the call to newer events, or pass beyondHorizon: true (CLI: ' +
+        '--beyond-horizon) if every consumer keeps its marks longer or applies them idempotently.',
+    );
+    this.oldest = oldest;
+    this.horizonMs = horizonMs;
+  }
+}
+
+function formatDuration(ms: number): string {
+  const units: [number, string][] = [[86_400_000, 'day'], [3_600_000, 'hour'], [60_000, 'minute'], [1_000, 'second']];
+  for (const [size, unit] of units) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}${ms / size === 1 ? '' : 's'}`;
+  }
+  return `${ms} ms`;
+}
+
 /** The schema has not been migrated, or is older than this version of tidings needs. */
 export class SchemaMissingError extends TidingsError {
   override readonly name = 'SchemaMissingError';

@@ -1,5 +1,6 @@
 export { payloadJson, type EventInput, type Json, type OutboxEvent, type Position } from './event.ts';
 export {
+  BeyondHorizonError,
   ConfigError,
   CursorExpiredError,
   InvalidCursorError,
@@ -8,6 +9,7 @@ export {
   NotInTransactionError,
   SchemaMissingError,
   TidingsError,
+  TransactionAbortedError,
   TransportClosedError,
   type InvalidEventReason,
 } from './errors.ts';
@@ -29,14 +31,16 @@ export {
   type DeadLetter,
   type DeadLetterQuery,
   type ParkedKeyInfo,
+  type RetryDeadLettersOptions,
 } from './relay/dead-letters.ts';
+export { defaultRedeliveryHorizonMs, type HorizonOptions } from './horizon.ts';
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
 export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
 export { quoteIdent, validateSchemaName } from './sql.ts';
 export { resolveSchema, notifyChannel } from './options.ts';
-export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
+export { requireHealthyTransaction, requireTransaction, transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
 export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
-export { inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
+export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Database, Executor } from './executor.ts';
 import { toExecutor } from './executor.ts';
 import { inPgTransaction } from './pg-transaction.ts';
+import { markAutocommit, markTransaction } from './transaction-check.ts';
 
 export interface PgDatabaseOptions {
   /** Largest number of connections tidings opens (plus one for LISTEN). Default 10. */
@@ -20,10 +21,11 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
   const executor = toExecutor(pool);
   const listeners = new Set<() => Promise<void>>();
 
-  return {
+  // Each statement of `query` runs on whichever pooled connection is free, in a transaction of its own.
+  return markAutocommit({
     query: executor.query,
     async transaction<T>(fn: (trx: Executor) => Promise<T>): Promise<T> {
-      return inPgTransaction(pool, (client) => fn(toExecutor(client)));
+      return inPgTransaction(pool, (client) => fn(markTransaction(toExecutor(client))));
     },
     async listen(channel, onNotify) {
       const stop = await listenWithReconnect(pool.options, channel, onNotify);
@@ -37,7 +39,7 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
       await Promise.all([...listeners].map((stop) => stop()));
       if (owned) await pool.end();
     },
-  };
+  });
 }
 
 /**

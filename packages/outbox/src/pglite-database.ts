@@ -1,5 +1,6 @@
 import type { Database, Executor, PgQueryable } from './executor.ts';
 import { toExecutor } from './executor.ts';
+import { markTransaction } from './transaction-check.ts';
 
 /** The part of a PGlite instance that tidings uses (typed here so PGlite stays an optional dependency). */
 export interface PGliteLike extends PgQueryable {
@@ -21,7 +22,8 @@ export function pgliteDatabase(pglite: PGliteLike): Database {
   return {
     query: executor.query,
     transaction<T>(fn: (trx: Executor) => Promise<T>): Promise<T> {
-      return pglite.transaction((tx) => fn(toExecutor(tx)));
+      // PGlite's transaction() refuses a COMMIT that PostgreSQL answered with ROLLBACK.
+      return pglite.transaction((tx) => fn(markTransaction(toExecutor(tx))));
     },
     listen(channel, onNotify) {
       return pglite.listen(channel, onNotify);

@@ -1,12 +1,11 @@
 import { newEventId } from './event-id.ts';
-import { translatingErrors } from './driver-errors.ts';
-import { NotInTransactionError } from './errors.ts';
+import { translateDriverError, translatingErrors } from './driver-errors.ts';
 import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
 import { toExecutor } from './executor.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
-import { transactionVerdict } from './transaction-check.ts';
+import { requireTransaction } from './transaction-check.ts';
 import { validateEvent } from './validate.ts';
 
 export interface PublishOptions {
@@ -38,8 +37,8 @@ export async function publish(
   const schema = resolveSchema(options.schema);
   const maxPayloadBytes = positiveInteger('maxPayloadBytes', options.maxPayloadBytes, defaults.maxPayloadBytes);
   const valid = list.map((event, index) => validateEvent(event, index, maxPayloadBytes));
-  rejectAutocommitHandles(trx);
   const executor = toExecutor(trx);
+  await requireTransaction(trx, executor, 'publish()', `${quoteIdent(schema)}.events`, (error) => translateDriverError(error, schema));
   if (valid.length === 0) return [];
 
   const ids = valid.map(() => newEventId());
@@ -110,12 +109,4 @@ function insertStatement(schema: string, notify: boolean, single: boolean): stri
     RETURNING id::text AS id, tx_id::text AS tx_id, event_id, partition, created_at${notify ? ', pg_notify($8::text, partition::text) IS NULL AS notified' : ''}`;
   statements.set(cacheKey, text);
   return text;
-}
-
-/**
- * A pool, a plain kysely instance or a pg client outside BEGIN would commit the events on their
- * own, apart from the business data: refuse before writing. Handles that cannot tell are trusted.
- */
-function rejectAutocommitHandles(trx: unknown): void {
-  if (transactionVerdict(trx) === 'outside') throw new NotInTransactionError('publish()');
 }

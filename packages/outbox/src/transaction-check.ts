@@ -1,3 +1,7 @@
+import { NotInTransactionError, TransactionAbortedError } from './errors.ts';
+import type { Executor } from './executor.ts';
+import { isMutant } from './mutants.ts';
+
 /**
  * What the handle itself can tell, without a round trip, about whether it is inside a transaction
  * block. Only answers that are certain are given; anything else is asked of the server.
@@ -12,8 +16,34 @@ interface HandleShape {
   release?: unknown;
 }
 
+/**
+ * Handles whose nature tidings knows because it made them: the `Executor` a tidings `Database`
+ * passes to `transaction()` is inside a transaction whose COMMIT tidings checks; a pool-backed
+ * `Database` runs every statement in a transaction of its own.
+ */
+const known = new WeakMap<object, 'inside' | 'outside'>();
+
+/** @internal Records that `handle` is a transaction tidings opened and whose COMMIT it checks. */
+export function markTransaction<T extends object>(handle: T): T {
+  known.set(handle, 'inside');
+  return handle;
+}
+
+/** @internal Records that `handle` runs each statement in autocommit (a pool-backed `Database`). */
+export function markAutocommit<T extends object>(handle: T): T {
+  known.set(handle, 'outside');
+  return handle;
+}
+
+/** @internal Forgets what `markTransaction` recorded: the handle goes back to a pool that others use. */
+export function forgetMark(handle: object): void {
+  known.delete(handle);
+}
+
 export function transactionVerdict(handle: unknown): TransactionVerdict {
   if (typeof handle !== 'object' || handle === null) return 'ask-server';
+  const marked = known.get(handle);
+  if (marked) return marked;
   const h = handle as HandleShape;
   // kysely: a Transaction is only made by transaction().execute() or startTransaction(), both of
   // which ran BEGIN, and kysely refuses queries on it once it has committed or rolled back. Any
@@ -32,4 +62,70 @@ export function transactionVerdict(handle: unknown): TransactionVerdict {
   // node-postgres Pool: every query may run on a different connection, in its own transaction.
   if (typeof h.totalCount === 'number' && typeof h.release !== 'function') return 'outside';
   return 'ask-server';
+}
+
+/**
+ * Refuses, before anything is written, a handle that is not inside a transaction block: a write
+ * there would commit on its own, apart from the caller's business data.
+ *
+ * When the handle cannot tell (a plain `Executor`, PGlite, an ORM's wrapper), PostgreSQL is asked
+ * with `LOCK TABLE … IN ROW EXCLUSIVE MODE` on the table about to be written: the server rejects
+ * LOCK outside a transaction block with SQLSTATE 25P01, and inside one it takes exactly the lock
+ * the following INSERT takes anyway, so the probe changes nothing else. One round trip, only for
+ * handles that cannot tell.
+ *
+ * @internal Shared by `publish()` and `inbox.handle()`.
+ */
+export async function requireTransaction(
+  handle: unknown,
+  executor: Executor,
+  what: string,
+  table: string,
+  translate: (error: unknown) => unknown,
+): Promise<void> {
+  const verdict = transactionVerdict(handle);
+  if (verdict === 'inside') return;
+  if (verdict === 'outside') throw new NotInTransactionError(what);
+  try {
+    await executor.query(`LOCK TABLE ${table} IN ROW EXCLUSIVE MODE`);
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code === '25P01') throw new NotInTransactionError(what);
+    throw translate(error);
+  }
+}
+
+const abortIgnored = isMutant('commit-tag-ignored');
+
+/**
+ * Fails when the caller's transaction was aborted by a statement whose error was caught (by a
+ * handler, say) instead of propagating. Committing such a transaction silently rolls it back, and
+ * a consumer that then acknowledged the message would lose it; throwing here makes the runner roll
+ * back and the message be redelivered.
+ *
+ * Free where the COMMIT is checked anyway: kysely, PGlite and tidings' own transactions (a tidings
+ * `Database`, a consumer helper's pg Pool) refuse a COMMIT that PostgreSQL answered with ROLLBACK.
+ * A pg client whose last reply already said "failed transaction" is refused at once. Any other
+ * handle (a pg client whose transaction the caller commits, an ORM's wrapper) is asked with one
+ * `SELECT 1`, which an aborted transaction refuses with SQLSTATE 25P02: node-postgres rejects a
+ * failed statement before the server's next status arrives, so the status alone cannot tell.
+ *
+ * @internal Used by `inbox.handle()` after the handler and by the consumer helpers.
+ */
+export async function requireHealthyTransaction(handle: unknown, executor: Executor, what: string): Promise<void> {
+  if (abortIgnored || typeof handle !== 'object' || handle === null) return;
+  const h = handle as HandleShape & { closed?: unknown; rollback?: unknown };
+  if (known.get(handle) === 'inside') return;
+  if (typeof h.getTransactionStatus === 'function' && (h.getTransactionStatus as () => unknown).call(handle) === 'E') {
+    throw new TransactionAbortedError(what, 'a statement failed inside it and its error was caught');
+  }
+  if (typeof h.executeQuery === 'function' && h.isTransaction === true) return; // kysely checks COMMIT
+  if (typeof h.rollback === 'function' && typeof h.closed === 'boolean') return; // PGlite checks COMMIT
+  try {
+    await executor.query('SELECT 1');
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code === '25P02') {
+      throw new TransactionAbortedError(what, 'a statement failed inside it and its error was caught');
+    }
+    throw error;
+  }
 }

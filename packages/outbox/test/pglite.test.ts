@@ -1,21 +1,9 @@
 import { PGlite } from '@electric-sql/pglite';
-import { createRelay, delivered, migrate, pgliteDatabase, publish, type OutboxEvent, type Transport } from '@tidings/outbox';
+import { createRelay, migrate, pgliteDatabase, publish } from '@tidings/outbox';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
+import { collectingTransport } from '../../../test/support/collecting-transport.ts';
 
-function collecting(): Transport & { got: OutboxEvent[] } {
-  const got: OutboxEvent[] = [];
-  return {
-    name: 'collect',
-    capabilities: { orderedPerKey: true, persistent: false },
-    got,
-    async send(batch) {
-      got.push(...batch);
-      return batch.map(() => delivered);
-    },
-    async close() {},
-  };
-}
 
 describe('the embedded database (PGlite)', () => {
   it('runs the same migrations, publish and relay as PostgreSQL', async () => {
@@ -23,7 +11,7 @@ describe('the embedded database (PGlite)', () => {
     const db = pgliteDatabase(pglite);
     await migrate(db, { partitions: 4 });
     expect((await migrate(db, { partitions: 4 })).applied).toEqual([]);
-    const transport = collecting();
+    const transport = collectingTransport();
     const relay = createRelay({ name: 'embedded', database: db, transport, pollIntervalMs: 50, leaseTtlMs: 2000 });
     await relay.start();
     const published = await pglite.transaction((tx) =>

@@ -80,6 +80,36 @@ describe('the Kafka consumer helper', () => {
   });
 
   for (const mode of ['inbox', 'checkpoint'] as KafkaConsumerMode[]) {
+    it(`does not commit past a record whose handler swallowed a SQL error (${mode} mode): it is retried, then applied once, in order`, async () => {
+      const topic = await world.topic(`swallow-${mode}`, 1);
+      const events = testEvents(5, { topic, key: () => 'k' });
+      await produce(events);
+      const name = `swallow-${mode}`;
+      let swallowed = 0;
+      const { events: seen } = await consume({
+        name,
+        topics: [topic],
+        mode,
+        handler: async (client: pg.PoolClient, event) => {
+          await client.query(`INSERT INTO "${world.schema}".effects (consumer, event_id, key, partition, record_offset) VALUES ($1, $2, $3, $4, $5)`, [
+            name, event.eventId, event.key, event.record.partition, event.record.offset,
+          ]);
+          // A careless handler: the error aborts the transaction, and is swallowed.
+          if (event.eventId === events[2]!.eventId && swallowed++ < 2) await client.query('SELECT 1/0').catch(() => {});
+        },
+      });
+
+      const effects = await waitForEffects(name, events.length);
+      expect(effects.map((r) => r.event_id)).toEqual(events.map((e) => e.eventId));
+      // The first swallow failed the whole run, which was then applied record by record; the second
+      // failed the record alone: one counted retry, with the reason.
+      const retries = seen.filter((e) => e.type === 'retry');
+      expect(retries.map((e) => e.type === 'retry' && [e.offset, e.attempt])).toEqual([['2', 1]]);
+      expect(retries.every((e) => e.type === 'retry' && /did not commit|current transaction is aborted/.test(e.error.message))).toBe(true);
+    });
+  }
+
+  for (const mode of ['inbox', 'checkpoint'] as KafkaConsumerMode[]) {
     // Concurrent: most of each is waiting for the dead member's session to expire.
     it.concurrent(`applies each record once in ${mode} mode when the consumer process dies between its database commit and its offset commit`, async ({ expect, onTestFinished }) => {
       const topic = await world.topic(`crash-${mode}`, 2);

@@ -22,6 +22,7 @@ describe('the webhook receiver', () => {
   let secret: string;
   let log: string[];
   let fail: boolean;
+  let swallow: boolean;
   let receiver: WebhookReceiver;
   let server: http.Server;
   let url: string;
@@ -49,6 +50,7 @@ describe('the webhook receiver', () => {
     secret = generateWebhookSecret();
     log = [];
     fail = false;
+    swallow = false;
     receiver = makeReceiver([secret]);
     await outbox.db.query(`TRUNCATE "${outbox.schema}".effects, "${outbox.schema}".inbox`);
   });
@@ -66,6 +68,8 @@ describe('the webhook receiver', () => {
         log.push(`apply ${message.topic}`);
         await trx.query(`INSERT INTO "${outbox.schema}".effects VALUES ($1, $2, $3)`, [message.eventId, message.topic, JSON.stringify(message.payload)]);
         if (fail) throw new Error('handler failed');
+        // A handler that catches a database error and carries on: the transaction is aborted.
+        if (swallow) await trx.query('SELECT 1/0').catch(() => {});
       },
     });
   }
@@ -101,6 +105,19 @@ describe('the webhook receiver', () => {
     expect(await effects()).toEqual([event.eventId]);
     const { rows } = await outbox.db.query(`SELECT payload FROM "${outbox.schema}".effects`);
     expect(rows[0]).toEqual({ payload: { total: 42 } });
+  });
+
+  it('answers 500 when the handler swallowed a SQL error (its runner does not check COMMIT), then applies the redelivery once', async () => {
+    const { body, headers, event } = signed();
+    swallow = true;
+    const refused = await post(body, headers);
+    expect(refused.status).toBe(500);
+    expect(await effects()).toEqual([]);
+    const marks = await outbox.db.query(`SELECT 1 FROM "${outbox.schema}".inbox`);
+    expect(marks.rowCount).toBe(0);
+    swallow = false;
+    expect(await post(body, headers)).toEqual({ status: 200, body: JSON.stringify({ id: event.eventId, status: 'applied' }) });
+    expect(await effects()).toEqual([event.eventId]);
   });
 
   it('answers 200 with the outcome: applied the first time, duplicate afterwards', async () => {

@@ -22,7 +22,9 @@ const claimBatch = 100;
 /**
  * Sends the dead letters that an operator asked to retry (`retryDeadLetters`). They are claimed
  * with a lease of their own, so any worker of the relay may take them, and one that dies mid-send
- * leaves them to another. Delivered ones are deleted; failed ones become dead letters again.
+ * leaves them to another; the claim is renewed every heartbeat while the send lasts, so a slow
+ * destination never lets a second worker send the same letters. A claim takes at most what the
+ * transport accepts in one send. Delivered ones are deleted; failed ones become dead letters again.
  */
 export class DeadLetterRetrier {
   readonly #options: ResolvedRelayOptions;
@@ -57,8 +59,9 @@ export class DeadLetterRetrier {
   }
 
   async #drain(): Promise<void> {
-    const { database, schema, name, workerId, leaseTtlMs, transport } = this.#options;
+    const { database, schema, name, workerId, leaseTtlMs, heartbeatIntervalMs, transport } = this.#options;
     const s = quoteIdent(schema);
+    const batch = Math.min(claimBatch, transport.capabilities?.maxBatchSize ?? claimBatch);
     while (!this.#abort.signal.aborted) {
       const { rows } = await database.query<ClaimedRow>(
         `UPDATE ${s}.dead_letters d
@@ -73,9 +76,10 @@ export class DeadLetterRetrier {
          WHERE d.id = c.id
          RETURNING d.id::text AS id, d.partition, d.event_id, d.topic, d.key, d.payload::text AS payload, d.headers, d.tenant,
                    d.event_created_at, jsonb_array_length(d.errors) AS attempts`,
-        [name, workerId, leaseTtlMs, claimBatch],
+        [name, workerId, leaseTtlMs, batch],
       );
       if (rows.length === 0) return;
+      const ids = rows.map((row) => row.id);
       const events: OutboxEvent[] = rows.map((row) =>
         withJsonPayload(
           {
@@ -91,11 +95,22 @@ export class DeadLetterRetrier {
           row.payload,
         ),
       );
+      const renewal = setInterval(() => {
+        database
+          .query(
+            `UPDATE ${s}.dead_letters SET claimed_until = now() + $3 * interval '1 millisecond'
+             WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND status = 'retrying'`,
+            [ids, workerId, leaseTtlMs],
+          )
+          .catch((error: unknown) => this.#options.onEvent({ type: 'error', error: error as Error }));
+      }, heartbeatIntervalMs);
       let outcomes;
       try {
         outcomes = await transport.send(events, this.#abort.signal);
       } catch (error) {
         outcomes = events.map(() => unavailable(error));
+      } finally {
+        clearInterval(renewal);
       }
       const done = rows.filter((_, i) => outcomes[i]?.status === 'delivered').map((row) => row.id);
       // An unavailable destination counts against no dead letter: those wait for the next look.

@@ -1,6 +1,7 @@
 import type { Json } from '../event.ts';
 import type { Executor } from '../executor.ts';
 import { notifyChannel, resolveSchema } from '../options.ts';
+import { refuseBeyondHorizon, resolveHorizon, type HorizonOptions } from '../horizon.ts';
 import { translatingErrors } from '../driver-errors.ts';
 import { quoteIdent } from '../sql.ts';
 import type { AttemptError } from './store.ts';
@@ -77,24 +78,46 @@ export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { l
   }));
 }
 
+/** Which dead letters to retry, and the redelivery horizon they must be within. */
+export interface RetryDeadLettersOptions extends DeadLetterQuery, HorizonOptions {}
+
 /**
  * Queues dead letters for another delivery by their relay's workers; returns how many were queued.
  * One that parks its key is sent by the worker holding its partition, followed by the key's parked
  * events in order; the others are sent outside partition order, since the events behind them have
  * moved on.
+ *
+ * A dead letter may have been applied already (the receiver committed, then its answer was lost),
+ * so retrying it relies on the consumers' inboxes: letters whose events were written before the
+ * redelivery horizon (7 days by default) are refused with `BeyondHorizonError`, before anything
+ * is queued, unless `beyondHorizon: true`.
+ *
+ * @example
+ * await retryDeadLetters(db, { relay: 'orders-to-rabbit' });
  */
-export async function retryDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
+export async function retryDeadLetters(db: Executor, query: RetryDeadLettersOptions = {}): Promise<number> {
   const schema = resolveSchema(query.schema);
-  const { rows } = await translatingErrors(schema, () => db.query<{ queued: number }>(
-    `WITH queued AS (
-       UPDATE ${quoteIdent(schema)}.dead_letters SET status = 'retry'
-       WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
-       RETURNING 1
-     )
-     SELECT count(*)::int AS queued, pg_notify($3, '*') IS NULL AS _ FROM queued`,
-    [query.relay ?? null, query.ids ?? null, notifyChannel(schema)],
-  ));
-  return rows[0]?.queued ?? 0;
+  const horizon = resolveHorizon(query);
+  const s = quoteIdent(schema);
+  const selected = `status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))`;
+  const filter = [query.relay ?? null, query.ids ?? null];
+  return translatingErrors(schema, async () => {
+    await refuseBeyondHorizon(db, 'retrying these dead letters', horizon, {
+      text: `SELECT min(event_created_at) AS oldest FROM ${s}.dead_letters WHERE ${selected}`,
+      params: filter,
+    });
+    const { rows } = await db.query<{ queued: number }>(
+      `WITH queued AS (
+         UPDATE ${s}.dead_letters SET status = 'retry'
+         WHERE ${selected}
+           AND ($4 OR event_created_at >= now() - $5::double precision * interval '1 millisecond')
+         RETURNING 1
+       )
+       SELECT count(*)::int AS queued, pg_notify($3, '*') IS NULL AS _ FROM queued`,
+      [...filter, notifyChannel(schema), horizon.beyond, horizon.horizonMs],
+    );
+    return rows[0]?.queued ?? 0;
+  });
 }
 
 /**

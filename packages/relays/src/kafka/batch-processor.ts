@@ -4,6 +4,7 @@ import { asError, Backoff, pause } from '../shared/backoff.ts';
 import type { ResolvedConsumerOptions, TopicPartition } from './consumer-options.ts';
 import type { DeadLetterWriter, KafkaDeadLetterReason } from './dead-letter-writer.ts';
 import { decodeRecord, type KafkaEvent } from './record-codec.ts';
+import { abortedByHandler } from '../shared/handler-fault.ts';
 import { readThrough, runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 /** A record of a batch, read as an event or not readable. */
@@ -137,13 +138,14 @@ export class BatchProcessor<Source extends TransactionSource> {
       try {
         applied = await this.#transaction(tp, run);
       } catch (error) {
-        if (error instanceof HandlerFailed) {
+        // A handler that caught a database error aborted the transaction: its failure, like a throw.
+        if (error instanceof HandlerFailed || abortedByHandler(error)) {
           if (run.length > 1) {
             for (const one of run) if (!(await this.#applyRun(payload, tp, [one]))) return false;
             return true;
           }
           attempt++;
-          const cause = asError(error.error);
+          const cause = asError(error instanceof HandlerFailed ? error.error : error);
           const { message, event } = run[0]!;
           if (this.#deadLetters && attempt >= attempts) return this.#poison(payload, tp, message, event.eventId, 'handler-failed', cause, attempt);
           const delayMs = failures.next();
@@ -182,7 +184,7 @@ export class BatchProcessor<Source extends TransactionSource> {
         if (mode === 'checkpoint') {
           await apply(trx);
           count++;
-        } else if ((await this.#inbox.handle(trx, event.eventId, apply)).applied) {
+        } else if ((await this.#inbox.handle(trx, event, apply)).applied) {
           count++;
         }
       }

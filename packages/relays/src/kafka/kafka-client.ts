@@ -1,4 +1,5 @@
 import { ConfigError } from '@tidings/outbox';
+import './kafkajs-request-queue.ts';
 import kafkajs, { type ISocketFactory, type Kafka, type KafkaConfig, type LogEntry } from 'kafkajs';
 
 /** How much kafkajs says: `warn` (default) shows warnings and errors, `nothing` silences it. */

@@ -14,6 +14,7 @@ import { KeyLanes } from './key-lanes.ts';
 import { amqpHeaders, decodeMessage, type ReceivedEvent } from './message-codec.ts';
 import { copyMessage, describeError } from './message-copy.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
+import { abortedByHandler } from '../shared/handler-fault.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 /** A running consumer. */
@@ -35,8 +36,11 @@ export interface RabbitmqConsumer {
  * A handler that throws is retried after a delay: the message is republished (with publisher
  * confirms) to a retry queue whose TTL sends it back to this queue, then acked, with its attempt
  * count in `x-tidings-attempt`. After `retry.attempts` runs it goes to the dead-letter exchange
- * with the last error. Failures that are not the handler's (the database is down, the commit's
- * outcome is unknown) do not use up attempts: the message is returned to the queue after a pause.
+ * with the last error. A handler that catches a database error and returns counts as a failed
+ * attempt too: its transaction was rolled back, so nothing is acked that did not commit. Failures
+ * that are not the handler's (the database is down, the commit's outcome is unknown) do not use up
+ * attempts: the event is tried again after a pause, still holding its key, so no later event of
+ * that key overtakes it.
  * Lost connections are reopened with backoff and consumption resumes.
  *
  * Up to `prefetch` messages are handled at once, one at a time per key (`x-tidings-key`), so the
@@ -184,29 +188,44 @@ class Consumer implements RabbitmqConsumer {
     await this.#lanes.run(event.key, () => this.#apply(link, message, event));
   }
 
+  /**
+   * Applies one event; runs inside its key's lane, so nothing of the same key starts before this
+   * ends. A failure that is not the handler's (the database is unreachable, the commit's outcome
+   * is unknown) is retried here, after a pause, while the lane stays held: handing the message
+   * back to the queue would let the next event of its key, already prefetched, be applied first.
+   */
   async #apply(link: ConfirmLink, message: ConsumeMessage, event: ReceivedEvent): Promise<void> {
     const { database, handler } = this.#options;
-    let applied: boolean;
-    try {
-      const result = await runInTransaction(database, (trx) =>
-        this.#inbox.handle(trx, event.eventId, async (trx) => {
-          try {
-            return await handler(trx, event);
-          } catch (error) {
-            throw new HandlerFailed(error);
-          }
-        }),
-      );
-      applied = result.applied;
-    } catch (error) {
-      if (error instanceof HandlerFailed) return this.#retryLater(link, message, event, error.error);
-      // The database or the inbox failed, not the handler: no attempt is used up.
-      this.#emit({ type: 'error', eventId: event.eventId, error: asError(error) });
-      return this.#requeueAfterPause(link, message);
+    for (;;) {
+      let applied: boolean;
+      try {
+        const result = await runInTransaction(database, (trx) =>
+          this.#inbox.handle(trx, event, async (trx) => {
+            try {
+              return await handler(trx, event);
+            } catch (error) {
+              throw new HandlerFailed(error);
+            }
+          }),
+        );
+        applied = result.applied;
+      } catch (error) {
+        if (error instanceof HandlerFailed) return this.#retryLater(link, message, event, error.error);
+        // The handler returned, but a statement in it had failed and its error was caught: the
+        // transaction rolled back. That is the handler's failure, counted like a throw.
+        if (abortedByHandler(error)) return this.#retryLater(link, message, event, error);
+        // The database or the inbox failed, not the handler: no attempt is used up.
+        this.#emit({ type: 'error', eventId: event.eventId, error: asError(error) });
+        await pause(this.#failureBackoff.next(), this.#stopping.signal);
+        // Closing, or the channel is gone: RabbitMQ hands the unacked message out again.
+        if (this.#stopping.signal.aborted || link.broken) return;
+        continue;
+      }
+      this.#failureBackoff.reset();
+      this.#emit({ type: 'committed', eventId: event.eventId, attempt: event.attempt, applied });
+      settle(link, message, 'ack');
+      return;
     }
-    this.#failureBackoff.reset();
-    this.#emit({ type: 'committed', eventId: event.eventId, attempt: event.attempt, applied });
-    settle(link, message, 'ack');
   }
 
   async #retryLater(link: ConfirmLink, message: ConsumeMessage, event: ReceivedEvent, failure: unknown): Promise<void> {

@@ -65,16 +65,43 @@ export function webhookRelayName(endpointId: string): string {
 const topicPattern = /^[A-Za-z0-9._-]{1,249}\*?$|^\*$/;
 const crockford = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
-/** A new endpoint id: `ep_`, then 26 Crockford base32 characters that sort by creation time. */
+let lastTime = -1;
+let lastRandom: number[] = [];
+
+/**
+ * A new endpoint id: `ep_`, then 26 Crockford base32 characters that sort in creation order. The
+ * first 10 encode the millisecond; the last 16 are random for each new millisecond and, for ids
+ * made within the same millisecond in this process, the previous id's plus one, so that listing
+ * by id (the pagination cursor) is creation order even for endpoints created back to back. A clock
+ * that steps back keeps the last time, for the same reason.
+ */
 export function newEndpointId(): string {
-  let time = Date.now();
+  const now = Date.now();
+  if (now > lastTime) {
+    lastTime = now;
+    lastRandom = [...randomBytes(16)].map((byte) => byte % 32);
+  } else {
+    increment(lastRandom);
+  }
+  let time = lastTime;
   let id = '';
   for (let i = 0; i < 10; i++) {
     id = crockford[time % 32] + id;
     time = Math.floor(time / 32);
   }
-  for (const byte of randomBytes(16)) id += crockford[byte % 32];
+  for (const digit of lastRandom) id += crockford[digit];
   return `ep_${id}`;
+}
+
+/** Adds one to base-32 digits, most significant first; 80 bits do not run out within a millisecond. */
+function increment(digits: number[]): void {
+  for (let i = digits.length - 1; i >= 0; i--) {
+    if (digits[i]! < 31) {
+      digits[i]!++;
+      return;
+    }
+    digits[i] = 0;
+  }
 }
 
 export function validateTopics(topics: readonly string[] | null | undefined): string[] | null {

@@ -99,7 +99,7 @@ export function webhookReceiver<Trx>(options: WebhookReceiverOptions<Trx>): Webh
       return reject(400, error as Error, `not a tidings webhook: ${(error as Error).message}`);
     }
     try {
-      const outcome = await options.transaction((trx) => options.inbox.handle(trx, message.eventId, (t) => options.handler(t, message)));
+      const outcome = await options.transaction((trx) => options.inbox.handle(trx, message, (t) => options.handler(t, message)));
       return reply(200, { id: message.eventId, status: outcome.applied ? 'applied' : 'duplicate' });
     } catch (error) {
       return reject(500, error as Error, 'the event could not be applied; it will be redelivered');

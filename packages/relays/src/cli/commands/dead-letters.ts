@@ -14,6 +14,8 @@ export const help = `tidings dead-letters list|retry|discard: events a relay gav
   --relay NAME    only this relay's
   --id ID         only this dead letter (repeatable)
   --wait          with retry: wait, with a progress bar, until the relay has sent them
+  --beyond-horizon  with retry: also letters of events older than the redelivery horizon (7 days),
+                  which consumers' inboxes may have forgotten (they could apply them twice)
   --json          with list: machine-readable output
   --database URL, --schema NAME`;
 
@@ -24,6 +26,7 @@ export async function run(args: string[]): Promise<number> {
     id: { type: 'string', multiple: true },
     wait: { type: 'boolean' },
     json: { type: 'boolean' },
+    'beyond-horizon': { type: 'boolean' },
   });
   if (values.help) {
     console.log(help);
@@ -57,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
       console.log(`discarded ${await discardDeadLetters(db, query)} dead letters`);
       return 0;
     }
-    const queued = await retryDeadLetters(db, query);
+    const queued = await retryDeadLetters(db, { ...query, beyondHorizon: values['beyond-horizon'] === true });
     console.log(`queued ${queued} dead letters for another delivery`);
     if (values.wait && queued > 0) return waitForRetries(db, query, queued);
     return 0;

@@ -10,10 +10,12 @@ export const help = `tidings replay: deliver again from a point in the past
   --relay NAME        the relay whose cursors move back (required)
   --from TIME|CURSOR  an ISO time (2026-11-26T10:00:00Z) or a cursor as shown by \`tidings status\`
   --wait              follow the relay with a progress bar until it has caught up again
+  --beyond-horizon    also when it reaches events older than the redelivery horizon (7 days), which
+                      consumers' inboxes may have forgotten (they could apply them twice)
   --database URL, --schema NAME`;
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parseFlags('replay', args, { ...databaseFlags, relay: { type: 'string' }, from: { type: 'string' }, wait: { type: 'boolean' } });
+  const { values } = parseFlags('replay', args, { ...databaseFlags, relay: { type: 'string' }, from: { type: 'string' }, wait: { type: 'boolean' }, 'beyond-horizon': { type: 'boolean' } });
   if (values.help) {
     console.log(help);
     return 0;
@@ -23,7 +25,7 @@ export async function run(args: string[]): Promise<number> {
   const from = /^\d+-\d+$/.test(values.from) ? values.from : parseTime(values.from);
   const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
-    const moved = await replay(db, { schema: values.schema, relay: values.relay, from });
+    const moved = await replay(db, { schema: values.schema, relay: values.relay, from, beyondHorizon: values['beyond-horizon'] === true });
     console.log(`moved ${moved} partition cursors of relay ${values.relay} back`);
     if (!values.wait || moved === 0) return 0;
     const lag = async () => (await status(db, { schema: values.schema })).relays.find((r) => r.relay === values.relay)?.lagEvents ?? 0;
