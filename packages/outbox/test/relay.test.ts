@@ -182,7 +182,7 @@ describe('the relay', () => {
     await waitUntil('the others arrived', async () => (await arrivals(topic)).length === 2);
     const [letter] = await listDeadLetters(outbox.db, { schema: outbox.schema, relay: relay.name });
     expect(letter!.errors.map((e) => e.attempt)).toEqual([1, 2, 3, 4]);
-    expect((await arrivals(topic)).map((r) => r.payload)).toEqual(['before', 'after']);
+    expect((await arrivals(topic)).map((r) => r.payload).sort()).toEqual(['after', 'before']); // two keys: no order between them
   });
 
   it('in block mode holds the partition back instead of dead-lettering', async () => {
