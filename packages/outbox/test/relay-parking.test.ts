@@ -129,6 +129,20 @@ describe('key parking (the default onFailure)', () => {
     await waitUntil('nothing parked any more', async () => (await listParkedKeys(outbox.db, { schema: outbox.schema, relay: relay.name })).length === 0);
   });
 
+  it('releases a long queue of parked events in commit order (more than a page, seq 10 after seq 9)', async () => {
+    const topic = 'long-queue';
+    const { relay } = startRelay(topic, new Set(['q0']), { batchSize: 4 });
+    await relay.start();
+    const names = Array.from({ length: 25 }, (_, i) => `q${i}`);
+    await publishKeyed(topic, [['q', 'q0']]);
+    await waitUntil('the key is parked', async () => (await listParkedKeys(outbox.db, { schema: outbox.schema, relay: relay.name })).length === 1);
+    for (let i = 1; i < names.length; i += 3) await publishKeyed(topic, names.slice(i, i + 3).map((name) => ['q', name] as [string, string]));
+    await waitUntil('all parked', async () => (await listParkedKeys(outbox.db, { schema: outbox.schema, relay: relay.name }))[0]?.parkedEvents === 24);
+    expect(await discardDeadLetters(outbox.db, { schema: outbox.schema, relay: relay.name })).toBe(1);
+    await waitUntil('the parked events were delivered', async () => (await payloads(topic)).length === 24);
+    expect(await payloads(topic)).toEqual(names.slice(1));
+  });
+
   it('keeps a key parked across a restart and a move to another worker', async () => {
     const topic = 'restarted';
     const poisoned = new Set(['r2']);

@@ -113,7 +113,7 @@ export class ParkingStore {
   async parkedEvents(lease: Lease, key: string, limit: number): Promise<ParkedEvent[]> {
     const { rows } = await this.#db.query<{ seq: string; position: string } & EventColumns>(
       `SELECT seq::text AS seq, key, event_id, topic, partition, payload::text AS payload, headers, tenant, event_created_at, position
-       FROM ${this.#s}.parked_events WHERE relay = $1 AND key = $2 ORDER BY seq LIMIT $3`,
+       FROM ${this.#s}.parked_events pe WHERE relay = $1 AND key = $2 ORDER BY pe.seq LIMIT $3`,
       [this.relay, key, limit],
     );
     return rows.map((row) => ({ seq: row.seq, event: toEvent(row, decodePosition(row.position)) }));
