@@ -174,7 +174,8 @@ export async function runParkingCase(c: ParkingCase, label: string): Promise<str
       await retryDeadLetters(database, { schema: outbox.schema, relay: 'parking' });
       const left = await listDeadLetters(database, { schema: outbox.schema, relay: 'parking' });
       const all = arrived();
-      return left.length === 0 && published.every((e) => all.has(e.eventId));
+      if (left.length > 0 || !published.every((e) => all.has(e.eventId))) return false;
+      return (await listParkedKeys(database, { schema: outbox.schema, relay: 'parking' })).length === 0;
     }, 60_000);
     const all = arrived();
     for (const event of published.filter((e) => !all.has(e.eventId))) anomalies.push(`lost: ${event.key} v${event.version} never arrived`);
