@@ -52,10 +52,16 @@ export function parkingCase(maxTransactions: number): fc.Arbitrary<ParkingCase> 
         fc.array(fc.record({ key: fc.nat(5), poison: fc.integer({ min: 0, max: 99 }).map((n) => n < 8) }), { minLength: 1, maxLength: 4 }),
         { minLength: 4, maxLength: maxTransactions },
       ),
-      outagesBefore: fc.uniqueArray(fc.nat(maxTransactions - 1), { maxLength: 2 }),
+      outagesBefore: fc.uniqueArray(fc.nat(maxTransactions - 1), { minLength: 1, maxLength: 2 }),
       restartBefore: fc.option(fc.nat(maxTransactions - 1), { nil: undefined }),
     })
-    .map((c) => ({ ...c, transactions: c.transactions.map((tx) => tx.map((e) => ({ ...e, key: e.key % c.keys }))) }));
+    .map((c) => ({
+      keys: c.keys,
+      transactions: c.transactions.map((tx) => tx.map((e) => ({ ...e, key: e.key % c.keys }))),
+      // Every case has an outage, within its transactions.
+      outagesBefore: [...new Set(c.outagesBefore.map((i) => i % c.transactions.length))],
+      restartBefore: c.restartBefore === undefined ? undefined : c.restartBefore % c.transactions.length,
+    }));
 }
 
 interface Published {

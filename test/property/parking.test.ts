@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { parkingCase, runParkingCase } from './parking-run.ts';
+import { settings } from './settings.ts';
 
-// TIDINGS_PROPERTY_RUNS, TIDINGS_PROPERTY_SEED and TIDINGS_PROPERTY_PATH work here as in the rest of the suite.
-const runs = Number(process.env.TIDINGS_PROPERTY_RUNS || 6);
-const seed = process.env.TIDINGS_PROPERTY_SEED ? Number(process.env.TIDINGS_PROPERTY_SEED) : Math.floor(Math.random() * 2 ** 31);
+// TIDINGS_PROPERTY_RUNS, _SEED, _PATH and TIDINGS_SOAK work here as in the rest of the suite.
+const config = settings(8);
+const runs = config.runs;
 
 describe('key parking and outages under the default relay policy', () => {
   it('keeps every key in commit order through random permanent failures and outages, without delaying keys that did not fail', async () => {
@@ -16,7 +17,7 @@ describe('key parking and outages under the default relay policy', () => {
           throw new Error(`${anomalies.length} anomalies (${[...new Set(anomalies.map((a) => a.split(':')[0]))].join(', ')}):\n  ${anomalies.slice(0, 20).join('\n  ')}`);
         }
       }),
-      { numRuns: runs, seed, path: process.env.TIDINGS_PROPERTY_PATH || undefined, endOnFailure: true },
+      { numRuns: runs, seed: config.seed, path: config.path, endOnFailure: true, interruptAfterTimeLimit: config.timeLimitMs },
     );
-  }, runs * 90_000 + 60_000);
+  }, (config.timeLimitMs ?? runs * 90_000) + 60_000);
 });
