@@ -62,7 +62,8 @@ export async function run(args: string[]): Promise<number> {
     }
     const queued = await retryDeadLetters(db, { ...query, beyondHorizon: values['beyond-horizon'] === true });
     console.log(`queued ${queued} dead letters for another delivery`);
-    if (values.wait && queued > 0) return waitForRetries(db, query, queued);
+    // Awaited here, so the database is closed (finally) only once the wait is over.
+    if (values.wait && queued > 0) return await waitForRetries(db, query, queued);
     return 0;
   } finally {
     await close();
