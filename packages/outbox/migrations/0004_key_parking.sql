@@ -33,3 +33,9 @@ CREATE TABLE {{schema}}.parked_events (
   UNIQUE (relay, event_id)
 );
 CREATE INDEX parked_events_key ON {{schema}}.parked_events (relay, key, seq);
+
+-- Where a partition's worker found the destination unavailable (waiting for it, counting nothing
+-- against the events), so `status()` and `tidings status` show an outage from any process.
+ALTER TABLE {{schema}}.relay_partitions
+  ADD COLUMN unavailable_since timestamptz,
+  ADD COLUMN unavailable_error text;

@@ -15,6 +15,8 @@ export interface PartitionStatus {
   readonly lagSeconds: number;
   /** When the cursor last moved. */
   readonly movedAt: Date;
+  /** Since when the partition's worker waits for an unavailable destination, and why; null when it is not waiting. */
+  readonly unavailable: { readonly since: Date; readonly error: string } | null;
 }
 
 export interface RelayStatusReport {
@@ -27,6 +29,8 @@ export interface RelayStatusReport {
   /** Keys whose events wait behind a dead letter (onFailure `park`), and how many events wait. */
   readonly parkedKeys: number;
   readonly parkedEvents: number;
+  /** When the oldest running outage of the destination began, as its partitions' workers saw it; null when none is waiting. */
+  readonly unavailableSince: Date | null;
   /** Behind, and either no live worker or no cursor movement for `stalledAfterSeconds`. */
   readonly stalled: boolean;
 }
@@ -65,8 +69,8 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       `SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS seconds
        FROM pg_stat_activity WHERE backend_xid IS NOT NULL`,
     ),
-    db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number }>(
-      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner,
+    db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number; unavailable_since: Date | null; unavailable_error: string | null }>(
+      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
               CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
               (SELECT count(*) FROM (SELECT 1 FROM ${s}.events e WHERE e.partition = rp.partition
                  AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) LIMIT $1) behind)::int AS lag_events,
@@ -109,12 +113,17 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
           lagEvents: row.lag_events,
           lagSeconds: row.lag_seconds,
           movedAt: row.updated_at,
+          unavailable: row.unavailable_since && row.lease_until ? { since: row.unavailable_since, error: row.unavailable_error ?? '' } : null,
         })),
         lagEvents,
         lagSeconds,
         deadLetters: letters.rows.find((row) => row.relay === relay)?.n ?? 0,
         parkedKeys: parked.rows.find((row) => row.relay === relay)?.keys ?? 0,
         parkedEvents: parked.rows.find((row) => row.relay === relay)?.events ?? 0,
+        unavailableSince: rows.reduce<Date | null>(
+          (oldest, row) => (row.unavailable_since && row.lease_until && (!oldest || row.unavailable_since < oldest) ? row.unavailable_since : oldest),
+          null,
+        ),
         stalled: lagEvents > 0 && (live.length === 0 || (lagSeconds > stalledAfter && idleFor > stalledAfter)),
       };
     }),

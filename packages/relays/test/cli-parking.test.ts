@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { createRelay, failed, listParkedKeys, publish, type Relay } from '@tidings/outbox';
+import { createRelay, failed, listParkedKeys, publish, status, unavailable, type Relay } from '@tidings/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
@@ -25,6 +25,7 @@ function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr
 let outbox: TestOutbox;
 let relay: Relay;
 let refusing = true;
+let down = false;
 beforeAll(async () => {
   outbox = await freshOutbox('cli_parking', { partitions: 2 });
   await createSink(outbox.pool, outbox.schema);
@@ -32,7 +33,14 @@ beforeAll(async () => {
     name: 'cli-parking',
     database: outbox.db,
     schema: outbox.schema,
-    transport: tableTransport(outbox.pool, outbox.schema, { fault: (e) => (refusing && e.payload === 'bad' ? failed(new Error('rejected by the receiver')) : undefined) }),
+    transport: tableTransport(outbox.pool, outbox.schema, {
+      fault: (e) =>
+        refusing && e.payload === 'bad'
+          ? failed(new Error('rejected by the receiver'))
+          : down
+            ? unavailable(new Error('connection refused by the test receiver'))
+            : undefined,
+    }),
     pollIntervalMs: 100,
     heartbeatIntervalMs: 200,
     leaseTtlMs: 2_000,
@@ -44,7 +52,22 @@ afterAll(async () => {
   await outbox?.close();
 });
 
-describe('tidings status and dead-letters with a parked key', () => {
+describe('tidings status and dead-letters: outages and parked keys', () => {
+  it('tidings status shows a destination the relay waits for, and since when', async () => {
+    const pg = ['--database', services.postgres, '--schema', outbox.schema];
+    down = true;
+    await inTransaction(outbox.pool, (c) => publish(c, [{ topic: 'cli', key: 'order-0', payload: 'while down' }], { schema: outbox.schema }));
+    const report = async () => (await status(outbox.db, { schema: outbox.schema })).relays.find((r) => r.relay === 'cli-parking')!;
+    await waitUntil('status sees the outage', async () => (await report()).unavailableSince !== null);
+    expect((await report()).partitions.filter((p) => p.unavailable).map((p) => p.unavailable!.error)).toEqual(['connection refused by the test receiver']);
+    const text = await tidings(['status', ...pg]);
+    expect(text.stdout).toMatch(/destination UNAVAILABLE for [\d.]+ s \(1 partitions waiting; nothing is counted against the events\): connection refused by the test receiver/);
+    down = false;
+    await waitUntil('status sees the destination back', async () => (await report()).unavailableSince === null);
+    await waitUntil('the event arrived', async () => (await received(outbox.pool, outbox.schema)).some((r) => r.payload === 'while down'));
+    await outbox.pool.query(`TRUNCATE "${outbox.schema}".received`);
+  });
+
   it('show the parked key and the events waiting behind its dead letter, and retry --wait delivers them in order', async () => {
     const pg = ['--database', services.postgres, '--schema', outbox.schema];
     await inTransaction(outbox.pool, (c) =>

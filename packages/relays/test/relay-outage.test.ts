@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createRelay, listDeadLetters, publish, type OutboxEvent, type Relay, type RelayEvent } from '@tidings/outbox';
+import { createRelay, listDeadLetters, publish, status, type OutboxEvent, type Relay, type RelayEvent } from '@tidings/outbox';
 import { kafkaHarness, rabbitmqHarness, type ReceivedMessage, type TransportHarness } from '@tidings/relays/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
@@ -65,10 +65,12 @@ describe('a destination outage under the default policy', () => {
           60_000,
         );
         expect(events.filter((e) => e.type === 'dead-letter' || e.type === 'retry').map((e) => `${e.type}: ${'error' in e ? e.error.message : ''}`)).toEqual([]);
-        const status = relay.status();
-        expect(status.destination.available).toBe(false);
-        expect(status.destination.waitingPartitions.length).toBeGreaterThan(0);
-        expect(status.destination.error).toBeTruthy();
+        const seen = relay.status();
+        expect(seen.destination.available).toBe(false);
+        expect(seen.destination.waitingPartitions.length).toBeGreaterThan(0);
+        expect(seen.destination.error).toBeTruthy();
+        const report = async () => (await status(outbox.db, { schema: outbox.schema })).relays.find((r) => r.relay === relay!.name)!;
+        await waitUntil('status() shows the outage', async () => (await report()).unavailableSince !== null);
 
         await harness.faults.recover();
         await subscription.waitFor(committed.length, 60_000);
@@ -76,6 +78,7 @@ describe('a destination outage under the default policy', () => {
         expect(events.filter((e) => e.type === 'dead-letter')).toEqual([]);
         expect(firstArrivalOrder(subscription.received)).toEqual(orderPerKey(committed));
         await waitUntil('the relay sees the destination again', async () => relay!.status().destination.available);
+        await waitUntil('status() shows no outage', async () => (await report()).unavailableSince === null);
         expect(events.some((e) => e.type === 'available' && e.unavailableMs > 0)).toBe(true);
       } finally {
         await harness.faults.recover();

@@ -286,6 +286,7 @@ export class PartitionRunner {
         const since = this.#outage?.since ?? new Date();
         const attempt = (this.#outage?.attempts ?? 0) + 1;
         this.#outage = { since, attempts: attempt, error: outcome.error };
+        if (attempt === 1) this.#record({ since, error: outcome.error.message });
         const delayMs = retryDelay(policy, attempt, outcome.retryAfterMs);
         this.#options.onEvent({ type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
         await this.#pause(delayMs);
@@ -325,7 +326,13 @@ export class PartitionRunner {
     const outage = this.#outage;
     if (!outage) return;
     this.#outage = undefined;
+    this.#record(undefined);
     this.#options.onEvent({ type: 'available', partition: this.partition, unavailableMs: Date.now() - outage.since.getTime() });
+  }
+
+  /** Keeps the outage in the partition's row for `status()`; never holds up sending. */
+  #record(outage: { since: Date; error: string } | undefined): void {
+    this.#store.markUnavailable(this.lease, outage).catch((error: unknown) => this.#report(error));
   }
 
   /** Waits `ms`, or less when the partition stops. */

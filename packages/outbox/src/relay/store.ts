@@ -70,7 +70,8 @@ export class RelayStore {
   async acquire(count: number, ttlMs: number): Promise<Lease[]> {
     const { rows } = await this.#db.query<{ partition: number; fence: string; cursor_tx: string; cursor_id: string }>(
       `UPDATE ${this.#s}.relay_partitions rp
-       SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now()
+       SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now(),
+           unavailable_since = NULL, unavailable_error = NULL
        FROM (
          SELECT partition FROM ${this.#s}.relay_partitions
          WHERE relay = $1 AND (owner IS NULL OR lease_until < now())
@@ -160,10 +161,22 @@ export class RelayStore {
     if (rows[0]?.moved !== 1) throw new LeaseLostError(this.relay, lease.partition);
   }
 
+  /**
+   * Records that the partition waits for an unavailable destination since `since` (or, with
+   * `undefined`, that it answers again). Fenced; a lost lease is not an error here.
+   */
+  async markUnavailable(lease: Lease, outage: { since: Date; error: string } | undefined): Promise<void> {
+    await this.#db.query(
+      `UPDATE ${this.#s}.relay_partitions SET unavailable_since = $5, unavailable_error = $6
+       WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
+      [this.relay, lease.partition, this.worker, lease.fence, outage?.since ?? null, outage?.error.slice(0, 500) ?? null],
+    );
+  }
+
   /** Gives a partition back at once (graceful stop, rebalancing) so another worker need not wait. */
   async release(lease: Lease): Promise<void> {
     await this.#db.query(
-      `UPDATE ${this.#s}.relay_partitions SET owner = NULL, lease_until = NULL
+      `UPDATE ${this.#s}.relay_partitions SET owner = NULL, lease_until = NULL, unavailable_since = NULL, unavailable_error = NULL
        WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
       [this.relay, lease.partition, this.worker, lease.fence],
     );
