@@ -98,10 +98,10 @@ export class PartitionRunner {
     this.#wake?.();
   }
 
-  /** A dead letter may have been retried or discarded: look at the parked keys before the next page. */
+  /** A dead letter may have been retried or discarded: look at the parked keys (if any) before the next page. */
   checkParked(): void {
     this.#resolveParked = true;
-    this.wake();
+    if (this.#parked === undefined || this.#parked.size > 0) this.wake();
   }
 
   /**

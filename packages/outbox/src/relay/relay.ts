@@ -133,7 +133,10 @@ class RelayWorker implements Relay {
 
   #notified(payload: string): void {
     if (payload === '*' || payload === '') {
-      for (const runner of this.#runners.values()) runner.checkParked();
+      for (const runner of this.#runners.values()) {
+        runner.checkParked();
+        runner.wake();
+      }
       this.#deadLetters.wake();
       return;
     }
