@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import kafkajs, { type Message, type Producer } from 'kafkajs';
 import type { OutboxEvent } from '@tidings/outbox';
 import { kafkaTransport, encodeEvent } from '@tidings/relays/kafka';
+import { createTopicWhenReady } from '@tidings/relays/testing';
 import type { Destination, Target } from './destination.ts';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
@@ -26,7 +27,7 @@ export async function kafkaDestination(brokers: string, batchSize: number): Prom
     name: 'kafka',
     async target() {
       const topic = `bench-${randomBytes(4).toString('hex')}`;
-      await admin.createTopics({ topics: [{ topic, numPartitions: topicPartitions, replicationFactor: 1 }], waitForLeaders: true });
+      await createTopicWhenReady(admin, { topic, numPartitions: topicPartitions, replicationFactor: 1 });
       let producer: Producer | undefined;
       return {
         transport: () => kafkaTransport({ brokers, topic: () => topic, client: { clientId: 'tidings-bench', logLevel: 'nothing' } }),

@@ -9,6 +9,7 @@ import {
   type KafkaConsumerEvent,
   type KafkaEvent,
 } from '@tidings/relays/kafka';
+import { createTopicWhenReady } from '@tidings/relays/testing';
 import type { Admin, Kafka } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -69,7 +70,7 @@ export async function kafkaWorld(label: string, brokers: string): Promise<KafkaW
     admin,
     async topic(name, partitions = 4) {
       const topic = `${label}.${name}.${randomBytes(4).toString('hex')}`;
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      await createTopicWhenReady(admin, { topic, numPartitions: partitions });
       topics.push(topic);
       return topic;
     },

@@ -202,9 +202,11 @@ describe('the path from a committed transaction to an exactly-once effect when R
     await relay.start();
 
     const writing = runWorkload(topic, 60, 10, 50);
-    await sleep(800);
+    // Restart once the whole path works (the transport and the consumer are connected), not after a
+    // guessed delay, and keep writing afterwards, so that the relay must send on a new connection.
+    await waitUntil('the first effects were applied', async () => (await world.effects('restart')).length > 0, 60_000);
     await restartRabbitmq();
-    const committed = await writing;
+    const committed = [...(await writing), ...(await runWorkload(topic, 5, 10))];
 
     await expectExactlyOnce('restart', committed, 120_000);
     expect(transport.stats().connects).toBeGreaterThanOrEqual(2);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
-import { Kafka, logLevel } from 'kafkajs';
+import { createKafkaClient } from '@tidings/relays/kafka';
+import { createTopicWhenReady } from '@tidings/relays/testing';
 import { describe, expect, it } from 'vitest';
 import { services } from '../../../test/support/env.ts';
 
@@ -24,11 +25,12 @@ describe('the brokers the relay tests use', () => {
   });
 
   it('Kafka round-trips keyed messages with headers through kafkajs 2.2.4 (idempotent producer, acks all)', async () => {
-    const kafka = new Kafka({ clientId: 'tidings-wiring', brokers: [services.kafka], logLevel: logLevel.NOTHING });
+    // The kafkajs client as tidings configures it (the same library, with its negative-timer fix).
+    const kafka = createKafkaClient({ clientId: 'tidings-wiring', brokers: services.kafka, logLevel: 'nothing' });
     const topic = `wiring-${randomBytes(4).toString('hex')}`;
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    await createTopicWhenReady(admin, { topic, numPartitions: 2 });
     await admin.disconnect();
 
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });

@@ -29,5 +29,5 @@ export { MemoryBroker, type MemoryBrokerOptions } from './memory-broker.ts';
 export { MemoryBrokerError, type DownBehaviour, type FailurePredicate, type MemoryFailureReason } from './memory-broker-faults.ts';
 export { memoryCapabilities, MemoryTransport, memoryTransport, type MemoryTransportOptions } from './memory-transport.ts';
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
-export { kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
+export { createTopicWhenReady, kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';

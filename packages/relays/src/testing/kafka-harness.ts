@@ -1,4 +1,4 @@
-import type { Consumer, ISocketFactory, Kafka } from 'kafkajs';
+import type { Admin, Consumer, ISocketFactory, ITopicConfig, Kafka } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { brokerList, createKafkaClient, type KafkaClientOptions, type KafkaLogLevel } from '../kafka/kafka-client.ts';
@@ -8,6 +8,24 @@ import type { KafkaTransportOptions } from '../kafka/transport-options.ts';
 import { collectingSubscription } from './conformance-subscription.ts';
 import { createFaultProxy, type FaultProxy } from './fault-proxy.ts';
 import type { ReceivedMessage, Subscription, TransportHarness } from './harness.ts';
+
+/**
+ * Creates a topic (if absent) and resolves once its partitions have leaders. kafkajs's own
+ * `waitForLeaders` retries LEADER_NOT_AVAILABLE only, while a KRaft broker may first answer that it
+ * does not host the new partition yet; both mean "not yet", so both are asked again.
+ */
+export async function createTopicWhenReady(admin: Admin, topic: ITopicConfig): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.createTopics({ topics: [topic], waitForLeaders: true });
+      await admin.fetchTopicMetadata({ topics: [topic.topic] });
+      return;
+    } catch (error) {
+      if ((error as { type?: unknown }).type !== 'UNKNOWN_TOPIC_OR_PARTITION' || attempt >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
 
 export interface KafkaHarnessOptions {
   /** The broker. Default `KAFKA_BROKERS`, else `127.0.0.1:9092`. */
@@ -75,7 +93,7 @@ export async function kafkaHarness(options: KafkaHarnessOptions = {}): Promise<K
 
   const createTopic = async (topic: string, count = partitions): Promise<void> => {
     topics.add(topic);
-    await admin.createTopics({ topics: [{ topic, numPartitions: count }], waitForLeaders: true });
+    await createTopicWhenReady(admin, { topic, numPartitions: count });
   };
 
   return {
