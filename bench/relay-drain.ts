@@ -33,7 +33,7 @@ export async function relayDrain(outbox: BenchOutbox, options: DrainOptions): Pr
     onEvent(event) {
       if (event.type === 'lease-acquired') started ??= performance.now();
       else if (event.type === 'delivered' && (delivered += event.count) >= events) finish(performance.now());
-      else if (event.type === 'dead-letter' || event.type === 'retry' || event.type === 'error') failure ??= event.error;
+      else if (event.type === 'dead-letter' || event.type === 'retry' || event.type === 'unavailable' || event.type === 'error') failure ??= event.error;
     },
   });
   const timeoutMs = options.timeoutMs ?? Math.max(60_000, events);

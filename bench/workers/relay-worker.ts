@@ -27,7 +27,7 @@ const relay = createRelay({
     if (event.type === 'delivered') tell({ type: 'delivered', total: (delivered += event.count), at: epochMs() });
     else if (event.type === 'lease-acquired') tell({ type: 'acquired', at: epochMs(), held: relay.status().partitions.length });
     else if (event.type === 'lease-released' || event.type === 'lease-lost') tell({ type: 'released', held: relay.status().partitions.length });
-    else if (event.type === 'dead-letter' || event.type === 'error') tell({ type: 'warning', message: event.error.message });
+    else if (event.type === 'dead-letter' || event.type === 'unavailable' || event.type === 'error') tell({ type: 'warning', message: event.error.message });
   },
 });
 await relay.start();

@@ -37,7 +37,8 @@ export function inProcessFleet(options: InProcessFleetOptions): RelayFleet {
         leaseTtlMs: options.leaseMs,
         heartbeatIntervalMs: Math.floor(options.leaseMs / 5),
         pollIntervalMs: 100,
-        retry: { retries: 1_000_000, minDelayMs: 20, maxDelayMs: 300 },
+        // The default policy (10 retries), its delays scaled down: outages must make no dead letter.
+        retry: { minDelayMs: 20, maxDelayMs: 300 },
         onEvent: (event) => {
           if (event.type === 'dead-letter') errors.push(`relay dead-lettered ${event.eventId}: ${event.error.message}`);
         },

@@ -84,8 +84,9 @@ const relay = createRelay({
   leaseTtlMs: Number(env.TIDINGS_LEASE_MS ?? 1_000),
   heartbeatIntervalMs: Number(env.TIDINGS_HEARTBEAT_MS ?? 200),
   pollIntervalMs: Number(env.TIDINGS_POLL_MS ?? 100),
-  // Outages in a run last seconds: keep retrying (order is kept) rather than dead-letter.
-  retry: { retries: 1_000_000, minDelayMs: 20, maxDelayMs: 300 },
+  // The default policy (10 retries), its delays scaled down: outages are waited for, never counted,
+  // so however long they last they must make no dead letter (a dead letter fails the run).
+  retry: { minDelayMs: 20, maxDelayMs: 300 },
   onEvent: (event) => {
     if (event.type === 'delivered' || event.type === 'retry') return;
     say({ ...event, error: 'error' in event ? String(event.error) : undefined });

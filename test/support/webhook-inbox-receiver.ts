@@ -5,7 +5,7 @@ import { inTransaction, type TestOutbox } from './db.ts';
 import { startWebhookServer, type TestWebhookServer } from './webhook-server.ts';
 
 /** What a receiver does with one request, decided per request. */
-export type Misbehaviour = 'fail-before' | 'fail-after-commit' | undefined;
+export type Misbehaviour = 'fail-before' | 'refuse' | 'fail-after-commit' | undefined;
 
 export interface InboxReceiver {
   readonly name: string;
@@ -24,7 +24,8 @@ export interface InboxReceiver {
 /**
  * A consumer service: a real HTTP server whose webhook receiver applies each event through the
  * inbox into the `applied` table, in one transaction, and answers after commit. `misbehave` can
- * make it answer 500 before applying, or after committing (as if the answer were lost).
+ * make it answer 500 before applying, 422 (refusing the event) before applying, or 500 after
+ * committing (as if the answer were lost).
  */
 export async function startInboxReceiver(
   outbox: TestOutbox,
@@ -51,6 +52,11 @@ export async function startInboxReceiver(
     if (behaviour === 'fail-before') {
       stats.failedBefore++;
       res.writeHead(500).end('unlucky');
+      return;
+    }
+    if (behaviour === 'refuse') {
+      stats.failedBefore++;
+      res.writeHead(422).end('unprocessable');
       return;
     }
     const reply = await receiverFor(state.secrets).handle({ method: req.method, headers: req.headers, body });

@@ -121,13 +121,13 @@ async function moveCursorsBack(db: Executor, schema: string, options: ReplayOpti
 }
 
 /**
- * Forgets a relay: its cursors, workers and dead letters. A relay that no longer runs still holds
+ * Forgets a relay: its cursors, workers, dead letters and parked keys. A relay that no longer runs still holds
  * retention back until it is dropped.
  */
 export async function dropRelay(db: Database, options: { schema?: string; relay: string }): Promise<void> {
   const s = quoteIdent(resolveSchema(options.schema));
   await db.transaction(async (trx) => {
-    for (const table of ['relay_partitions', 'relay_workers', 'dead_letters']) {
+    for (const table of ['relay_partitions', 'relay_workers', 'dead_letters', 'parked_keys', 'parked_events']) {
       await trx.query(`DELETE FROM ${s}.${table} WHERE relay = $1`, [options.relay]);
     }
   });

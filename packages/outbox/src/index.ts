@@ -19,11 +19,20 @@ export { pgDatabase, type PgDatabaseOptions } from './pg-database.ts';
 export { comparePositions, decodePosition, encodePosition, maxPosition, start as logStart } from './position.ts';
 export { publish, type PublishOptions } from './publish.ts';
 export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
-export { delivered, failed, retry, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
+export { delivered, failed, retry, unavailable, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
 export { cleanup, dropRelay, migrate, replay, type CleanupOptions, type MigrateOptions, type ReplayOptions } from './admin.ts';
-export { createRelay, type Relay, type RelayStatus } from './relay/relay.ts';
-export type { RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
-export { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetter, type DeadLetterQuery, type RetryDeadLettersOptions } from './relay/dead-letters.ts';
+export { createRelay, type DestinationStatus, type Relay, type RelayStatus } from './relay/relay.ts';
+export type { FailureMode, RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
+export {
+  discardDeadLetters,
+  listDeadLetters,
+  listParkedKeys,
+  retryDeadLetters,
+  type DeadLetter,
+  type DeadLetterQuery,
+  type ParkedKeyInfo,
+  type RetryDeadLettersOptions,
+} from './relay/dead-letters.ts';
 export { defaultRedeliveryHorizonMs, type HorizonOptions } from './horizon.ts';
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';

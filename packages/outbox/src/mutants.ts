@@ -8,9 +8,12 @@
  * - `no-dedup`: the inbox checks for a duplicate with a look-up instead of the unique key;
  * - `notify-only`: the relay wakes only on NOTIFY and never polls;
  * - `commit-tag-ignored`: a COMMIT that PostgreSQL answered with ROLLBACK (a handler swallowed a
- *   SQL error) counts as committed, and an aborted transaction is not noticed after a handler.
+ *   SQL error) counts as committed, and an aborted transaction is not noticed after a handler;
+ * - `outage-dead-letters`: the relay counts an unavailable destination against the event it was
+ *   sending, so a long outage makes dead letters and lets later events overtake them;
+ * - `no-parking`: a dead letter parks nothing, so its key's later events overtake it.
  */
-export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'commit-tag-ignored';
+export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'commit-tag-ignored' | 'outage-dead-letters' | 'no-parking';
 
 const enabled: ReadonlySet<string> = process.env.VITEST
   ? new Set((process.env.TIDINGS_MUTANT ?? '').split(',').map((name) => name.trim()).filter(Boolean))

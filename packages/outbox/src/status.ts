@@ -16,6 +16,8 @@ export interface PartitionStatus {
   readonly lagSeconds: number;
   /** When the cursor last moved. */
   readonly movedAt: Date;
+  /** Since when the partition's worker waits for an unavailable destination, and why; null when it is not waiting. */
+  readonly unavailable: { readonly since: Date; readonly error: string } | null;
 }
 
 export interface RelayStatusReport {
@@ -25,6 +27,11 @@ export interface RelayStatusReport {
   readonly lagEvents: number;
   readonly lagSeconds: number;
   readonly deadLetters: number;
+  /** Keys whose events wait behind a dead letter (onFailure `park`), and how many events wait. */
+  readonly parkedKeys: number;
+  readonly parkedEvents: number;
+  /** When the oldest running outage of the destination began, as its partitions' workers saw it; null when none is waiting. */
+  readonly unavailableSince: Date | null;
   /** Behind, and either no live worker or no cursor movement for `stalledAfterSeconds`. */
   readonly stalled: boolean;
 }
@@ -70,15 +77,15 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
     })),
   );
   const matches = `AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant)`;
-  const [watermark, partitions, workers, letters] = await Promise.all([
+  const [watermark, partitions, workers, letters, parked] = await Promise.all([
     db.query<{ seconds: number }>(
       // Every transaction that has written holds the watermark at or below its id: the oldest one
       // holds it back the longest.
       `SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS seconds
        FROM pg_stat_activity WHERE backend_xid IS NOT NULL`,
     ),
-    db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number }>(
-      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner,
+    db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number; unavailable_since: Date | null; unavailable_error: string | null }>(
+      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
               CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
               (SELECT count(*) FROM (SELECT 1 FROM ${s}.events e WHERE e.partition = rp.partition
                  AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) ${matches} LIMIT $1) behind)::int AS lag_events,
@@ -95,6 +102,11 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       `SELECT relay, worker, expires_at FROM ${s}.relay_workers WHERE expires_at > now() ORDER BY relay, worker`,
     ),
     db.query<{ relay: string; n: number }>(`SELECT relay, count(*)::int AS n FROM ${s}.dead_letters GROUP BY relay`),
+    db.query<{ relay: string; keys: number; events: number }>(
+      `SELECT pk.relay, count(*)::int AS keys,
+              coalesce(sum((SELECT count(*) FROM ${s}.parked_events pe WHERE pe.relay = pk.relay AND pe.key = pk.key)), 0)::int AS events
+       FROM ${s}.parked_keys pk GROUP BY pk.relay`,
+    ),
   ]);
   const names = [...new Set(partitions.rows.map((row) => row.relay))];
   const now = Date.now();
@@ -118,10 +130,17 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
           lagEvents: row.lag_events,
           lagSeconds: row.lag_seconds,
           movedAt: row.updated_at,
+          unavailable: row.unavailable_since && row.lease_until ? { since: row.unavailable_since, error: row.unavailable_error ?? '' } : null,
         })),
         lagEvents,
         lagSeconds,
         deadLetters: letters.rows.find((row) => row.relay === relay)?.n ?? 0,
+        parkedKeys: parked.rows.find((row) => row.relay === relay)?.keys ?? 0,
+        parkedEvents: parked.rows.find((row) => row.relay === relay)?.events ?? 0,
+        unavailableSince: rows.reduce<Date | null>(
+          (oldest, row) => (row.unavailable_since && row.lease_until && (!oldest || row.unavailable_since < oldest) ? row.unavailable_since : oldest),
+          null,
+        ),
         stalled: lagEvents > 0 && (live.length === 0 || (lagSeconds > stalledAfter && idleFor > stalledAfter)),
       };
     }),

@@ -10,11 +10,18 @@ export interface TransportCapabilities {
   readonly maxBatchSize?: number;
 }
 
-/** The outcome of sending one event. */
+/**
+ * The outcome of sending one event. Two kinds of failure are never mixed: `unavailable` says the
+ * destination cannot take any event now (connection refused or cut, broker down, receiver timing
+ * out or overloaded), and the relay waits for it without counting it against the event; `retry`
+ * and `failed` say the destination refused this one event, which counts toward its retries.
+ */
 export type SendOutcome =
   | { readonly status: 'delivered' }
-  /** Not delivered this time; worth trying again. `retryAfterMs` is the receiver's own hint. */
+  /** This event was refused this time; worth trying again. Counts toward its retries. `retryAfterMs` is the receiver's own hint. */
   | { readonly status: 'retry'; readonly error: Error; readonly retryAfterMs?: number }
+  /** The destination cannot be reached or cannot take events now: the relay waits for it, counting nothing against the event. */
+  | { readonly status: 'unavailable'; readonly error: Error; readonly retryAfterMs?: number }
   /** Will never be delivered as it is: goes to the dead letters at once. */
   | { readonly status: 'failed'; readonly error: Error };
 
@@ -35,6 +42,18 @@ export const delivered: SendOutcome = Object.freeze({ status: 'delivered' });
 export function retry(error: unknown, retryAfterMs?: number): SendOutcome {
   const err = error instanceof Error ? error : new Error(String(error));
   return retryAfterMs === undefined ? { status: 'retry', error: err } : { status: 'retry', error: err, retryAfterMs };
+}
+
+/**
+ * The destination is unavailable: nothing is counted against the event, the relay waits (capped
+ * backoff, or `retryAfterMs` when longer) and reports the outage.
+ *
+ * @example
+ * if (error.code === 'ECONNREFUSED') return batch.map(() => unavailable(error));
+ */
+export function unavailable(error: unknown, retryAfterMs?: number): SendOutcome {
+  const err = error instanceof Error ? error : new Error(String(error));
+  return retryAfterMs === undefined ? { status: 'unavailable', error: err } : { status: 'unavailable', error: err, retryAfterMs };
 }
 
 export function failed(error: unknown): SendOutcome {

@@ -173,14 +173,14 @@ function scriptedClients(script: ('ok' | 'fail' | 'hang')[]) {
 }
 
 describe('the Kafka transport over its client seam', () => {
-  it('reports a failed request as retry, never delivered, and sends the next one through a new client', async () => {
+  it('reports a failed request as unavailable, never delivered, and sends the next one through a new client', async () => {
     const { factory, made } = scriptedClients(['fail', 'ok']);
     const seen: KafkaTransportEvent[] = [];
     const transport = kafkaTransport({ producer: factory, onEvent: (event) => seen.push(event) });
     const events = testEvents(3, { topic: 'orders', key: 'k' });
 
     const first = await transport.send(events, signal());
-    expect(statuses(first)).toEqual(['retry', 'retry', 'retry']);
+    expect(statuses(first)).toEqual(['unavailable', 'unavailable', 'unavailable']);
     expect(first[0]).toMatchObject({ error: expect.any(KafkaSendError) });
     expect(statuses(await transport.send(events, signal()))).toEqual(['delivered', 'delivered', 'delivered']);
     expect(made.map((client) => client.closed)).toEqual([true, false]);
@@ -189,12 +189,12 @@ describe('the Kafka transport over its client seam', () => {
     expect(made[1]!.closed).toBe(true);
   });
 
-  it('reports retry when Kafka does not acknowledge within sendTimeoutMs, and abandons that client', async () => {
+  it('reports unavailable when Kafka does not acknowledge within sendTimeoutMs, and abandons that client', async () => {
     const { factory, made } = scriptedClients(['hang', 'ok']);
     const transport = kafkaTransport({ producer: factory, sendTimeoutMs: 200 });
     const started = Date.now();
     const outcomes = await transport.send(testEvents(2, { topic: 'orders' }), signal());
-    expect(statuses(outcomes)).toEqual(['retry', 'retry']);
+    expect(statuses(outcomes)).toEqual(['unavailable', 'unavailable']);
     expect(outcomes[0]).toMatchObject({ error: { problem: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(statuses(await transport.send(testEvents(1, { topic: 'orders' }), signal()))).toEqual(['delivered']);

@@ -191,25 +191,28 @@ describe('webhook dispatcher', () => {
     await waitUntil('its relay stopped', async () => !running.endpoints.includes(id), 10_000);
   });
 
-  it('dead-letters an event once its retries are spent, with every attempt\'s answer, and sends it again when asked', async () => {
+  it("dead-letters a refused event once its retries are spent, with every attempt's answer, parks its key's next event, and sends both in order when asked", async () => {
     let broken = true;
-    const target = await receiver('dead', [], () => (broken ? 'fail-before' : undefined));
+    const target = await receiver('dead', [], () => (broken ? 'refuse' : undefined));
     const { id, secret } = await endpoints.create(outbox.db, { url: target.server.url, topics: ['dead.*'] });
     target.secrets = [secret];
     await dispatcher({ retry: { retries: 2, minDelayMs: 50, maxDelayMs: 100, factor: 2 } });
     const [event, next] = await publishOrders(2, { topic: 'dead.created', keys: 1 });
     const relay = webhookRelayName(id);
-    await waitUntil('both events are dead letters', async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay })).length === 2, 10_000);
+    await waitUntil('the first is a dead letter with the second parked behind it', async () => {
+      const letters = await listDeadLetters(outbox.db, { schema: outbox.schema, relay });
+      return letters.length === 1 && letters[0]!.parkedEvents === 1;
+    }, 10_000);
     const [letter] = await listDeadLetters(outbox.db, { schema: outbox.schema, relay });
     expect(letter!.eventId).toBe(event!.eventId);
-    expect(letter!.errors.map((e) => e.message)).toEqual(Array(3).fill(expect.stringMatching(/the receiver answered 500: unlucky$/)));
+    expect(letter!.errors.map((e) => e.message)).toEqual(Array(3).fill(expect.stringMatching(/the receiver answered 422: unprocessable$/)));
 
     broken = false;
-    expect(await retryDeadLetters(outbox.db, { schema: outbox.schema, relay })).toBe(2);
-    await waitUntil('the dead letters were delivered', async () => target.appliedAt.size === 2, 10_000);
-    expect([...target.appliedAt.keys()].sort()).toEqual([event!.eventId, next!.eventId].sort());
+    expect(await retryDeadLetters(outbox.db, { schema: outbox.schema, relay })).toBe(1);
+    await waitUntil('the dead letter and its parked event were delivered', async () => target.appliedAt.size === 2, 10_000);
+    expect((await target.applied()).map((row) => row.event_id)).toEqual([event!.eventId, next!.eventId]);
     // A dead letter is removed once its delivery is acknowledged, which is after the receiver applied it.
-    await waitUntil('the delivered dead letters are removed', async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay })).length === 0, 10_000);
+    await waitUntil('the delivered dead letter is removed', async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay })).length === 0, 10_000);
   });
 
   it("sends a tenant's endpoint only that tenant's events on its topics, from the moment it was created", async () => {

@@ -71,12 +71,29 @@ describe('webhook transport', () => {
     let n = 0;
     const { server, seen } = await receiver((_req, res) => res.writeHead(++n === 2 ? 500 : 204).end('boom'));
     const outcomes = await transport(server.url).send(testEvents(4, { topic: 't', key: 'k' }), signal());
-    expect(outcomes.map((o) => o.status)).toEqual(['delivered', 'retry', 'retry', 'retry']);
+    expect(outcomes.map((o) => o.status)).toEqual(['delivered', 'unavailable', 'retry', 'retry']);
     expect(seen).toHaveLength(2);
     const error = (outcomes[1] as { error: Error }).error as WebhookDeliveryError;
     expect(error).toBeInstanceOf(WebhookDeliveryError);
     expect(error).toMatchObject({ failure: 'status', status: 500, responseSnippet: 'boom' });
     expect(error.message).toContain('the receiver answered 500: boom');
+  });
+
+  it('tells an unavailable receiver (408, 429, 5xx, no answer) from one that refuses the event (any other 4xx)', async () => {
+    const codes = [400, 401, 403, 404, 409, 413, 422, 408, 429, 500, 502, 503, 504];
+    let i = 0;
+    const { server } = await receiver((_req, res) => res.writeHead(codes[i++]!).end());
+    const t = transport(server.url);
+    const judged: Record<number, string> = {};
+    for (const code of codes) judged[code] = (await t.send([testEvent({ topic: 't' })], signal()))[0]!.status;
+    expect(judged).toEqual({
+      400: 'retry', 401: 'retry', 403: 'retry', 404: 'retry', 409: 'retry', 413: 'retry', 422: 'retry',
+      408: 'unavailable', 429: 'unavailable', 500: 'unavailable', 502: 'unavailable', 503: 'unavailable', 504: 'unavailable',
+    });
+    const { server: down } = await receiver((_req, res) => res.writeHead(204).end());
+    await down.takeDown('refuse');
+    const [refused] = await transport(down.url).send([testEvent({ topic: 't' })], signal());
+    expect(refused).toMatchObject({ status: 'unavailable', error: { failure: expect.any(String) } });
   });
 
   it('honours Retry-After on 429 and 503, in seconds or as an HTTP date, up to maxRetryAfterMs', async () => {
@@ -95,7 +112,7 @@ describe('webhook transport', () => {
     const hints = [];
     for (let k = 0; k < answers.length; k++) {
       const [outcome] = await t.send([testEvent({ topic: 't' })], signal());
-      expect(outcome!.status).toBe('retry');
+      expect(outcome!.status).toBe('unavailable');
       hints.push((outcome as { retryAfterMs?: number }).retryAfterMs);
     }
     expect(hints[0]).toBe(7_000);
@@ -111,14 +128,14 @@ describe('webhook transport', () => {
     expect(plain).toMatchObject({ status: 'failed', error: { failure: 'gone', status: 410 } });
     const gone: string[] = [];
     const [held] = await transport(server.url, { onGone: (error) => void gone.push(error.eventId) }).send([testEvent({ topic: 't', eventId: 'E1' })], signal());
-    expect(held).toMatchObject({ status: 'retry', error: { failure: 'gone' } });
+    expect(held).toMatchObject({ status: 'unavailable', error: { failure: 'gone' } });
     expect(gone).toEqual(['E1']);
   });
 
   it('does not follow redirects and says to update the URL instead', async () => {
     const { server, seen } = await receiver((_req, res) => res.writeHead(308, { location: 'http://127.0.0.1:1/elsewhere' }).end());
     const [outcome] = await transport(server.url).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'retry', error: { failure: 'redirect', status: 308 } });
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'redirect', status: 308 } });
     expect((outcome as { error: Error }).error.message).toMatch(/redirects are not followed, update the endpoint's URL/);
     expect(seen).toHaveLength(1);
   });
@@ -127,7 +144,7 @@ describe('webhook transport', () => {
     const { server } = await receiver(() => {});
     const started = Date.now();
     const [outcome] = await transport(server.url, { timeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'retry', error: { failure: 'timeout' } });
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 

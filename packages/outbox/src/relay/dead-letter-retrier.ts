@@ -1,5 +1,6 @@
 import { withJsonPayload, type OutboxEvent } from '../event.ts';
 import { quoteIdent } from '../sql.ts';
+import { unavailable } from '../transport.ts';
 import type { ResolvedRelayOptions } from './options.ts';
 
 interface ClaimedRow {
@@ -68,6 +69,8 @@ export class DeadLetterRetrier {
          FROM (
            SELECT id FROM ${s}.dead_letters
            WHERE relay = $1 AND (status = 'retry' OR (status = 'retrying' AND claimed_until < now()))
+             -- A dead letter that parks its key is sent by the partition's runner, before the parked events.
+             AND NOT EXISTS (SELECT 1 FROM ${s}.parked_keys pk WHERE pk.relay = $1 AND pk.event_id = dead_letters.event_id)
            ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED
          ) c
          WHERE d.id = c.id
@@ -105,18 +108,24 @@ export class DeadLetterRetrier {
       try {
         outcomes = await transport.send(events, this.#abort.signal);
       } catch (error) {
-        outcomes = events.map(() => ({ status: 'retry' as const, error: error as Error }));
+        outcomes = events.map(() => unavailable(error));
       } finally {
         clearInterval(renewal);
       }
       const done = rows.filter((_, i) => outcomes[i]?.status === 'delivered').map((row) => row.id);
+      // An unavailable destination counts against no dead letter: those wait for the next look.
+      const waiting = rows.filter((_, i) => outcomes[i]?.status === 'unavailable').map((row) => row.id);
       const failures = rows.flatMap((row, i) => {
         const outcome = outcomes[i];
-        if (!outcome || outcome.status === 'delivered') return [];
+        if (!outcome || outcome.status === 'delivered' || outcome.status === 'unavailable') return [];
         const message = outcome.error.message;
         return [{ id: row.id, error: { attempt: row.attempts + 1, at: new Date().toISOString(), message } }];
       });
       await database.query(`DELETE FROM ${s}.dead_letters WHERE id = ANY($1::bigint[]) AND claimed_by = $2`, [done, workerId]);
+      await database.query(
+        `UPDATE ${s}.dead_letters SET status = 'retry', claimed_by = NULL, claimed_until = NULL WHERE id = ANY($1::bigint[]) AND claimed_by = $2`,
+        [waiting, workerId],
+      );
       await database.query(
         `UPDATE ${s}.dead_letters d
          SET status = 'dead', claimed_by = NULL, claimed_until = NULL, dead_at = now(), errors = d.errors || jsonb_build_array(f.error)
@@ -124,7 +133,7 @@ export class DeadLetterRetrier {
          WHERE d.id = f.id AND d.claimed_by = $3`,
         [failures.map((f) => f.id), failures.map((f) => JSON.stringify(f.error)), workerId],
       );
-      if (failures.length > 0) return; // the destination is failing: leave the rest for the next heartbeat
+      if (failures.length > 0 || waiting.length > 0) return; // the destination is failing: leave the rest for the next heartbeat
     }
   }
 }

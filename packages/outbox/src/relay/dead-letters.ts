@@ -22,6 +22,13 @@ export interface DeadLetter {
   /** `dead`: waiting for an operator; `retry`/`retrying`: queued for, or in, a new delivery. */
   readonly status: 'dead' | 'retry' | 'retrying';
   readonly deadAt: Date;
+  /**
+   * Events of the same key parked behind this dead letter (onFailure `park`): they are delivered
+   * after it when it is retried, or released when it is discarded. 0 when it parks nothing.
+   */
+  readonly parkedEvents: number;
+  /** True when this dead letter parks its key. */
+  readonly parksKey: boolean;
 }
 
 export interface DeadLetterQuery {
@@ -42,10 +49,14 @@ export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { l
   const schema = resolveSchema(query.schema);
   const s = quoteIdent(schema);
   const { rows } = await translatingErrors(schema, () => db.query<Record<string, unknown>>(
-    `SELECT id::text, relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors, status, dead_at
-     FROM ${s}.dead_letters
-     WHERE ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
-     ORDER BY id LIMIT $3`,
+    `SELECT d.id::text, d.relay, d.partition, d.event_id, d.topic, d.key, d.payload, d.headers, d.tenant, d.event_created_at, d.errors,
+            d.status, d.dead_at, pk.key IS NOT NULL AS parks_key,
+            CASE WHEN pk.key IS NULL THEN 0
+                 ELSE (SELECT count(*) FROM ${s}.parked_events pe WHERE pe.relay = d.relay AND pe.key = pk.key)::int END AS parked_events
+     FROM ${s}.dead_letters d
+     LEFT JOIN ${s}.parked_keys pk ON pk.relay = d.relay AND pk.event_id = d.event_id
+     WHERE ($1::text IS NULL OR d.relay = $1) AND ($2::bigint[] IS NULL OR d.id = ANY($2))
+     ORDER BY d.id LIMIT $3`,
     [query.relay ?? null, query.ids ?? null, query.limit ?? 1000],
   ));
   return rows.map((row) => ({
@@ -62,6 +73,8 @@ export async function listDeadLetters(db: Executor, query: DeadLetterQuery & { l
     errors: row.errors as AttemptError[],
     status: row.status as DeadLetter['status'],
     deadAt: row.dead_at as Date,
+    parkedEvents: row.parked_events as number,
+    parksKey: row.parks_key as boolean,
   }));
 }
 
@@ -70,7 +83,9 @@ export interface RetryDeadLettersOptions extends DeadLetterQuery, HorizonOptions
 
 /**
  * Queues dead letters for another delivery by their relay's workers; returns how many were queued.
- * They are sent again outside partition order, since the events behind them have moved on.
+ * One that parks its key is sent by the worker holding its partition, followed by the key's parked
+ * events in order; the others are sent outside partition order, since the events behind them have
+ * moved on.
  *
  * A dead letter may have been applied already (the receiver committed, then its answer was lost),
  * so retrying it relies on the consumers' inboxes: letters whose events were written before the
@@ -105,13 +120,59 @@ export async function retryDeadLetters(db: Executor, query: RetryDeadLettersOpti
   });
 }
 
-/** Deletes dead letters for good; returns how many. */
+/**
+ * Deletes dead letters for good; returns how many. The events parked behind a discarded dead
+ * letter are released: its relay delivers them in order and the key flows again.
+ */
 export async function discardDeadLetters(db: Executor, query: DeadLetterQuery = {}): Promise<number> {
   const schema = resolveSchema(query.schema);
-  const { rowCount } = await translatingErrors(schema, () => db.query(
-    `DELETE FROM ${quoteIdent(schema)}.dead_letters
-     WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))`,
-    [query.relay ?? null, query.ids ?? null],
+  const { rows } = await translatingErrors(schema, () => db.query<{ discarded: number }>(
+    `WITH gone AS (
+       DELETE FROM ${quoteIdent(schema)}.dead_letters
+       WHERE status = 'dead' AND ($1::text IS NULL OR relay = $1) AND ($2::bigint[] IS NULL OR id = ANY($2))
+       RETURNING 1
+     )
+     SELECT count(*)::int AS discarded, pg_notify($3, '*') IS NULL AS _ FROM gone`,
+    [query.relay ?? null, query.ids ?? null, notifyChannel(schema)],
   ));
-  return rowCount;
+  return rows[0]?.discarded ?? 0;
+}
+
+/** A key whose events wait behind a dead letter (onFailure `park`). */
+export interface ParkedKeyInfo {
+  readonly relay: string;
+  readonly partition: number;
+  readonly key: string;
+  /** The event id of the dead letter the key waits behind. */
+  readonly deadLetterEventId: string;
+  /** Events parked behind it. */
+  readonly parkedEvents: number;
+  readonly parkedAt: Date;
+}
+
+/**
+ * Lists parked keys with how many events wait behind each, oldest first.
+ *
+ * @example
+ * for (const k of await listParkedKeys(db, { relay: 'orders-to-rabbit' })) console.log(k.key, k.parkedEvents);
+ */
+export async function listParkedKeys(db: Executor, query: { schema?: string; relay?: string; limit?: number } = {}): Promise<ParkedKeyInfo[]> {
+  const schema = resolveSchema(query.schema);
+  const s = quoteIdent(schema);
+  const { rows } = await translatingErrors(schema, () => db.query<{ relay: string; partition: number; key: string; event_id: string; parked_events: number; parked_at: Date }>(
+    `SELECT pk.relay, pk.partition, pk.key, pk.event_id, pk.parked_at,
+            (SELECT count(*) FROM ${s}.parked_events pe WHERE pe.relay = pk.relay AND pe.key = pk.key)::int AS parked_events
+     FROM ${s}.parked_keys pk
+     WHERE $1::text IS NULL OR pk.relay = $1
+     ORDER BY pk.parked_at, pk.key LIMIT $2`,
+    [query.relay ?? null, query.limit ?? 1000],
+  ));
+  return rows.map((row) => ({
+    relay: row.relay,
+    partition: row.partition,
+    key: row.key,
+    deadLetterEventId: row.event_id,
+    parkedEvents: row.parked_events,
+    parkedAt: row.parked_at,
+  }));
 }

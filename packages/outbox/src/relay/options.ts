@@ -4,9 +4,13 @@ import { isMutant } from '../mutants.ts';
 import { positiveInteger, resolveSchema } from '../options.ts';
 import type { Transport } from '../transport.ts';
 
-/** How long a retryable failure is retried before the event becomes a dead letter. */
+/**
+ * How often an event the destination refused (`retry`) is tried again before it becomes a dead
+ * letter. The same delays pace the waits for an unavailable destination, which are never counted:
+ * an outage of any length makes no dead letter.
+ */
 export interface RetryPolicy {
-  /** Retries after the first attempt. Default 10. */
+  /** Retries after the first attempt of a refused event. Default 10. */
   readonly retries?: number;
   /** First delay in ms. Default 100. */
   readonly minDelayMs?: number;
@@ -19,10 +23,22 @@ export interface RetryPolicy {
 /** Something happened in a relay; for metrics, logs and tests. */
 export type RelayEvent =
   | { readonly type: 'delivered'; readonly partition: number; readonly count: number }
-  | { readonly type: 'retry'; readonly partition: number; readonly eventId: string; readonly attempt: number; readonly error: Error }
+  /** The destination refused the event; `attempt` counts toward `retry.retries`. */
+  | { readonly type: 'retry'; readonly partition: number; readonly eventId: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
+  /** The destination is unavailable; the partition waits `delayMs` and counts nothing against the event. */
+  | { readonly type: 'unavailable'; readonly partition: number; readonly eventId: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
+  /** The destination answered again after `unavailableMs` of outage. */
+  | { readonly type: 'available'; readonly partition: number; readonly unavailableMs: number }
   | { readonly type: 'dead-letter'; readonly partition: number; readonly eventId: string; readonly error: Error }
+  /** `key`'s later events wait behind the dead letter `eventId` (onFailure `park`). */
+  | { readonly type: 'key-parked'; readonly partition: number; readonly key: string; readonly eventId: string }
+  /** The dead letter `key` waited behind was retried or discarded, and its parked events were delivered. */
+  | { readonly type: 'key-released'; readonly partition: number; readonly key: string; readonly delivered: number }
   | { readonly type: 'lease-acquired' | 'lease-released' | 'lease-lost'; readonly partition: number }
   | { readonly type: 'error'; readonly partition?: number; readonly error: Error };
+
+/** What a relay does with an event the destination refuses for good; see `RelayOptions.onFailure`. */
+export type FailureMode = 'park' | 'block' | 'skip-unordered';
 
 export interface RelayOptions {
   /** Name of the relay: its cursors and dead letters are kept under it. */
@@ -45,10 +61,17 @@ export interface RelayOptions {
   readonly heartbeatIntervalMs?: number;
   readonly retry?: RetryPolicy;
   /**
-   * When an event cannot be delivered: `dead-letter` (default) records it and moves on; `block`
-   * keeps retrying it and holds its partition back, so nothing after it overtakes it.
+   * When the destination refuses an event for good (its retries ran out, or `failed`):
+   * - `park` (default): it becomes a dead letter and its key is parked: the key's later events
+   *   wait behind it (stored, across restarts) while every other key flows; retrying the dead
+   *   letter delivers it and then them in order, discarding it releases them. A keyless event's
+   *   dead letter parks nothing.
+   * - `block`: it is retried for ever and its whole partition waits, so nothing overtakes it.
+   * - `skip-unordered`: it becomes a dead letter and its key's later events go on without it,
+   *   which gives up per-key order for that key.
+   * An unavailable destination never counts against an event, whatever this says.
    */
-  readonly onFailure?: 'dead-letter' | 'block';
+  readonly onFailure?: FailureMode;
   /** Where a new relay starts: the beginning of the log (default) or the events written from now. */
   readonly startFrom?: 'beginning' | 'now';
   /** This worker's id; default a random one. Must be unique among the relay's live workers. */
@@ -70,7 +93,7 @@ export interface ResolvedRelayOptions {
   readonly leaseTtlMs: number;
   readonly heartbeatIntervalMs: number;
   readonly retry: Required<RetryPolicy>;
-  readonly onFailure: 'dead-letter' | 'block';
+  readonly onFailure: FailureMode;
   readonly startFrom: 'beginning' | 'now';
   readonly workerId: string;
   readonly closeTransport: boolean;
@@ -103,9 +126,16 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   }
   const transportLimit = transport.capabilities?.maxBatchSize ?? Number.MAX_SAFE_INTEGER;
   const retry = options.retry ?? {};
-  const onFailure = options.onFailure ?? 'dead-letter';
-  if (onFailure !== 'dead-letter' && onFailure !== 'block') {
-    throw new ConfigError('onFailure', `expected "dead-letter" or "block", got ${JSON.stringify(onFailure)}`);
+  const onFailure = options.onFailure ?? 'park';
+  if ((onFailure as string) === 'dead-letter') {
+    throw new ConfigError(
+      'onFailure',
+      '"dead-letter" is no longer a mode: use "park" (the default: dead-letter and keep the key\'s later events behind it, in order) ' +
+        'or "skip-unordered" (dead-letter and let the key\'s later events go on, giving up its order)',
+    );
+  }
+  if (onFailure !== 'park' && onFailure !== 'block' && onFailure !== 'skip-unordered') {
+    throw new ConfigError('onFailure', `expected "park", "block" or "skip-unordered", got ${JSON.stringify(onFailure)}`);
   }
   const startFrom = options.startFrom ?? 'beginning';
   if (startFrom !== 'beginning' && startFrom !== 'now') {

@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pRetry, { AbortError } from 'p-retry';
 import { LeaseLostError } from '../errors.ts';
 import type { OutboxEvent, Position } from '../event.ts';
 import { isMutant } from '../mutants.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
-import { retry, type SendOutcome } from '../transport.ts';
+import { unavailable, type SendOutcome } from '../transport.ts';
+import { retryDelay } from './backoff.ts';
 import type { ResolvedRelayOptions } from './options.ts';
+import type { ParkingStore } from './parking-store.ts';
 import type { AttemptError, Lease, RelayStore } from './store.ts';
 
 /** A read cursor that moved only past filtered-out rows is saved at most this often. */
@@ -14,25 +15,44 @@ const idleSaveIntervalMs = 5_000;
 /** The longest wait between looks while committed events are held back (a poll interval may be longer). */
 const maxHeldBackWaitMs = 250;
 
-class RetryableSend extends Error {
-  readonly retryAfterMs: number | undefined;
-  constructor(error: Error, retryAfterMs: number | undefined) {
-    super(error.message, { cause: error });
-    this.retryAfterMs = retryAfterMs;
-  }
+type Failure = Exclude<SendOutcome, { status: 'delivered' }>;
+
+/** Where a list of events being sent comes from, and what delivering or giving one up means there. */
+interface Lane {
+  /** `prefix` reached the destination. */
+  delivered(prefix: readonly OutboxEvent[], rest: readonly OutboxEvent[]): Promise<void>;
+  /** `head` was refused for good: returns what to send next, or `undefined` to end the lane. */
+  dead(head: OutboxEvent, attempts: readonly AttemptError[], error: Error, rest: readonly OutboxEvent[]): Promise<readonly OutboxEvent[] | undefined>;
+}
+
+/** Where the destination stands as seen from one partition. */
+export interface PartitionOutage {
+  readonly since: Date;
+  readonly attempts: number;
+  readonly error: Error;
 }
 
 /**
  * Relays one leased partition: read a page after the cursor, send it, move the cursor past the
  * delivered prefix, repeat; sleep when caught up until a NOTIFY or the poll interval wakes it.
  * Order within the partition is kept: a failing event holds back the ones after it until it is
- * delivered or dead-lettered.
+ * delivered or dead-lettered, and a dead-lettered event's key is parked (onFailure `park`) so its
+ * later events wait behind it. An unavailable destination is waited for and never counted.
  */
 export class PartitionRunner {
   readonly lease: Lease;
   readonly #options: ResolvedRelayOptions;
   readonly #store: RelayStore;
+  readonly #parking: ParkingStore;
+  /** Aborts the send in flight: the lease is gone, or a stop's grace ran out. */
   readonly #abort = new AbortController();
+  /** Ends every wait at once: stopping, released, or the lease is gone. */
+  readonly #halt = new AbortController();
+  readonly #parks: boolean;
+  readonly #countOutages: boolean;
+  /** Parked keys of this partition and the dead letter (event id) each waits behind; undefined until loaded. */
+  #parked: Map<string, string> | undefined;
+  #resolveParked = true;
   /** Everything before this position has been handled (may be ahead of the saved cursor). */
   #readFrom: Position;
   #saved: Position;
@@ -40,18 +60,32 @@ export class PartitionRunner {
   #stopping = false;
   #wake: (() => void) | undefined;
   #woken = false;
+  #outage: PartitionOutage | undefined;
   #done: Promise<void> = Promise.resolve();
 
-  constructor(options: ResolvedRelayOptions, store: RelayStore, lease: Lease) {
+  constructor(options: ResolvedRelayOptions, store: RelayStore, parking: ParkingStore, lease: Lease) {
     this.#options = options;
     this.#store = store;
+    this.#parking = parking;
     this.lease = lease;
     this.#readFrom = lease.cursor;
     this.#saved = lease.cursor;
+    this.#parks = options.onFailure === 'park' && !isMutant('no-parking');
+    this.#countOutages = isMutant('outage-dead-letters');
   }
 
   get partition(): number {
     return this.lease.partition;
+  }
+
+  /** Set while the destination is unavailable to this partition. */
+  get outage(): PartitionOutage | undefined {
+    return this.#outage;
+  }
+
+  /** How many keys of this partition are parked (0 until known). */
+  get parkedKeys(): number {
+    return this.#parked?.size ?? 0;
   }
 
   start(): void {
@@ -64,9 +98,19 @@ export class PartitionRunner {
     this.#wake?.();
   }
 
-  /** Lets the batch in flight finish (and its cursor move), then stops; aborts it after `graceMs`. */
+  /** A dead letter may have been retried or discarded: look at the parked keys (if any) before the next page. */
+  checkParked(): void {
+    this.#resolveParked = true;
+    if (this.#parked === undefined || this.#parked.size > 0) this.wake();
+  }
+
+  /**
+   * Ends any wait at once and starts nothing new; lets the send in flight finish (and its cursor
+   * move), aborting it after `graceMs`.
+   */
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
+    this.#halt.abort();
     this.wake();
     const timer = setTimeout(() => this.#abort.abort(new Error('relay stopping')), graceMs);
     try {
@@ -79,6 +123,7 @@ export class PartitionRunner {
   /** The lease is gone: stop at once; whatever is in flight cannot move the cursor anyway. */
   abandon(): void {
     this.#stopping = true;
+    this.#halt.abort();
     this.#abort.abort(new LeaseLostError(this.#options.name, this.partition));
     this.wake();
   }
@@ -94,8 +139,14 @@ export class PartitionRunner {
       this.#woken = false;
       let page;
       try {
+        this.#parked ??= new Map((await this.#parking.parkedKeys(this.lease)).map((p) => [p.key, p.eventId]));
+        if (this.#resolveParked) {
+          this.#resolveParked = false;
+          if (this.#parked.size > 0) await this.#resolveParkedKeys();
+          if (!this.#running) break;
+        }
         page = await readPartition(database, schema, { partition: this.partition, after: this.#readFrom, limit: batchSize, topics, tenant });
-        if (page.events.length > 0 && !(await this.#deliver(page.events, page.scannedTo))) return;
+        if (page.events.length > 0 && !(await this.#deliver(page.events, page.scannedTo))) break;
         this.#readFrom = maxPosition(this.#readFrom, page.scannedTo);
         if (page.events.length === batchSize) continue;
         await this.#saveIdleProgress();
@@ -108,9 +159,11 @@ export class PartitionRunner {
           return;
         }
         this.#report(error);
-        // The database or the transport is failing in a way the send retries do not cover: start
-        // again from the saved cursor after a pause.
+        // The database is failing (or the transport in a way sends do not cover): start again from
+        // the saved cursor after a pause.
         this.#readFrom = this.#saved;
+        this.#parked = undefined;
+        this.#resolveParked = true;
         await this.#idle(this.#options.retry.minDelayMs * 10);
         continue;
       }
@@ -120,62 +173,138 @@ export class PartitionRunner {
     if (!this.#abort.signal.aborted) await this.#saveIdleProgress(true).catch(() => {});
   }
 
-  /** Returns false when the partition must stop (stopping, or the lease is gone). */
+  /** Sends a page from the log. Returns false when the partition must stop (stopping, or the lease is gone). */
   async #deliver(events: readonly OutboxEvent[], scannedTo: Position): Promise<boolean> {
-    const { retry: policy, onFailure } = this.#options;
-    let pending = events;
-    while (pending.length > 0) {
-      if (!this.#running) return false;
-      const attempts: AttemptError[] = [];
-      const batch = pending;
-      try {
-        pending = await pRetry(() => this.#attempt(batch, scannedTo, attempts), {
-          retries: onFailure === 'block' ? Number.POSITIVE_INFINITY : policy.retries,
-          factor: policy.factor,
-          minTimeout: policy.minDelayMs,
-          maxTimeout: policy.maxDelayMs,
-          randomize: true,
-          signal: this.#abort.signal,
-          shouldRetry: ({ error }) => this.#running && !(error instanceof LeaseLostError),
-          onFailedAttempt: async ({ error, retryDelay }) => {
-            const hint = error instanceof RetryableSend ? error.retryAfterMs : undefined;
-            if (hint !== undefined && hint > retryDelay && this.#running) {
-              await sleep(hint - retryDelay, undefined, { signal: this.#abort.signal }).catch(() => {});
-            }
-          },
-        });
-      } catch (error) {
-        if (error instanceof LeaseLostError || !this.#running) return this.#lost(error);
-        if (attempts.length === 0) throw error;
-        const head = batch[0]!;
-        await this.#store.deadLetter(this.lease, head, attempts);
-        this.#readFrom = this.#saved = head.position;
-        this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error: asError(error) });
-        pending = batch.slice(1);
-      }
-    }
-    return true;
+    const lane: Lane = {
+      delivered: async (prefix, rest) => {
+        const last = prefix.at(-1)!.position;
+        await this.#save(rest.length === 0 ? maxPosition(last, scannedTo) : last);
+        this.#options.onEvent({ type: 'delivered', partition: this.partition, count: prefix.length });
+      },
+      dead: async (head, attempts, error, rest) => {
+        const parks = this.#parks && head.key !== null;
+        await this.#store.deadLetter(this.lease, head, attempts, parks);
+        this.#readFrom = maxPosition(this.#readFrom, head.position);
+        this.#saved = head.position;
+        this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+        if (parks && !this.#parked!.has(head.key!)) {
+          this.#parked!.set(head.key!, head.eventId);
+          this.#options.onEvent({ type: 'key-parked', partition: this.partition, key: head.key!, eventId: head.eventId });
+        }
+        return this.#setAside(rest, scannedTo);
+      },
+    };
+    const pending = await this.#setAside(events, scannedTo);
+    if (isMutant('ack-before-send') && pending.length > 0) await this.#save(pending.at(-1)!.position);
+    if (pending.length > 0) await this.#sendInOrder(pending, lane);
+    return this.#running;
   }
 
-  /** One send of `batch`: moves the cursor past the delivered prefix and returns the rest. */
-  async #attempt(batch: readonly OutboxEvent[], scannedTo: Position, attempts: AttemptError[]): Promise<readonly OutboxEvent[]> {
-    if (isMutant('ack-before-send')) await this.#save(batch.at(-1)!.position);
-    const outcomes = await this.#send(batch);
-    let k = 0;
-    while (k < batch.length && outcomes[k]!.status === 'delivered') k++;
-    if (k > 0) {
-      const rest = batch.slice(k);
-      const last = batch[k - 1]!.position;
-      await this.#save(rest.length === 0 ? maxPosition(last, scannedTo) : last);
-      this.#options.onEvent({ type: 'delivered', partition: this.partition, count: k });
-      return rest;
+  /** Parks the events of parked keys and returns the others, in order. */
+  async #setAside(events: readonly OutboxEvent[], scannedTo: Position): Promise<readonly OutboxEvent[]> {
+    const parked = this.#parked!;
+    if (parked.size === 0 || events.length === 0) return events;
+    const aside = events.filter((e) => e.key !== null && parked.has(e.key));
+    if (aside.length === 0) return events;
+    await this.#parking.park(this.lease, aside);
+    const rest = events.filter((e) => e.key === null || !parked.has(e.key));
+    if (rest.length === 0) await this.#save(maxPosition(events.at(-1)!.position, scannedTo));
+    return rest;
+  }
+
+  /**
+   * Delivers the parked keys whose dead letter an operator retried (the dead letter first) or
+   * discarded: their parked events follow in order, and the key flows again once none is left. A
+   * refusal for good makes that event the key's dead letter, and the key stays parked behind it.
+   */
+  async #resolveParkedKeys(): Promise<void> {
+    const parked = this.#parked!;
+    for (const item of await this.#parking.toResolve(this.lease)) {
+      if (!this.#running) return;
+      let letter = item.letter;
+      let delivered = 0;
+      let blocked = false;
+      while (this.#running && !blocked) {
+        const batch = await this.#parking.parkedEvents(this.lease, item.key, this.#options.batchSize - (letter ? 1 : 0));
+        if (!letter && batch.length === 0) break;
+        const seqs = new Map(batch.map((p) => [p.event, p.seq] as const));
+        const events = letter ? [letter, ...batch.map((p) => p.event)] : batch.map((p) => p.event);
+        const lane: Lane = {
+          delivered: async (prefix) => {
+            const withLetter = letter !== undefined && prefix[0] === letter;
+            await this.#parking.delivered(this.lease, withLetter ? letter!.eventId : undefined, prefix.flatMap((e) => seqs.get(e) ?? []));
+            if (withLetter) letter = undefined;
+            delivered += prefix.length;
+            this.#options.onEvent({ type: 'delivered', partition: this.partition, count: prefix.length });
+          },
+          dead: async (head, attempts, error) => {
+            blocked = true;
+            if (head === letter) {
+              await this.#parking.deadAgain(this.lease, head.eventId, attempts);
+            } else {
+              await this.#parking.parkedEventDead(this.lease, { seq: seqs.get(head)!, event: head }, attempts);
+              parked.set(item.key, head.eventId);
+            }
+            this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+            return undefined;
+          },
+        };
+        await this.#sendInOrder(events, lane);
+      }
+      if (!this.#running || blocked) continue;
+      if (await this.#parking.release(this.lease, item.key)) {
+        parked.delete(item.key);
+        this.#options.onEvent({ type: 'key-released', partition: this.partition, key: item.key, delivered });
+      }
     }
-    const head = outcomes[0] as Exclude<SendOutcome, { status: 'delivered' }>;
-    attempts.push({ attempt: attempts.length + 1, at: new Date().toISOString(), message: head.error.message });
-    const event = batch[0]!;
-    this.#options.onEvent({ type: 'retry', partition: this.partition, eventId: event.eventId, attempt: attempts.length, error: head.error });
-    if (head.status === 'failed' && this.#options.onFailure !== 'block') throw new AbortError(head.error);
-    throw new RetryableSend(head.error, head.status === 'retry' ? head.retryAfterMs : undefined);
+  }
+
+  /**
+   * Sends `events` in order until every one is delivered, the lane ends, or the partition stops.
+   * `unavailable` waits for the destination and counts nothing; a refusal counts toward the
+   * refused event's retries (every one, after a delivered prefix too), honouring its Retry-After.
+   */
+  async #sendInOrder(events: readonly OutboxEvent[], lane: Lane): Promise<void> {
+    const { retry: policy, onFailure } = this.#options;
+    let pending = events;
+    let attempts: AttemptError[] = [];
+    while (pending.length > 0 && this.#running) {
+      const outcomes = await this.#send(pending);
+      let k = 0;
+      while (k < pending.length && outcomes[k]!.status === 'delivered') k++;
+      if (k > 0) {
+        const prefix = pending.slice(0, k);
+        pending = pending.slice(k);
+        attempts = [];
+        this.#available();
+        await lane.delivered(prefix, pending);
+        if (pending.length === 0) return;
+      }
+      const head = pending[0]!;
+      const outcome = outcomes[k] as Failure;
+      if (outcome.status === 'unavailable' && !this.#countOutages) {
+        const since = this.#outage?.since ?? new Date();
+        const attempt = (this.#outage?.attempts ?? 0) + 1;
+        this.#outage = { since, attempts: attempt, error: outcome.error };
+        if (attempt === 1) this.#record({ since, error: outcome.error.message });
+        const delayMs = retryDelay(policy, attempt, outcome.retryAfterMs);
+        this.#options.onEvent({ type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
+        await this.#pause(delayMs);
+        continue;
+      }
+      this.#available();
+      attempts.push({ attempt: attempts.length + 1, at: new Date().toISOString(), message: outcome.error.message });
+      if (onFailure !== 'block' && (outcome.status === 'failed' || attempts.length > policy.retries)) {
+        const next = await lane.dead(head, attempts, outcome.error, pending.slice(1));
+        if (next === undefined) return;
+        pending = next;
+        attempts = [];
+        continue;
+      }
+      const delayMs = retryDelay(policy, attempts.length, 'retryAfterMs' in outcome ? outcome.retryAfterMs : undefined);
+      this.#options.onEvent({ type: 'retry', partition: this.partition, eventId: head.eventId, attempt: attempts.length, delayMs, error: outcome.error });
+      await this.#pause(delayMs);
+    }
   }
 
   async #send(batch: readonly OutboxEvent[]): Promise<readonly SendOutcome[]> {
@@ -187,9 +316,28 @@ export class PartitionRunner {
       return outcomes;
     } catch (error) {
       if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
-      const outcome = retry(error);
+      const outcome = unavailable(error);
       return batch.map(() => outcome);
     }
+  }
+
+  /** The destination answered: an outage, if there was one, is over. */
+  #available(): void {
+    const outage = this.#outage;
+    if (!outage) return;
+    this.#outage = undefined;
+    this.#record(undefined);
+    this.#options.onEvent({ type: 'available', partition: this.partition, unavailableMs: Date.now() - outage.since.getTime() });
+  }
+
+  /** Keeps the outage in the partition's row for `status()`; never holds up sending. */
+  #record(outage: { since: Date; error: string } | undefined): void {
+    this.#store.markUnavailable(this.lease, outage).catch((error: unknown) => this.#report(error));
+  }
+
+  /** Waits `ms`, or less when the partition stops. */
+  async #pause(ms: number): Promise<void> {
+    await sleep(ms, undefined, { signal: this.#halt.signal }).catch(() => {});
   }
 
   async #save(to: Position): Promise<void> {
@@ -218,9 +366,8 @@ export class PartitionRunner {
     this.#wake = undefined;
   }
 
-  #lost(error: unknown): false {
+  #lost(error: unknown): void {
     if (error instanceof LeaseLostError) this.#options.onEvent({ type: 'lease-lost', partition: this.partition });
-    return false;
   }
 
   #report(error: unknown): void {

@@ -2,13 +2,29 @@ import { notifyChannel } from '../options.ts';
 import { DeadLetterRetrier } from './dead-letter-retrier.ts';
 import { resolveRelayOptions, type RelayEvent, type RelayOptions, type ResolvedRelayOptions } from './options.ts';
 import { PartitionRunner } from './partition-runner.ts';
+import { ParkingStore } from './parking-store.ts';
 import { RelayStore } from './store.ts';
+
+/** Whether the destination takes events, as this worker's partitions see it. */
+export interface DestinationStatus {
+  /** False while any partition of this worker waits for the destination. */
+  readonly available: boolean;
+  /** When the oldest running outage began. */
+  readonly unavailableSince?: Date;
+  /** The latest error of an unavailable destination. */
+  readonly error?: string;
+  /** Partitions waiting for the destination. */
+  readonly waitingPartitions: readonly number[];
+}
 
 export interface RelayStatus {
   readonly worker: string;
   readonly running: boolean;
   /** Partitions this worker holds now. */
   readonly partitions: readonly number[];
+  readonly destination: DestinationStatus;
+  /** Keys parked behind a dead letter in this worker's partitions (see `listParkedKeys` for all of them). */
+  readonly parkedKeys: number;
 }
 
 /** A relay worker: start it in as many processes as you like; they share the partitions. */
@@ -17,7 +33,8 @@ export interface Relay {
   readonly worker: string;
   start(): Promise<void>;
   /**
-   * Stops taking work, lets each partition's batch in flight finish (aborting it after `graceMs`,
+   * Stops taking work: every wait (for a retry or an unavailable destination) ends at once and no
+   * new send starts; lets each partition's send in flight finish (aborting it after `graceMs`,
    * default 10 s), gives the leases back so other workers take over at once, and closes the transport.
    */
   stop(options?: { graceMs?: number }): Promise<void>;
@@ -40,7 +57,10 @@ export function createRelay(options: RelayOptions): Relay {
 class RelayWorker implements Relay {
   readonly #options: ResolvedRelayOptions;
   readonly #store: RelayStore;
+  readonly #parking: ParkingStore;
   readonly #runners = new Map<number, PartitionRunner>();
+  /** Partitions being given back; their leases are released once their runner stopped. */
+  readonly #releasing = new Set<Promise<void>>();
   readonly #deadLetters: DeadLetterRetrier;
   #partitions = 0;
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -51,6 +71,7 @@ class RelayWorker implements Relay {
   constructor(options: ResolvedRelayOptions) {
     this.#options = options;
     this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId);
+    this.#parking = new ParkingStore(options.database, options.schema, options.name, options.workerId);
     this.#deadLetters = new DeadLetterRetrier(options);
   }
 
@@ -82,7 +103,8 @@ class RelayWorker implements Relay {
     if (started) {
       await this.#unlisten?.();
       await this.#deadLetters.stop();
-      await Promise.all([...this.#runners.values()].map((runner) => this.#release(runner, graceMs)));
+      for (const runner of this.#runners.values()) this.#release(runner, graceMs);
+      while (this.#releasing.size > 0) await Promise.all([...this.#releasing]);
       await this.#store.deregister().catch((error: unknown) => this.#emit({ type: 'error', error: error as Error }));
     }
     if (this.#options.closeTransport) await this.#options.transport.close();
@@ -90,12 +112,31 @@ class RelayWorker implements Relay {
   }
 
   status(): RelayStatus {
-    return { worker: this.worker, running: this.#state === 'running', partitions: [...this.#runners.keys()].sort((a, b) => a - b) };
+    const runners = [...this.#runners.values()].sort((a, b) => a.partition - b.partition);
+    const waiting = runners.filter((runner) => runner.outage !== undefined);
+    const outages = waiting.map((runner) => runner.outage!);
+    const since = outages.reduce<Date | undefined>((oldest, o) => (oldest === undefined || o.since < oldest ? o.since : oldest), undefined);
+    const latest = outages[0];
+    return {
+      worker: this.worker,
+      running: this.#state === 'running',
+      partitions: runners.map((runner) => runner.partition),
+      destination: {
+        available: waiting.length === 0,
+        ...(since === undefined ? {} : { unavailableSince: since }),
+        ...(latest === undefined ? {} : { error: latest.error.message }),
+        waitingPartitions: waiting.map((runner) => runner.partition),
+      },
+      parkedKeys: runners.reduce((sum, runner) => sum + runner.parkedKeys, 0),
+    };
   }
 
   #notified(payload: string): void {
     if (payload === '*' || payload === '') {
-      for (const runner of this.#runners.values()) runner.wake();
+      for (const runner of this.#runners.values()) {
+        runner.checkParked();
+        runner.wake();
+      }
       this.#deadLetters.wake();
       return;
     }
@@ -120,10 +161,12 @@ class RelayWorker implements Relay {
       }
       const share = Math.ceil(this.#partitions / live);
       const extra = [...this.#runners.values()].sort((a, b) => b.partition - a.partition).slice(0, Math.max(0, this.#runners.size - share));
-      for (const runner of extra) await this.#release(runner, Math.min(this.#options.heartbeatIntervalMs, 5_000));
+      // Given back without waiting here: a runner finishing its send must never hold up renewals.
+      for (const runner of extra) this.#release(runner, Math.min(this.#options.heartbeatIntervalMs, 5_000));
+      for (const runner of this.#runners.values()) runner.checkParked();
       if (this.#runners.size < share && this.#state === 'running') {
         for (const lease of await this.#store.acquire(share - this.#runners.size, leaseTtlMs)) {
-          const runner = new PartitionRunner(this.#options, this.#store, lease);
+          const runner = new PartitionRunner(this.#options, this.#store, this.#parking, lease);
           this.#runners.set(lease.partition, runner);
           runner.start();
           this.#emit({ type: 'lease-acquired', partition: lease.partition });
@@ -137,11 +180,19 @@ class RelayWorker implements Relay {
     }
   }
 
-  async #release(runner: PartitionRunner, graceMs: number): Promise<void> {
-    await runner.stop(graceMs);
+  /**
+   * Stops the runner (its waits end at once) and gives its lease back once its send in flight is
+   * over. Not renewed meanwhile, the lease still fences the runner's last cursor move.
+   */
+  #release(runner: PartitionRunner, graceMs: number): void {
     this.#runners.delete(runner.partition);
-    await this.#store.release(runner.lease).catch((error: unknown) => this.#emit({ type: 'error', error: error as Error }));
-    this.#emit({ type: 'lease-released', partition: runner.partition });
+    const releasing = (async () => {
+      await runner.stop(graceMs);
+      await this.#store.release(runner.lease).catch((error: unknown) => this.#emit({ type: 'error', error: error as Error }));
+      this.#emit({ type: 'lease-released', partition: runner.partition });
+    })();
+    this.#releasing.add(releasing);
+    void releasing.finally(() => this.#releasing.delete(releasing));
   }
 
   #emit(event: RelayEvent): void {

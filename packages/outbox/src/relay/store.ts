@@ -70,7 +70,8 @@ export class RelayStore {
   async acquire(count: number, ttlMs: number): Promise<Lease[]> {
     const { rows } = await this.#db.query<{ partition: number; fence: string; cursor_tx: string; cursor_id: string }>(
       `UPDATE ${this.#s}.relay_partitions rp
-       SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now()
+       SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now(),
+           unavailable_since = NULL, unavailable_error = NULL
        FROM (
          SELECT partition FROM ${this.#s}.relay_partitions
          WHERE relay = $1 AND (owner IS NULL OR lease_until < now())
@@ -115,21 +116,30 @@ export class RelayStore {
     if (rowCount === 0) throw new LeaseLostError(this.relay, lease.partition);
   }
 
-  /** Records a dead letter and moves the cursor past it, in one fenced statement. */
-  async deadLetter(lease: Lease, event: OutboxEvent, errors: readonly AttemptError[]): Promise<void> {
-    const { rowCount } = await this.#db.query(
+  /**
+   * Records a dead letter and moves the cursor past it, in one fenced statement; with `park`, also
+   * parks the event's key (a keyless event parks nothing), so the key's later events wait behind it.
+   */
+  async deadLetter(lease: Lease, event: OutboxEvent, errors: readonly AttemptError[], park: boolean): Promise<void> {
+    const { rows } = await this.#db.query<{ moved: number }>(
       `WITH moved AS (
          UPDATE ${this.#s}.relay_partitions
          SET cursor_tx = $5::xid8, cursor_id = $6, updated_at = now()
          WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4
          RETURNING 1
+       ), letter AS (
+         INSERT INTO ${this.#s}.dead_letters
+           (relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors)
+         SELECT $1, $2, $7, $8, $9, $10::json, $11::json, $12, $13, $14::jsonb FROM moved
+         ON CONFLICT (relay, event_id) DO UPDATE
+           SET errors = ${this.#s}.dead_letters.errors || EXCLUDED.errors, status = 'dead',
+               claimed_by = NULL, claimed_until = NULL, dead_at = now()
+       ), parked AS (
+         INSERT INTO ${this.#s}.parked_keys (relay, partition, key, event_id)
+         SELECT $1, $2, $9, $7 FROM moved WHERE $15::boolean AND $9::text IS NOT NULL
+         ON CONFLICT (relay, key) DO NOTHING
        )
-       INSERT INTO ${this.#s}.dead_letters
-         (relay, partition, event_id, topic, key, payload, headers, tenant, event_created_at, errors)
-       SELECT $1, $2, $7, $8, $9, $10::json, $11::json, $12, $13, $14::jsonb FROM moved
-       ON CONFLICT (relay, event_id) DO UPDATE
-         SET errors = ${this.#s}.dead_letters.errors || EXCLUDED.errors, status = 'dead',
-             claimed_by = NULL, claimed_until = NULL, dead_at = now()`,
+       SELECT count(*)::int AS moved FROM moved`,
       [
         this.relay,
         lease.partition,
@@ -145,15 +155,28 @@ export class RelayStore {
         event.tenant,
         event.createdAt,
         JSON.stringify(errors),
+        park,
       ],
     );
-    if (rowCount === 0) throw new LeaseLostError(this.relay, lease.partition);
+    if (rows[0]?.moved !== 1) throw new LeaseLostError(this.relay, lease.partition);
+  }
+
+  /**
+   * Records that the partition waits for an unavailable destination since `since` (or, with
+   * `undefined`, that it answers again). Fenced; a lost lease is not an error here.
+   */
+  async markUnavailable(lease: Lease, outage: { since: Date; error: string } | undefined): Promise<void> {
+    await this.#db.query(
+      `UPDATE ${this.#s}.relay_partitions SET unavailable_since = $5, unavailable_error = $6
+       WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
+      [this.relay, lease.partition, this.worker, lease.fence, outage?.since ?? null, outage?.error.slice(0, 500) ?? null],
+    );
   }
 
   /** Gives a partition back at once (graceful stop, rebalancing) so another worker need not wait. */
   async release(lease: Lease): Promise<void> {
     await this.#db.query(
-      `UPDATE ${this.#s}.relay_partitions SET owner = NULL, lease_until = NULL
+      `UPDATE ${this.#s}.relay_partitions SET owner = NULL, lease_until = NULL, unavailable_since = NULL, unavailable_error = NULL
        WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
       [this.relay, lease.partition, this.worker, lease.fence],
     );

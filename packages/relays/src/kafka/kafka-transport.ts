@@ -1,4 +1,4 @@
-import { failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import { KafkaSendError } from './errors.ts';
 import { PendingSend, ProduceQueue, type ProduceRequest } from './produce-queue.ts';
 import type { KafkaProducerClient } from './producer-client.ts';
@@ -88,9 +88,9 @@ class KafkaPublisher implements KafkaTransport {
     return new Promise((resolve) => {
       const send = new PendingSend(records, outcomes, resolve);
       if (records.length === 0) return send.settle(retry(new KafkaSendError('client', 'nothing to send')));
-      const timer = setTimeout(() => send.settle(retry(this.#timeoutError('the send'))), this.#options.sendTimeoutMs);
+      const timer = setTimeout(() => send.settle(unavailable(this.#timeoutError('the send'))), this.#options.sendTimeoutMs);
       const onAbort = (): void =>
-        send.settle(retry(new KafkaSendError('aborted', `the send was aborted (${describe(signal.reason)}); what Kafka had not acknowledged counts as not delivered`)));
+        send.settle(unavailable(new KafkaSendError('aborted', `the send was aborted (${describe(signal.reason)}); what Kafka had not acknowledged counts as not delivered`)));
       signal.addEventListener('abort', onAbort, { once: true });
       send.onSettle(() => {
         clearTimeout(timer);
@@ -174,7 +174,10 @@ class KafkaPublisher implements KafkaTransport {
       const broken = client;
       if (broken) void Promise.resolve().then(() => broken.close()).catch(() => {});
       this.#options.onEvent({ type: 'request-failed', records: request.records.length, error });
-      for (const part of request.parts) part.send.settle(retry(error));
+      // Refused records fail the whole request, so the first event not acknowledged takes the
+      // count; anything else (unreachable, timed out, leader moving) is the cluster's state.
+      const outcome = refusesRecords(error) ? retry(error) : unavailable(error);
+      for (const part of request.parts) part.send.settle(outcome);
       return;
     } finally {
       clearTimeout(timer);
@@ -204,6 +207,18 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** Kafka error types that refuse the records themselves rather than say the cluster is unavailable. */
+const recordRefusals = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'INVALID_TIMESTAMP']);
+
+/** True when a protocol error in the cause chain says Kafka refuses the records as they are. */
+function refusesRecords(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    const type = (cause as { type?: unknown }).type;
+    if (typeof type === 'string' && recordRefusals.has(type)) return true;
+  }
+  return false;
 }
 
 function asSendError(cause: unknown): KafkaSendError {

@@ -1,4 +1,4 @@
-import { delivered, failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { delivered, failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import { Backoff } from '../shared/backoff.ts';
 import { describeUrl } from './connection.ts';
 import { RabbitmqConnectionError, RabbitmqEncodeError, RabbitmqNackError, RabbitmqUnroutableError } from './errors.ts';
@@ -166,17 +166,18 @@ class RabbitmqPublisher implements RabbitmqTransport {
       }
     } catch (error) {
       if (signal.aborted) throw signal.reason;
-      // Not published, or published and not confirmed: `retry` either way, never `delivered`.
-      if (!timeout.signal.aborted) return fill(outcomes, retry(error));
+      // Not published, or published and not confirmed: the broker cannot be reached or did not
+      // answer, which says nothing against the events: `unavailable`, never `delivered`.
+      if (!timeout.signal.aborted) return fill(outcomes, unavailable(error));
       // Unconfirmed after publishTimeoutMs: this connection is unhealthy (blocked, stalled). Dropping
       // it settles everything it has in flight, and the next send opens a new one.
       const reason = timeout.signal.reason as RabbitmqConnectionError;
       if (link && confirmations.some((c) => c !== undefined)) link.destroy(reason);
-      return fill(outcomes, retry(reason));
+      return fill(outcomes, unavailable(reason));
     } finally {
       clearTimeout(timer);
     }
-    return fill(outcomes, retry(link?.broken ?? new RabbitmqConnectionError('connection-lost', 'not published: the connection was lost')));
+    return fill(outcomes, unavailable(link?.broken ?? new RabbitmqConnectionError('connection-lost', 'not published: the connection was lost')));
   }
 
   async #publishAll(
@@ -273,10 +274,12 @@ class RabbitmqPublisher implements RabbitmqTransport {
         return delivered;
       case 'returned':
         return this.#unroutable(new RabbitmqUnroutableError('no-route', event, route, confirmation.reply));
+      // A nack is the broker's own trouble (a queue process failed, or a full queue rejecting
+      // publishes), not a verdict on this event.
       case 'nack':
-        return retry(new RabbitmqNackError(event.eventId));
+        return unavailable(new RabbitmqNackError(event.eventId));
       case 'lost':
-        return retry(confirmation.error);
+        return unavailable(confirmation.error);
     }
   }
 

@@ -6,6 +6,7 @@ import {
   deliverAll,
   expectAllDelivered,
   expectNoneDelivered,
+  expectNothingCounted,
   mergeRecord,
   sendAndRecord,
   settleWithin,
@@ -23,7 +24,7 @@ import type { Subscription } from './harness.ts';
  */
 export const faultChecks: readonly TransportCheck[] = [
   {
-    name: 'never reports delivery while the destination is down, and delivers everything once it is back',
+    name: 'never reports delivery while the destination is down, counts the outage against no event, and delivers everything once it is back',
     async run(ctx) {
       const { topic, subscription, transport, warmUp } = await connected(ctx, 'down');
       const batch = testEvents(ctx.batchSize(100), { topic, key: (i) => `key-${i % 5}` });
@@ -32,6 +33,7 @@ export const faultChecks: readonly TransportCheck[] = [
         for (const events of [batch, single]) {
           const record = await settledSend(ctx, transport, events, AbortSignal.timeout(ctx.options.downSendTimeoutMs));
           expectNoneDelivered(record, `a send of ${events.length} events while the destination was down`);
+          expectNothingCounted(record, `a send of ${events.length} events while the destination was down`);
         }
       });
       await resendAndExpectAll(ctx, transport, subscription, [...batch, ...single], warmUp);

@@ -4,8 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** What one or more sends reported, event by event, as the relay would read it. */
 export interface SendRecord {
   readonly delivered: OutboxEvent[];
-  /** Reported `retry` or `failed`, or part of a send that threw. */
+  /** Reported `retry`, `unavailable` or `failed`, or part of a send that threw. */
   readonly undelivered: OutboxEvent[];
+  /**
+   * The first event not delivered of a send, when reported `retry` or `failed`: the relay counts
+   * that against the event (toward its dead letter). An outage must never land here.
+   */
+  readonly counted: OutboxEvent[];
   /** Reported `failed`: the relay would dead-letter these at once. */
   readonly failed: OutboxEvent[];
   /** A few distinct error messages, for failure messages. */
@@ -13,7 +18,7 @@ export interface SendRecord {
 }
 
 export function emptyRecord(): SendRecord {
-  return { delivered: [], undelivered: [], failed: [], errors: [] };
+  return { delivered: [], undelivered: [], counted: [], failed: [], errors: [] };
 }
 
 /** Adds `from` into `into` and returns `into`. */
@@ -21,6 +26,7 @@ export function mergeRecord(into: SendRecord, from: SendRecord): SendRecord {
   into.delivered.push(...from.delivered);
   into.undelivered.push(...from.undelivered);
   into.failed.push(...from.failed);
+  into.counted.push(...from.counted);
   for (const message of from.errors) noteError(into, message);
   return into;
 }
@@ -57,12 +63,15 @@ export function recordOutcomes(batch: readonly OutboxEvent[], outcomes: readonly
       record.delivered.push(event);
       continue;
     }
-    if (outcome?.status !== 'retry' && outcome?.status !== 'failed') {
-      throw new Error(`send() outcome #${i} (event ${event.eventId}) has status ${JSON.stringify((outcome as { status?: unknown } | undefined)?.status)}; expected delivered, retry or failed`);
+    if (outcome?.status !== 'retry' && outcome?.status !== 'unavailable' && outcome?.status !== 'failed') {
+      throw new Error(
+        `send() outcome #${i} (event ${event.eventId}) has status ${JSON.stringify((outcome as { status?: unknown } | undefined)?.status)}; expected delivered, retry, unavailable or failed`,
+      );
     }
     if (!(outcome.error instanceof Error)) {
       throw new Error(`send() outcome #${i} (event ${event.eventId}) is "${outcome.status}" without an Error saying why`);
     }
+    if (record.undelivered.length === 0 && outcome.status !== 'unavailable') record.counted.push(event);
     record.undelivered.push(event);
     if (outcome.status === 'failed') record.failed.push(event);
     noteError(record, `${outcome.status}: ${describeError(outcome.error)}`);
@@ -94,6 +103,16 @@ export function expectNoneDelivered(record: SendRecord, what: string): void {
   throw new Error(
     `${what}: send reported ${record.delivered.length} events delivered (${ids.join(', ')}${record.delivered.length > 5 ? ', …' : ''}); ` +
       'the relay would move its cursor past events the destination never acknowledged.',
+  );
+}
+
+/** Throws, naming the ids, if `record` counts an outage against an event (`retry` or `failed` instead of `unavailable`). */
+export function expectNothingCounted(record: SendRecord, what: string): void {
+  if (record.counted.length === 0) return;
+  const ids = record.counted.slice(0, 5).map((event) => event.eventId);
+  throw new Error(
+    `${what}: send reported ${ids.join(', ')} as refused (retry or failed) rather than "unavailable"; the relay would count ` +
+      `the outage against those events and dead-letter them once their retries ran out. Errors: ${record.errors.join(' | ') || '-'}`,
   );
 }
 

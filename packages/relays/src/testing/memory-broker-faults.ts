@@ -1,6 +1,6 @@
 import { TidingsError, type OutboxEvent } from '@tidings/outbox';
 
-/** What sends do while the broker is down: answer `retry` at once (connection refused), reject, or wait for `recover()`. */
+/** What sends do while the broker is down: answer `unavailable` at once (connection refused), reject, or wait for `recover()`. */
 export type DownBehaviour = 'retry' | 'throw' | 'hang';
 
 /** Decides the fate of one event reaching the broker: `'retry'` or `'failed'` fails it on purpose. */
@@ -13,7 +13,7 @@ export type MemoryFailureReason = 'down' | 'connection-cut' | 'injected' | 'not-
  *
  * @example
  * const [outcome] = await transport.send([event], signal);
- * if (outcome.status === 'retry' && outcome.error instanceof MemoryBrokerError) outcome.error.reason; // 'down'
+ * if (outcome.status === 'unavailable' && outcome.error instanceof MemoryBrokerError) outcome.error.reason; // 'down'
  */
 export class MemoryBrokerError extends TidingsError {
   override readonly name = 'MemoryBrokerError';

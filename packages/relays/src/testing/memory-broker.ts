@@ -5,6 +5,7 @@ import {
   retry,
   TidingsError,
   TransportClosedError,
+  unavailable,
   type OutboxEvent,
   type SendOutcome,
   type Transport,
@@ -68,7 +69,7 @@ export function drainBroker(broker: MemoryBroker, transport: BrokerClient): Prom
  * const transport = memoryTransport({ broker });
  * await transport.send(testEvents(3, { topic: 'orders' }), AbortSignal.timeout(1_000));
  * broker.messages('orders').length; // 3
- * broker.takeDown(); // sends now answer 'retry' until broker.recover()
+ * broker.takeDown(); // sends now answer 'unavailable' until broker.recover()
  */
 export class MemoryBroker {
   readonly #logs = new Map<string, TopicLog>();
@@ -178,14 +179,14 @@ export class MemoryBroker {
   }
 
   /**
-   * Cuts every transport's connection: each send in flight resolves with `retry` for all its
+   * Cuts every transport's connection: each send in flight resolves with `unavailable` for all its
    * events. Like a real broker whose confirms were lost, the first `arrived` fraction (default half)
    * of each batch already reached the topic, so resending makes duplicates. Later sends work.
    * Returns how many sends were cut. Sends are only ever in flight with latency or a hanging broker.
    */
   cutConnections(options: { readonly arrived?: number } = {}): number {
     const arrived = Math.min(1, Math.max(0, options.arrived ?? 0.5));
-    const outcome = retry(new MemoryBrokerError('connection-cut', 'the connection to the memory broker was cut before it confirmed the batch'));
+    const outcome = unavailable(new MemoryBrokerError('connection-cut', 'the connection to the memory broker was cut before it confirmed the batch'));
     const cut = [...this.#pending];
     for (const pending of cut) {
       const reachedBroker = pending.timer !== undefined && this.#down === undefined;
@@ -336,7 +337,7 @@ export class MemoryBroker {
   }
 
   #downOutcomes(count: number): readonly SendOutcome[] {
-    return filled(count, retry(this.#downError()));
+    return filled(count, unavailable(this.#downError()));
   }
 
   #downError(): MemoryBrokerError {
@@ -360,7 +361,7 @@ function filled(count: number, outcome: SendOutcome): SendOutcome[] {
 /** For sends held by a down broker when their transport closes: nothing was sent, try again elsewhere. */
 function closedOutcomes(pending: PendingSend): SendOutcome[] {
   const error = new TransportClosedError(pending.transport.name, 'it closed while the broker was down, before this batch was sent');
-  return filled(pending.batch.length, retry(error));
+  return filled(pending.batch.length, unavailable(error));
 }
 
 function notify(listeners: Set<Listener>, event: OutboxEvent): void {

@@ -1,4 +1,4 @@
-import { delivered, failed, retry, TransportClosedError, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { delivered, failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
@@ -46,7 +46,7 @@ export interface WebhookTransportOptions {
   readonly name?: string;
   /**
    * Called when the receiver answers 410 Gone. Without it, the event fails permanently (dead
-   * letter). With it, the event stays pending (`retry`) while the callback disables the endpoint.
+   * letter). With it, the event stays pending (`unavailable`) while the callback disables the endpoint.
    */
   readonly onGone?: (error: WebhookDeliveryError) => void | Promise<void>;
   readonly onAttempt?: (attempt: WebhookAttempt) => void;
@@ -58,8 +58,10 @@ export const webhookCapabilities: TransportCapabilities = Object.freeze({ ordere
 /**
  * A transport that POSTs each event to one URL, signed per Standard Webhooks (`webhook-id`,
  * `webhook-timestamp`, `webhook-signature`), with the JSON body described by `WebhookEnvelope`.
- * 2xx is delivered; any other answer, a timeout or a network error is `retry` (429 and 503 with
- * the receiver's `Retry-After`); 410 Gone calls `onGone`. Redirects are not followed. The host is
+ * 2xx is delivered. The receiver is `unavailable` (waited for, never counted against the event)
+ * on a network error, a timeout, 408, 429, any 5xx and a redirect (not followed), honouring its
+ * `Retry-After`; any other 4xx refuses the event (`retry`, counted toward its retries); 410 Gone
+ * is `failed`, or calls `onGone`. The host is
  * resolved and checked against the address policy on every new connection, and the connection
  * goes to the checked address. Connections are kept alive.
  *
@@ -142,7 +144,7 @@ export class WebhookTransport implements Transport {
   async #sendInOrder(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<SendOutcome[]> {
     const outcomes: SendOutcome[] = [];
     for (const event of batch) {
-      const outcome = signal.aborted ? retry(signal.reason ?? new Error('the send was aborted')) : await this.#deliver(event, signal);
+      const outcome = signal.aborted ? unavailable(signal.reason ?? new Error('the send was aborted')) : await this.#deliver(event, signal);
       outcomes.push(outcome);
       if (outcome.status !== 'delivered') break;
     }
@@ -175,12 +177,12 @@ export class WebhookTransport implements Transport {
         status = result.status;
         outcome = await this.#judge(event, result.status, result.headers, result.snippet);
       } else if (result.cause instanceof WebhookAddressRefusedError) {
-        outcome = retry(result.cause);
+        outcome = unavailable(result.cause);
       } else {
-        outcome = retry(this.#error(event, result.failure, result.message, { cause: result.cause }));
+        outcome = unavailable(this.#error(event, result.failure, result.message, { cause: result.cause }));
       }
     } catch (error) {
-      outcome = retry(error);
+      outcome = unavailable(error);
     }
     this.#options.onAttempt?.({
       eventId: event.eventId,
@@ -200,19 +202,23 @@ export class WebhookTransport implements Transport {
       const error = this.#error(event, 'gone', 'the receiver answered 410 Gone: it wants no more webhooks', answer);
       if (!this.#options.onGone) return failed(error);
       await this.#options.onGone(error);
-      return retry(error, this.#maxRetryAfterMs);
+      return unavailable(error, this.#maxRetryAfterMs);
     }
-    if (status === 429 || status === 503) {
-      const asked = parseRetryAfter(headers['retry-after']);
-      const retryAfterMs = asked === undefined ? undefined : Math.min(asked, this.#maxRetryAfterMs);
-      const hint = retryAfterMs === undefined ? '' : `; Retry-After ${headers['retry-after']} (${retryAfterMs} ms)`;
-      return retry(this.#error(event, 'status', `the receiver answered ${status}${hint}`, { ...answer, retryAfterMs }), retryAfterMs);
-    }
+    const asked = parseRetryAfter(headers['retry-after']);
+    const retryAfterMs = asked === undefined ? undefined : Math.min(asked, this.#maxRetryAfterMs);
+    const hint = retryAfterMs === undefined ? '' : `; Retry-After ${headers['retry-after']} (${retryAfterMs} ms)`;
     if (status >= 300 && status < 400) {
       const location = typeof headers.location === 'string' ? ` to ${headers.location.slice(0, 200)}` : '';
-      return retry(this.#error(event, 'redirect', `the receiver answered ${status}, a redirect${location}; redirects are not followed, update the endpoint's URL instead`, answer));
+      return unavailable(
+        this.#error(event, 'redirect', `the receiver answered ${status}, a redirect${location}; redirects are not followed, update the endpoint's URL instead`, answer),
+        retryAfterMs,
+      );
     }
-    return retry(this.#error(event, 'status', `the receiver answered ${status}${snippet ? `: ${oneLine(snippet)}` : ''}`, answer));
+    const said = `the receiver answered ${status}${hint}${snippet ? `: ${oneLine(snippet)}` : ''}`;
+    const error = this.#error(event, 'status', said, { ...answer, retryAfterMs });
+    // The receiver is down, overloaded or slow: wait for it. Any other 4xx is about this event.
+    if (status === 408 || status === 429 || status >= 500) return unavailable(error, retryAfterMs);
+    return retry(error, retryAfterMs);
   }
 
   #headers(event: OutboxEvent, body: Buffer): http.OutgoingHttpHeaders {

@@ -7,9 +7,9 @@ import { UsageError } from '../usage-error.ts';
 
 export const help = `tidings dead-letters list|retry|discard: events a relay gave up on
 
-  list       show dead letters (oldest first) with their last error
-  retry      queue them for another delivery by their relay's workers
-  discard    delete them for good
+  list       show dead letters (oldest first) with their last error and the key's events parked behind them
+  retry      queue them for another delivery by their relay's workers (then their parked events, in order)
+  discard    delete them for good (their parked events are released and delivered)
 
   --relay NAME    only this relay's
   --id ID         only this dead letter (repeatable)
@@ -50,7 +50,8 @@ export async function run(args: string[]): Promise<number> {
       else {
         for (const l of letters) {
           const last = l.errors.at(-1);
-          console.log(`#${l.id} ${l.relay} ${l.topic} ${l.eventId} [${l.status}] after ${l.errors.length} attempts: ${last?.message ?? ''}`);
+          const parked = l.parksKey ? ` key ${JSON.stringify(l.key)} parked with ${l.parkedEvents} events behind it;` : '';
+          console.log(`#${l.id} ${l.relay} ${l.topic} ${l.eventId} [${l.status}]${parked} after ${l.errors.length} attempts: ${last?.message ?? ''}`);
         }
       }
       return 0;
@@ -61,7 +62,8 @@ export async function run(args: string[]): Promise<number> {
     }
     const queued = await retryDeadLetters(db, { ...query, beyondHorizon: values['beyond-horizon'] === true });
     console.log(`queued ${queued} dead letters for another delivery`);
-    if (values.wait && queued > 0) return waitForRetries(db, query, queued);
+    // Awaited here, so the database is closed (finally) only once the wait is over.
+    if (values.wait && queued > 0) return await waitForRetries(db, query, queued);
     return 0;
   } finally {
     await close();

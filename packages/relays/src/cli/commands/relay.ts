@@ -104,7 +104,19 @@ function logRelayEvent(log: Logger, relay: string, event: RelayEvent): void {
       log.debug({ relay, partition: event.partition, count: event.count }, 'delivered');
       return;
     case 'retry':
-      log.warn({ relay, partition: event.partition, eventId: event.eventId, attempt: event.attempt, err: event.error.message }, 'send failed; retrying');
+      log.warn({ relay, partition: event.partition, eventId: event.eventId, attempt: event.attempt, delayMs: event.delayMs, err: event.error.message }, 'event refused; retrying');
+      return;
+    case 'unavailable':
+      log.warn({ relay, partition: event.partition, attempt: event.attempt, delayMs: event.delayMs, err: event.error.message }, 'destination unavailable; waiting');
+      return;
+    case 'available':
+      log.info({ relay, partition: event.partition, unavailableMs: event.unavailableMs }, 'destination available again');
+      return;
+    case 'key-parked':
+      log.warn({ relay, partition: event.partition, key: event.key, eventId: event.eventId }, 'key parked behind a dead letter');
+      return;
+    case 'key-released':
+      log.info({ relay, partition: event.partition, key: event.key, delivered: event.delivered }, 'parked key released');
       return;
     case 'dead-letter':
       log.error({ relay, partition: event.partition, eventId: event.eventId, err: event.error.message }, 'dead letter');

@@ -50,9 +50,18 @@ function render(report: OutboxStatus): string {
     lines.push(
       '',
       `relay ${relay.relay}: ${state}; ${relay.lagEvents} events behind (oldest ${relay.lagSeconds.toFixed(1)} s); ` +
-        `${relay.deadLetters} dead letters; workers: ${relay.workers.map((w) => w.worker).join(', ') || 'none'}`,
+        `${relay.deadLetters} dead letters; ${relay.parkedKeys} keys parked behind them (${relay.parkedEvents} events waiting); workers: ${relay.workers.map((w) => w.worker).join(', ') || 'none'}`,
       '  partition  owner                 behind  oldest(s)  cursor',
     );
+    if (relay.unavailableSince) {
+      const waiting = relay.partitions.filter((p) => p.unavailable);
+      const seconds = ((Date.now() - relay.unavailableSince.getTime()) / 1000).toFixed(1);
+      lines.splice(
+        lines.length - 1,
+        0,
+        `  destination UNAVAILABLE for ${seconds} s (${waiting.length} partitions waiting; nothing is counted against the events): ${waiting[0]?.unavailable?.error ?? ''}`,
+      );
+    }
     for (const p of relay.partitions) {
       lines.push(
         `  ${String(p.partition).padStart(9)}  ${(p.owner ?? '-').padEnd(20)}  ${String(p.lagEvents).padStart(6)}  ${p.lagSeconds.toFixed(1).padStart(9)}  ${p.cursor}`,
