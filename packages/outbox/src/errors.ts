@@ -78,13 +78,23 @@ export class CursorExpiredError extends TidingsError {
   }
 }
 
-/** A cursor string is not one that tidings produced. */
+/**
+ * A cursor string is not one that tidings produced (`reason: 'unknown'`), or one of the form
+ * tidings wrote before log positions became commit sequence numbers (`reason: 'legacy'`).
+ */
 export class InvalidCursorError extends TidingsError {
   override readonly name = 'InvalidCursorError';
   readonly cursor: string;
-  constructor(cursor: string) {
-    super(`"${cursor}" is not a tidings cursor; pass back a cursor exactly as tidings returned it.`);
+  readonly reason: 'unknown' | 'legacy';
+  constructor(cursor: string, reason: 'unknown' | 'legacy' = 'unknown') {
+    super(
+      reason === 'legacy'
+        ? `"${cursor}" is a cursor of the old (transaction id) form, which cannot be placed in commit order; ` +
+            'resume from your own state and restart the feed from "start" or "now".'
+        : `"${cursor}" is not a tidings cursor; pass back a cursor exactly as tidings returned it.`,
+    );
     this.cursor = cursor;
+    this.reason = reason;
   }
 }
 

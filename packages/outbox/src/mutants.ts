@@ -6,9 +6,11 @@
  * - `id-cursor`: the relay reads `id > cursor` with no visibility watermark (the sequence-gap bug);
  * - `ack-before-send`: the relay moves its cursor before the transport acknowledged the batch;
  * - `no-dedup`: the inbox checks for a duplicate with a look-up instead of the unique key;
- * - `notify-only`: the relay wakes only on NOTIFY and never polls.
+ * - `notify-only`: the relay wakes only on NOTIFY and never polls;
+ * - `xid-order`: relays and feeds read the log in (tx_id, id) order under the visibility watermark,
+ *   the order in which transactions got their id (first write), not the order they committed.
  */
-export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only';
+export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'xid-order';
 
 const enabled: ReadonlySet<string> = process.env.VITEST
   ? new Set((process.env.TIDINGS_MUTANT ?? '').split(',').map((name) => name.trim()).filter(Boolean))

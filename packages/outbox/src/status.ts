@@ -63,14 +63,16 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
        FROM pg_stat_activity WHERE backend_xid IS NOT NULL`,
     ),
     db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number }>(
-      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner,
+      `SELECT rp.relay, rp.partition, 'c' || rp.cursor_seq || '-' || rp.cursor_id AS cursor, rp.owner,
               CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
-              (SELECT count(*) FROM (SELECT 1 FROM ${s}.events e WHERE e.partition = rp.partition
-                 AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) LIMIT $1) behind)::int AS lag_events,
-              coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.events e
-                 WHERE e.partition = rp.partition AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id)
-                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY e.tx_id, e.id LIMIT 1), 0)::float8 AS lag_seconds
+              (SELECT count(*) FROM (SELECT 1 FROM ${s}.commits c
+                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id)
+                 LIMIT $1) behind)::int AS lag_events,
+              coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.commits c
+                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id)
+                 ORDER BY c.seq, e.id LIMIT 1), 0)::float8 AS lag_seconds
        FROM ${s}.relay_partitions rp ORDER BY rp.relay, rp.partition`,
       [limit],
     ),

@@ -8,7 +8,6 @@ import {
   type Position,
 } from '@tidings/outbox';
 import type { FeedStart } from './cursor.ts';
-import { heldBackStatement } from './held-back.ts';
 import { SharedReads } from './shared-reads.ts';
 import type { ResolvedScope } from './scope.ts';
 
@@ -157,6 +156,7 @@ export class FeedHub {
     this.#reading = true;
     try {
       let hasMore = false;
+      let heldBack = false;
       do {
         this.#dirty = false;
         if (this.#members.size === 0 || this.#head === undefined) return;
@@ -164,8 +164,9 @@ export class FeedHub {
         this.#head = page.next;
         this.#distribute(page);
         hasMore = page.hasMore;
+        heldBack = page.heldBack;
       } while ((hasMore || this.#dirty) && !this.#closed);
-      if (this.#members.size > 0) await this.#probeHeldBack();
+      if (this.#members.size > 0) this.#lookAgainIfHeldBack(heldBack);
     } catch (error) {
       if (error instanceof CursorExpiredError) {
         const members = [...this.#members];
@@ -203,10 +204,13 @@ export class FeedHub {
     }
   }
 
-  async #probeHeldBack(): Promise<void> {
-    const { rows } = await this.#database.query<{ held: boolean }>(heldBackStatement(this.#settings.schema));
+  /**
+   * Committed events wait behind a partition whose committer is still committing; its own NOTIFY
+   * may not come (publish without notify), so look again after 1, 2, 4 ... ms, up to a poll interval.
+   */
+  #lookAgainIfHeldBack(held: boolean): void {
     clearTimeout(this.#heldBackTimer);
-    if (rows[0]?.held) {
+    if (held) {
       this.#heldBackTimer = setTimeout(() => this.wake(), this.#heldBackDelayMs).unref();
       this.#heldBackDelayMs = Math.min(this.#heldBackDelayMs * 2, this.#settings.pollIntervalMs);
     } else {
