@@ -163,8 +163,8 @@ export function anomalies(history: History, options: JudgeOptions): string[] {
   const order = (violations: OrderViolation[], what: string): void => {
     for (const v of violations.slice(0, 3)) {
       found.push(
-        `out of order: key ${v.key}: ${describe(v.overtaking)} ${what} before ${describe(v.overtaken)}, which is earlier in the log; ` +
-          `log order ${v.expected.join(' ')}, ${what} ${v.actual.join(' ')}`,
+        `out of order: key ${v.key}: ${describe(v.overtaking)} ${what} before ${describe(v.overtaken)}, which committed earlier; ` +
+          `commit order ${v.expected.join(' ')}, ${what} ${v.actual.join(' ')}`,
       );
     }
   };
