@@ -44,6 +44,7 @@ DECLARE
   setting text := 'tidings.sequenced_' || TG_TABLE_SCHEMA;
   done bigint := coalesce(nullif(current_setting(setting, true), ''), '0')::bigint;
   tx xid8;
+  lower bigint;
   upto bigint;
   part smallint;
   assigned bigint;
@@ -53,14 +54,17 @@ BEGIN
     RETURN NULL;
   END IF;
   tx := pg_current_xact_id();
-  SELECT max(e.id) INTO upto FROM {{schema}}.events e WHERE e.tx_id = tx AND e.id > done;
-  FOR part IN SELECT DISTINCT e.partition FROM {{schema}}.events e WHERE e.tx_id = tx AND e.id > done AND e.id <= upto ORDER BY 1 LOOP
+  -- Firings come in insertion order, so NEW.id is the transaction's first event not numbered yet;
+  -- starting there also keeps out rows restored from another cluster that used the same id.
+  lower := greatest(done + 1, NEW.id);
+  SELECT max(e.id) INTO upto FROM {{schema}}.events e WHERE e.tx_id = tx AND e.id >= lower;
+  FOR part IN SELECT DISTINCT e.partition FROM {{schema}}.events e WHERE e.tx_id = tx AND e.id >= lower AND e.id <= upto ORDER BY 1 LOOP
     PERFORM pg_advisory_xact_lock(hashtext('tidings.commits:' || TG_TABLE_SCHEMA), part);
   END LOOP;
   assigned := nextval('{{schema}}.commit_seq');
   INSERT INTO {{schema}}.commits (partition, seq, tx_id, first_id, last_id)
   SELECT e.partition, assigned, tx, min(e.id), max(e.id) FROM {{schema}}.events e
-  WHERE e.tx_id = tx AND e.id > done AND e.id <= upto
+  WHERE e.tx_id = tx AND e.id >= lower AND e.id <= upto
   GROUP BY e.partition;
   PERFORM set_config(setting, upto::text, true);
   RETURN NULL;

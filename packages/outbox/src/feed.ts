@@ -1,5 +1,5 @@
 import { translatingErrors } from './driver-errors.ts';
-import { CursorExpiredError } from './errors.ts';
+import { CursorExpiredError, InvalidCursorError } from './errors.ts';
 import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { comparePositions, encodePosition, maxPosition, start } from './position.ts';
@@ -57,6 +57,7 @@ async function read(executor: Executor, schema: string, options: FeedReadOptions
   const limit = options.after === 'now' ? 0 : options.limit;
   const drawn = await executor.query<{ drawn: string; held: number[] }>(horizonStatement(schema), [schema]);
   const { drawn: lastDrawn, held } = drawn.rows[0]!;
+  if (explicit && BigInt(explicit.seq) > BigInt(lastDrawn) + 1n) throw new InvalidCursorError(encodePosition(explicit), 'ahead');
   const patterns = topicPatterns(options.topics);
   const params: unknown[] = [explicit?.seq ?? '0', explicit?.id ?? '0', limit, patterns ?? null, options.tenant ?? null, lastDrawn, held];
   const { rows } = await executor.query<EventRow & { safe: string; horizon: string | null; held_back: boolean }>(

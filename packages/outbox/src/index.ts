@@ -1,6 +1,8 @@
 export { payloadJson, type EventInput, type Json, type OutboxEvent, type Position } from './event.ts';
 export {
+  ClusterChangedError,
   ConfigError,
+  CursorAheadError,
   CursorExpiredError,
   InvalidCursorError,
   InvalidEventError,
@@ -9,6 +11,7 @@ export {
   SchemaMissingError,
   TidingsError,
   TransportClosedError,
+  type ClusterIdentity,
   type InvalidEventReason,
 } from './errors.ts';
 export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';
@@ -32,3 +35,4 @@ export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
 export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
 export { inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
+export { adoptCluster, inspectCluster, moveCursors, type ClusterReport, type MoveCursorsOptions } from './cluster.ts';

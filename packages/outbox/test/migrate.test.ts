@@ -20,7 +20,7 @@ describe('migrate', () => {
     const db = database();
     const first = await migrate(db, { schema, partitions: 4 });
     const second = await migrate(db, { schema, partitions: 4 });
-    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_commit_order.sql']);
+    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_commit_order.sql', '0005_cluster_identity.sql']);
     expect(second.applied).toEqual([]);
     const { rows } = await db.query<{ partitions: number }>(`SELECT partitions FROM "${schema}".settings`);
     expect(rows).toEqual([{ partitions: 4 }]);
@@ -30,10 +30,10 @@ describe('migrate', () => {
   it('applies each file exactly once when many processes migrate at the same moment', async () => {
     const schema = `t_migrate_${randomBytes(4).toString('hex')}`;
     const results = await Promise.all(Array.from({ length: 6 }, () => migrate(database(), { schema })));
-    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_commit_order.sql']);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_commit_order.sql', '0005_cluster_identity.sql']);
     const db = database();
     const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".migrations`);
-    expect(rows[0]!.n).toBe(4);
+    expect(rows[0]!.n).toBe(5);
     await db.query(`DROP SCHEMA "${schema}" CASCADE`);
   });
 
