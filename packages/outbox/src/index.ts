@@ -33,6 +33,6 @@ export { resolveSchema, notifyChannel } from './options.ts';
 export { transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
-export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
+export { status, type CommitLockHolder, type FeedHoldReport, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
 export { inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
 export { adoptCluster, inspectCluster, moveCursors, type ClusterReport, type MoveCursorsOptions } from './cluster.ts';
