@@ -37,7 +37,7 @@ export interface HubSettings {
   readonly onError: (error: unknown) => void;
 }
 
-const minHeldBackDelayMs = 10;
+const minHeldBackDelayMs = 2;
 /** After a join, the hub looks at the log this soon, once for all joins meanwhile. */
 const joinLookMs = 20;
 
@@ -157,6 +157,7 @@ export class FeedHub {
     try {
       let hasMore = false;
       let heldBack = false;
+      let progressed = false;
       do {
         this.#dirty = false;
         if (this.#members.size === 0 || this.#head === undefined) return;
@@ -165,8 +166,9 @@ export class FeedHub {
         this.#distribute(page);
         hasMore = page.hasMore;
         heldBack = page.heldBack;
+        progressed ||= page.events.length > 0;
       } while ((hasMore || this.#dirty) && !this.#closed);
-      if (this.#members.size > 0) this.#lookAgainIfHeldBack(heldBack);
+      if (this.#members.size > 0) this.#lookAgainIfHeldBack(heldBack, progressed);
     } catch (error) {
       if (error instanceof CursorExpiredError) {
         const members = [...this.#members];
@@ -205,11 +207,13 @@ export class FeedHub {
   }
 
   /**
-   * Committed events wait behind a partition whose committer is still committing; its own NOTIFY
-   * may not come (publish without notify), so look again after 1, 2, 4 ... ms, up to a poll interval.
+   * Committed events wait behind a partition whose committer is still committing (for about one
+   * commit); its own NOTIFY may not come (publish without notify), so look again after 2, 4, 8 ...
+   * ms, up to a poll interval, starting again from 2 ms whenever a read brought events.
    */
-  #lookAgainIfHeldBack(held: boolean): void {
+  #lookAgainIfHeldBack(held: boolean, progressed: boolean): void {
     clearTimeout(this.#heldBackTimer);
+    if (progressed) this.#heldBackDelayMs = minHeldBackDelayMs;
     if (held) {
       this.#heldBackTimer = setTimeout(() => this.wake(), this.#heldBackDelayMs).unref();
       this.#heldBackDelayMs = Math.min(this.#heldBackDelayMs * 2, this.#settings.pollIntervalMs);
