@@ -115,7 +115,7 @@ export class Business {
     }
   }
 
-  /** Commits whatever is still open (before the run drains: open transactions hold the watermark). */
+  /** Commits whatever is still open (before the run drains: what is open is not delivered yet). */
   async finishAll(): Promise<void> {
     while (this.open.length > 0) await this.finish(0, 'commit');
   }
