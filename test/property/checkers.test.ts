@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { anomalies, checkAtLeastOnce, checkExactlyOnce, checkPerKeyOrder, compareLogPositions } from './checkers.ts';
-import type { Arrival, History, HistoryOp, Outcome, PublishedEvent } from './history.ts';
+import { anomalies, checkAtLeastOnce, checkExactlyOnce, checkPerKeyOrder, compareCommitOrder } from './checkers.ts';
+import type { Arrival, History, HistoryOp, Outcome, PublishedEvent, TransactionOp } from './history.ts';
 
-// A hand-written history: each transaction lists its events as [eventId, key, txId, id].
+// A hand-written history: each transaction lists its events as [eventId, key, version of the key's row, id].
 function tx(n: number, outcome: Outcome | undefined, events: [string, string | null, number, number][]): HistoryOp {
-  const published: PublishedEvent[] = events.map(([eventId, key, txId, id]) => ({ eventId, key, txId: String(txId), id: String(id) }));
+  const published: PublishedEvent[] = events.map(([eventId, key, version, id]) => ({ eventId, key, version, id: String(id) }));
   return { type: 'transaction', tx: n, action: 'commit', silent: false, events: published, outcome, invokedAt: n, completedAt: n };
 }
 
@@ -14,12 +14,13 @@ function history(ops: HistoryOp[], arrivals: Arrival[], effects: Arrival[] = arr
   return { destination: 'the destination', ops, arrivals, effects };
 }
 
-// a1, a2 on key "a" (a2's transaction wrote later); b1 on key "b"; x1 rolled back; u1 unknown.
+// a1, a2 on key "a" (a2's transaction set the key's row to version 2, after a1's); b1 on key "b";
+// x1 rolled back; u1 unknown.
 const ops = [
-  tx(1, 'ok', [['a1', 'a', 100, 1]]),
-  tx(2, 'ok', [['b1', 'b', 101, 2], ['a2', 'a', 101, 3]]),
-  tx(3, 'fail', [['x1', 'x', 102, 4]]),
-  tx(4, 'unknown', [['u1', 'u', 103, 5]]),
+  tx(1, 'ok', [['a1', 'a', 1, 1]]),
+  tx(2, 'ok', [['b1', 'b', 1, 2], ['a2', 'a', 2, 3]]),
+  tx(3, 'fail', [['x1', 'x', 1, 4]]),
+  tx(4, 'unknown', [['u1', 'u', 1, 5]]),
 ];
 
 describe('the at-least-once checker', () => {
@@ -80,11 +81,11 @@ describe('the exactly-once effects checker', () => {
 });
 
 describe('the per-key order checker', () => {
-  it('orders log positions by transaction id first, then row id', () => {
-    const at = (txId: number, id: number): PublishedEvent => ({ eventId: '', key: null, txId: String(txId), id: String(id) });
-    expect(compareLogPositions(at(9, 1), at(10, 0))).toBe(-1);
-    expect(compareLogPositions(at(10, 2), at(10, 1))).toBe(1);
-    expect(compareLogPositions(at(10, 2), at(10, 2))).toBe(0);
+  it('orders events by the version their transaction gave the key, then row id', () => {
+    const at = (version: number, id: number): PublishedEvent => ({ eventId: '', key: null, version, id: String(id) });
+    expect(compareCommitOrder(at(9, 1), at(10, 0))).toBe(-1);
+    expect(compareCommitOrder(at(10, 2), at(10, 1))).toBe(1);
+    expect(compareCommitOrder(at(10, 2), at(10, 2))).toBe(0);
   });
 
   it('accepts first arrivals in log order, whatever the redeliveries after them', () => {
@@ -96,11 +97,18 @@ describe('the per-key order checker', () => {
     expect(violation).toMatchObject({ key: 'a', overtaking: 'a2', overtaken: 'a1', expected: ['a1', 'a2'], actual: ['a2', 'a1'] });
   });
 
-  it('uses log order, not the order in which the transactions were recorded', () => {
-    // Transaction 1 wrote later (tx id 200) than transaction 2 (tx id 150) but committed first.
-    const lateWriter = [tx(1, 'ok', [['a1', 'a', 200, 9]]), tx(2, 'ok', [['a2', 'a', 150, 8]])];
-    expect(checkPerKeyOrder(history(lateWriter, arrived('a2', 'a1')))).toEqual([]);
-    expect(checkPerKeyOrder(history(lateWriter, arrived('a1', 'a2')))).toHaveLength(1);
+  it('uses commit order (the versions), not the order of the events in the log', () => {
+    // Transaction 1 wrote its event first (row 8) but set the key's row to version 2 after
+    // transaction 2 (row 9) set version 1: it committed second (the early-id, late-commit case).
+    const lateCommitter = [tx(1, 'ok', [['a1', 'a', 2, 8]]), tx(2, 'ok', [['a2', 'a', 1, 9]])];
+    expect(checkPerKeyOrder(history(lateCommitter, arrived('a2', 'a1')))).toEqual([]);
+    expect(checkPerKeyOrder(history(lateCommitter, arrived('a1', 'a2')))).toHaveLength(1);
+  });
+
+  it('leaves out events whose transaction never took its row lock (no version)', () => {
+    const unversioned = [tx(1, 'ok', [['a1', 'a', 1, 1]]), tx(2, 'unknown', [['a2', 'a', 0, 2]])];
+    (unversioned[1] as TransactionOp).events[0]!.version = undefined;
+    expect(checkPerKeyOrder(history(unversioned, arrived('a2', 'a1')))).toEqual([]);
   });
 });
 
@@ -113,7 +121,7 @@ describe('the anomaly report', () => {
     const bad = history(ops, arrived('a2', 'a1', 'x1'), arrived('a1', 'a1', 'a2'));
     const found = anomalies(bad, { ordered: true });
     expect(found.map((line) => line.split(':')[0])).toEqual(['lost event', 'aborted read', 'out of order', 'duplicate effect', 'missing effect']);
-    expect(found[0]).toContain('b1 (key b, tx #2 commit, log position 101-2)');
+    expect(found[0]).toContain('b1 (key b, tx #2 commit, version 1, row 2)');
   });
 
   it('checks the order of effects only when asked to', () => {

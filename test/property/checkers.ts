@@ -80,26 +80,30 @@ export function checkExactlyOnce(history: History): EffectsVerdict {
 
 export interface OrderViolation {
   readonly key: string;
-  /** The key's events in log order, restricted to those that arrived. */
+  /** The key's events in commit order, restricted to those that arrived. */
   readonly expected: readonly string[];
   /** Their first arrivals, in arrival order. */
   readonly actual: readonly string[];
-  /** The first event that arrived before an event earlier in the log, and that earlier event. */
+  /** The first event that arrived before an event that committed earlier, and that earlier event. */
   readonly overtaking: string;
   readonly overtaken: string;
 }
 
-/** Compares log positions `(tx_id, id)`. */
-export function compareLogPositions(a: PublishedEvent, b: PublishedEvent): number {
-  const tx = BigInt(a.txId) - BigInt(b.txId);
-  if (tx !== 0n) return tx < 0n ? -1 : 1;
+/**
+ * Compares two events of one key in commit order: the version their transactions gave the key's
+ * row under its lock, then (one transaction) the row id.
+ */
+export function compareCommitOrder(a: PublishedEvent, b: PublishedEvent): number {
+  const version = (a.version ?? 0) - (b.version ?? 0);
+  if (version !== 0) return version < 0 ? -1 : 1;
   const id = BigInt(a.id) - BigInt(b.id);
   return id === 0n ? 0 : id < 0n ? -1 : 1;
 }
 
 /**
- * Per key, the first arrival of each event must follow log order. Rolled-back and unknown-id
- * arrivals are left to the at-least-once checker; events that never arrived are left out here.
+ * Per key, the first arrival of each event must follow commit order (the versions of the key's
+ * business row), not the log's own order. Rolled-back and unknown-id arrivals are left to the
+ * at-least-once checker; events that never arrived are left out here.
  */
 export function checkPerKeyOrder(history: History, of: readonly Arrival[] = history.arrivals): OrderViolation[] {
   const known = published(history);
@@ -107,13 +111,13 @@ export function checkPerKeyOrder(history: History, of: readonly Arrival[] = hist
   const firstByKey = new Map<string, Known[]>();
   for (const arrival of of) {
     const k = known.get(arrival.eventId);
-    if (!k || k.outcome === 'fail' || seen.has(arrival.eventId) || k.event.key === null) continue;
+    if (!k || k.outcome === 'fail' || seen.has(arrival.eventId) || k.event.key === null || k.event.version === undefined) continue;
     seen.add(arrival.eventId);
     firstByKey.set(k.event.key, [...(firstByKey.get(k.event.key) ?? []), k]);
   }
   const violations: OrderViolation[] = [];
   for (const [key, arrived] of firstByKey) {
-    const sorted = [...arrived].sort((a, b) => compareLogPositions(a.event, b.event));
+    const sorted = [...arrived].sort((a, b) => compareCommitOrder(a.event, b.event));
     const i = arrived.findIndex((k, n) => k !== sorted[n]);
     if (i < 0) continue;
     violations.push({
@@ -142,7 +146,7 @@ export function anomalies(history: History, options: JudgeOptions): string[] {
   const where = history.destination;
   const describe = (id: string): string => {
     const k = known.get(id);
-    return k ? `${id} (key ${k.event.key}, tx #${k.tx} ${k.action}, log position ${k.event.txId}-${k.event.id})` : id;
+    return k ? `${id} (key ${k.event.key}, tx #${k.tx} ${k.action}, version ${k.event.version ?? '-'}, row ${k.event.id})` : id;
   };
   const list = (ids: readonly string[]): string =>
     ids.slice(0, 5).map(describe).join(', ') + (ids.length > 5 ? `, and ${ids.length - 5} more` : '');
@@ -159,8 +163,8 @@ export function anomalies(history: History, options: JudgeOptions): string[] {
   const order = (violations: OrderViolation[], what: string): void => {
     for (const v of violations.slice(0, 3)) {
       found.push(
-        `out of order: key ${v.key}: ${describe(v.overtaking)} ${what} before ${describe(v.overtaken)}, which is earlier in the log; ` +
-          `log order ${v.expected.join(' ')}, ${what} ${v.actual.join(' ')}`,
+        `out of order: key ${v.key}: ${describe(v.overtaking)} ${what} before ${describe(v.overtaken)}, which committed earlier; ` +
+          `commit order ${v.expected.join(' ')}, ${what} ${v.actual.join(' ')}`,
       );
     }
   };

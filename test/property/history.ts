@@ -7,12 +7,17 @@
 /** How a business transaction ended, as its client saw it. */
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
-/** One event written by a business transaction, with its place in the outbox log. */
+/** One event written by a business transaction, with its place in its key's commit order. */
 export interface PublishedEvent {
   readonly eventId: string;
   readonly key: string | null;
-  /** The log position `(tx_id, id)`, as decimal strings: per-key order is the order of these. */
-  readonly txId: string;
+  /**
+   * The version the transaction gave its key's business row (under that row's lock, so a key's
+   * versions follow the commit order of its transactions): per-key order is (version, id). Set
+   * when the transaction takes the row lock, which a held-open transaction does only at its end.
+   */
+  version: number | undefined;
+  /** The event's row id in the outbox, as a decimal string (orders events of one transaction). */
   readonly id: string;
 }
 
@@ -110,6 +115,11 @@ export class HistoryRecorder {
 
   published(op: TransactionOp, events: readonly PublishedEvent[]): void {
     (op.events as PublishedEvent[]).push(...events);
+  }
+
+  /** Records the versions a transaction gave its keys' rows (once it holds their locks). */
+  versioned(op: TransactionOp, versions: ReadonlyMap<string, number>): void {
+    for (const event of op.events) if (event.key !== null && versions.has(event.key)) event.version = versions.get(event.key);
   }
 
   complete(op: TransactionOp, outcome: Outcome, error?: unknown): void {

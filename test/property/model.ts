@@ -69,6 +69,9 @@ const concurrently = fc.array(fc.tuple(specArb, endArb), { minLength: 2, maxLeng
     r.business.concurrently(list.map(([spec, end]) => ({ ...spec, end }))),
   ),
 );
+const earlyIdLateCommit = specArb.map((spec) =>
+  command(`earlyIdLateCommit(${show(spec)})`, () => true, (_m, r) => r.business.earlyIdLateCommit(spec)),
+);
 const wait = fc.integer({ min: 20, max: 400 }).map((ms) => command(`wait(${ms} ms)`, () => true, () => new Promise((resolve) => setTimeout(resolve, ms))));
 
 const business: fc.Arbitrary<Command> = fc.oneof(
@@ -78,6 +81,7 @@ const business: fc.Arbitrary<Command> = fc.oneof(
   { arbitrary: finish, weight: 3 },
   { arbitrary: commitCut, weight: 2 },
   { arbitrary: concurrently, weight: 2 },
+  { arbitrary: earlyIdLateCommit, weight: 2 },
   { arbitrary: wait, weight: 4 },
 );
 

@@ -12,5 +12,5 @@ describe('the RabbitMQ transport under faults', () => {
   });
   afterAll(() => release?.());
 
-  it('delivers every committed event at least once, in per-key log order, with exactly-once effects', () => runProperty(destination), settings(destination.ciRuns).testTimeoutMs);
+  it('delivers every committed event at least once, in per-key commit order, with exactly-once effects', () => runProperty(destination), settings(destination.ciRuns).testTimeoutMs);
 });

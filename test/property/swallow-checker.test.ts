@@ -9,8 +9,8 @@ const ops: HistoryOp[] = [
     action: 'commit',
     silent: false,
     events: [
-      { eventId: 'a1', key: 'a', txId: '100', id: '1' },
-      { eventId: 'b1', key: 'b', txId: '100', id: '2' },
+      { eventId: 'a1', key: 'a', version: 1, id: '1' },
+      { eventId: 'b1', key: 'b', version: 1, id: '2' },
     ],
     outcome: 'ok',
     invokedAt: 0,

@@ -4,5 +4,5 @@ import { runProperty } from './run-property.ts';
 import { settings } from './settings.ts';
 
 describe('webhooks to a real HTTP receiver under faults', () => {
-  it('delivers every committed event at least once, in per-key log order, with exactly-once effects', () => runProperty(destination), settings(destination.ciRuns).testTimeoutMs);
+  it('delivers every committed event at least once, in per-key commit order, with exactly-once effects', () => runProperty(destination), settings(destination.ciRuns).testTimeoutMs);
 });

@@ -1,5 +1,5 @@
-import { publish } from '@tidings/outbox';
-import { freshOutbox, inTransaction, type TestOutbox } from './db.ts';
+import { encodePosition, publish } from '@tidings/outbox';
+import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from './db.ts';
 import { startGuardedFeed, type GuardedFeed } from './feed-guard.ts';
 
 /** A fresh outbox with events of several tenants and topics, served by feeds in a process of their own. */
@@ -18,10 +18,12 @@ export async function startFuzzWorld(label: string, options: { sse?: object; pol
   const cursors: string[] = [];
   for (const tenant of ['mallory', 'alice', 'bob', null]) {
     for (const topic of ['fuzz.a', 'fuzz.b', 'other.x']) {
-      const events = await inTransaction(outbox.pool, (client) =>
+      const published = await inTransaction(outbox.pool, (client) =>
         publish(client, [1, 2].map((n) => ({ topic, tenant, key: `k${n}`, payload: { tenant, n } })), { schema: outbox.schema }),
       );
-      cursors.push(...events.map((e) => `${e.position.txId}-${e.position.id}`));
+      // A position is numbered at COMMIT: read the committed ones back.
+      const events = await inCommitOrder(outbox.db, outbox.schema, published);
+      cursors.push(...events.map((e) => encodePosition(e.position)));
     }
   }
   const feed = await startGuardedFeed(outbox.schema, options);

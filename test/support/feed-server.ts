@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { publish, type Database, type EventInput, type OutboxEvent } from '@tidings/outbox';
 import { pollingFeed, type PollingFeed, type PollingFeedOptions } from '@tidings/relays/polling';
 import { AccessDeniedError, sseFeed, type SseFeed, type SseFeedOptions } from '@tidings/relays/sse';
-import { freshOutbox, inTransaction, type TestOutbox } from './db.ts';
+import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from './db.ts';
 
 /** What a feed server's database handle was asked to do: how the feeds use PostgreSQL. */
 export interface DatabaseCounts {
@@ -82,7 +82,8 @@ export async function startFeedServer(label: string, options: FeedServerOptions 
     server,
     counts,
     sseRequests,
-    publish: (events) => inTransaction(outbox.pool, (client) => publish(client, events, { schema: outbox.schema })),
+    publish: async (events) =>
+      inCommitOrder(outbox.db, outbox.schema, await inTransaction(outbox.pool, (client) => publish(client, events, { schema: outbox.schema }))),
     async close() {
       await Promise.all([sse.close(), polling.close()]);
       server.closeAllConnections();

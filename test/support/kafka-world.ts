@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { waitUntil } from './check.ts';
-import { freshOutbox, inTransaction, type TestOutbox } from './db.ts';
+import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from './db.ts';
 
 /** One application of an effect, as the handlers record it. */
 export interface EffectRow {
@@ -139,7 +139,7 @@ export async function runWorkload(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, writer));
-  return committed.sort((a, b) => comparePositions(a.position, b.position));
+  return inCommitOrder(world.outbox.db, world.schema, committed);
 }
 
 export interface TestConsumer {

@@ -60,7 +60,7 @@ export async function replay(db: Executor, options: ReplayOptions): Promise<numb
   });
 }
 
-/** The creation time of the first event, per partition in log order, that the replay delivers again. */
+/** The creation time of the first event, per partition in commit order, that the replay delivers again. */
 function firstReplayed(schema: string, options: ReplayOptions): { text: string; params: unknown[] } {
   const s = quoteIdent(schema);
   const after =
@@ -68,15 +68,16 @@ function firstReplayed(schema: string, options: ReplayOptions): { text: string; 
       ? { where: 'e.created_at >= $2', params: [options.from] }
       : (() => {
           const position = decodePosition(options.from as string);
-          return { where: '(e.tx_id, e.id) > ($2::xid8, $3::bigint)', params: [position.txId, position.id] };
+          return { where: '(c.seq, e.id) > ($2::bigint, $3::bigint)', params: [position.seq, position.id] };
         })();
   return {
     text: `SELECT min(first.created_at) AS oldest
       FROM ${s}.relay_partitions rp
       CROSS JOIN LATERAL (
-        SELECT e.created_at FROM ${s}.events e
-        WHERE e.partition = rp.partition AND ${after.where} AND (e.tx_id, e.id) <= (rp.cursor_tx, rp.cursor_id)
-        ORDER BY e.tx_id, e.id LIMIT 1
+        SELECT e.created_at FROM ${s}.commits c
+        JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+        WHERE c.partition = rp.partition AND ${after.where} AND (c.seq, e.id) <= (rp.cursor_seq, rp.cursor_id)
+        ORDER BY c.seq, e.id LIMIT 1
       ) first
       WHERE rp.relay = $1`,
     params: [options.relay, ...after.params],
@@ -90,28 +91,29 @@ async function moveCursorsBack(db: Executor, schema: string, options: ReplayOpti
   if (options.from instanceof Date) {
     if (Number.isNaN(options.from.getTime())) throw new ConfigError('from', 'is an invalid Date');
     params.push(options.from);
-    // Per partition, just before its first event written at or after the time.
-    target = `SELECT rp.partition, first.tx_id AS cursor_tx, first.id - 1 AS cursor_id
+    // Per partition, just before its first event (in commit order) written at or after the time.
+    target = `SELECT rp.partition, first.seq AS cursor_seq, first.id - 1 AS cursor_id
       FROM ${s}.relay_partitions rp
       CROSS JOIN LATERAL (
-        SELECT e.tx_id, e.id FROM ${s}.events e
-        WHERE e.partition = rp.partition AND e.created_at >= $2
-        ORDER BY e.tx_id, e.id LIMIT 1
+        SELECT c.seq, e.id FROM ${s}.commits c
+        JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+        WHERE c.partition = rp.partition AND e.created_at >= $2
+        ORDER BY c.seq, e.id LIMIT 1
       ) first
       WHERE rp.relay = $1`;
   } else {
     const position: Position = decodePosition(options.from);
-    params.push(position.txId, position.id);
-    target = `SELECT rp.partition, $2::xid8 AS cursor_tx, $3::bigint AS cursor_id FROM ${s}.relay_partitions rp WHERE rp.relay = $1`;
+    params.push(position.seq, position.id);
+    target = `SELECT rp.partition, $2::bigint AS cursor_seq, $3::bigint AS cursor_id FROM ${s}.relay_partitions rp WHERE rp.relay = $1`;
   }
   params.push(notifyChannel(schema));
   const { rows } = await db.query<{ moved: number }>(
     `WITH target AS (${target}),
      moved AS (
        UPDATE ${s}.relay_partitions rp
-       SET cursor_tx = t.cursor_tx, cursor_id = t.cursor_id, owner = NULL, lease_until = NULL, fence = rp.fence + 1, updated_at = now()
+       SET cursor_seq = t.cursor_seq, cursor_id = t.cursor_id, owner = NULL, lease_until = NULL, fence = rp.fence + 1, updated_at = now()
        FROM target t
-       WHERE rp.relay = $1 AND rp.partition = t.partition AND (rp.cursor_tx, rp.cursor_id) > (t.cursor_tx, t.cursor_id)
+       WHERE rp.relay = $1 AND rp.partition = t.partition AND (rp.cursor_seq, rp.cursor_id) > (t.cursor_seq, t.cursor_id)
        RETURNING 1
      )
      SELECT count(*)::int AS moved, pg_notify($${params.length}, '*') IS NULL AS _ FROM moved`,
@@ -157,27 +159,38 @@ async function deleteExpired(db: Executor, schema: string, options: CleanupOptio
   let total = 0;
   for (;;) {
     // An event may go once it is old enough and no relay's cursor in its partition is still before it.
-    const { rows } = await db.query<{ deleted: number }>(
+    const { rows } = await db.query<{ deleted: number; partitions: number[] | null; seqs: string[] | null }>(
       `WITH victims AS (
-         SELECT e.id, e.partition, e.tx_id FROM ${s}.events e
+         SELECT e.id, e.partition, c.seq FROM ${s}.events e
+         JOIN ${s}.commits c ON c.partition = e.partition AND c.tx_id = e.tx_id AND e.id BETWEEN c.first_id AND c.last_id
          WHERE e.created_at < now() - $1 * interval '1 millisecond'
            AND NOT EXISTS (
              SELECT 1 FROM ${s}.relay_partitions rp
-             WHERE rp.partition = e.partition AND (rp.cursor_tx, rp.cursor_id) < (e.tx_id, e.id)
+             WHERE rp.partition = e.partition AND (rp.cursor_seq, rp.cursor_id) < (c.seq, e.id)
            )
          ORDER BY e.id LIMIT $2
-         FOR UPDATE SKIP LOCKED
+         FOR UPDATE OF e SKIP LOCKED
        ),
-       gone AS (DELETE FROM ${s}.events e USING victims v WHERE e.id = v.id RETURNING e.partition, e.tx_id, e.id),
+       gone AS (DELETE FROM ${s}.events e USING victims v WHERE e.id = v.id RETURNING e.partition, v.seq, e.id),
        horizon AS (
-         INSERT INTO ${s}.retention_horizon (partition, tx_id, id)
-         SELECT DISTINCT ON (partition) partition, tx_id, id FROM gone ORDER BY partition, tx_id DESC, id DESC
-         ON CONFLICT (partition) DO UPDATE SET tx_id = EXCLUDED.tx_id, id = EXCLUDED.id
-         WHERE (${s}.retention_horizon.tx_id, ${s}.retention_horizon.id) < (EXCLUDED.tx_id, EXCLUDED.id)
+         INSERT INTO ${s}.retention_horizon (partition, seq, id)
+         SELECT DISTINCT ON (partition) partition, seq, id FROM gone ORDER BY partition, seq DESC, id DESC
+         ON CONFLICT (partition) DO UPDATE SET seq = EXCLUDED.seq, id = EXCLUDED.id
+         WHERE (${s}.retention_horizon.seq, ${s}.retention_horizon.id) < (EXCLUDED.seq, EXCLUDED.id)
        )
-       SELECT count(*)::int AS deleted FROM gone`,
+       SELECT count(*)::int AS deleted, array_agg(DISTINCT partition) AS partitions, array_agg(DISTINCT seq::text) AS seqs FROM gone`,
       [retentionMs, batchSize],
     );
+    // Commit rows whose events are all gone go too.
+    const seqs = rows[0]?.seqs ?? [];
+    if (seqs.length > 0) {
+      await db.query(
+        `DELETE FROM ${s}.commits c
+         WHERE c.seq = ANY($1::bigint[]) AND c.partition = ANY($2::smallint[])
+           AND NOT EXISTS (SELECT 1 FROM ${s}.events e WHERE e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id)`,
+        [seqs, rows[0]!.partitions],
+      );
+    }
     const deleted = rows[0]?.deleted ?? 0;
     total += deleted;
     if (deleted < batchSize) return total;

@@ -129,13 +129,81 @@ export class CursorExpiredError extends TidingsError {
   }
 }
 
-/** A cursor string is not one that tidings produced. */
+/**
+ * A cursor string is not one that tidings produced (`reason: 'unknown'`), one of the form tidings
+ * wrote before log positions became commit sequence numbers (`reason: 'legacy'`), or one beyond
+ * the end of this log, such as a cursor of another cluster (`reason: 'ahead'`).
+ */
 export class InvalidCursorError extends TidingsError {
   override readonly name = 'InvalidCursorError';
   readonly cursor: string;
-  constructor(cursor: string) {
-    super(`"${cursor}" is not a tidings cursor; pass back a cursor exactly as tidings returned it.`);
+  readonly reason: 'unknown' | 'legacy' | 'ahead';
+  constructor(cursor: string, reason: 'unknown' | 'legacy' | 'ahead' = 'unknown') {
+    super(
+      reason === 'legacy'
+        ? `"${cursor}" is a cursor of the old (transaction id) form, which cannot be placed in commit order; ` +
+            'resume from your own state and restart the feed from "start" or "now".'
+        : reason === 'ahead'
+          ? `"${cursor}" points beyond the end of this log (a cursor from another database or cluster?); events after it ` +
+              'would be skipped. Resume from your own state and restart the feed from "start" or "now".'
+          : `"${cursor}" is not a tidings cursor; pass back a cursor exactly as tidings returned it.`,
+    );
     this.cursor = cursor;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The outbox's database is not the one its relay cursors were written on: restored from a dump or
+ * moved to another cluster. Check the cursors, move them if needed (`moveCursors`), then record the
+ * new cluster with `adoptCluster` (`tidings cluster adopt`).
+ */
+export class ClusterChangedError extends TidingsError {
+  override readonly name = 'ClusterChangedError';
+  readonly schema: string;
+  readonly recorded: ClusterIdentity;
+  readonly current: ClusterIdentity;
+  constructor(schema: string, recorded: ClusterIdentity, current: ClusterIdentity) {
+    super(
+      `the outbox in schema "${schema}" was recorded on another cluster (events table ${recorded.eventsOid ?? '?'}, system ` +
+        `${recorded.systemIdentifier ?? '?'}; now ${current.eventsOid}, ${current.systemIdentifier ?? '?'}): restored from a dump or ` +
+        'moved. Relays refuse to run until you check the cursors (`tidings status`), move them if the destinations saw ' +
+        'more or less than this log holds (`tidings cluster move-cursors --relay NAME --to-time TIME|--after-event ID`), ' +
+        'and then record this cluster with `tidings cluster adopt` (adoptCluster()).',
+    );
+    this.schema = schema;
+    this.recorded = recorded;
+    this.current = current;
+  }
+}
+
+/** Identity of the cluster an outbox lives in, as recorded by migrate() and adoptCluster(). */
+export interface ClusterIdentity {
+  /** The events table's OID: new after a restore or a copy to another cluster. */
+  readonly eventsOid: string | null;
+  /** pg_control_system().system_identifier, where the role may read it. */
+  readonly systemIdentifier: string | null;
+}
+
+/**
+ * A relay cursor, or the commit counter, does not fit the log: a cursor beyond the last commit
+ * number drawn, or a counter behind numbers already in the log (a cut-over that did not carry the
+ * sequence). Events committed now would be skipped or collide, so relays refuse to run.
+ */
+export class CursorAheadError extends TidingsError {
+  override readonly name = 'CursorAheadError';
+  readonly schema: string;
+  /** `relay/partition` of each cursor ahead of the log, or `commit counter`. */
+  readonly where: readonly string[];
+  constructor(schema: string, where: readonly string[], head: string) {
+    super(
+      `in schema "${schema}", ${where.slice(0, 5).join(', ')}${where.length > 5 ? ` and ${where.length - 5} more` : ''} ` +
+        `${where.length === 1 ? 'is' : 'are'} beyond the log's last commit number (${head}): events committed from now on ` +
+        'would be skipped. Move the cursors (`tidings cluster move-cursors`) and record the cluster (`tidings cluster adopt`, ' +
+        'which also moves the commit counter past every number in the log).',
+    );
+    this.schema = schema;
+    this.where = where;
   }
 }
 

@@ -18,9 +18,13 @@ export interface EventInput {
   readonly tenant?: string | null | undefined;
 }
 
-/** A position in the outbox log: the writing transaction's id, then the row id. */
+/**
+ * A position in the outbox log: the commit sequence number of the event's transaction (given at
+ * COMMIT, in commit order within a partition), then the event's row id. A position stands for
+ * every event of a smaller `seq`, and those of commit `seq` whose id is at most `id`.
+ */
 export interface Position {
-  readonly txId: string;
+  readonly seq: string;
   readonly id: string;
 }
 
@@ -35,18 +39,26 @@ export interface OutboxEvent {
   readonly headers: Readonly<Record<string, string>>;
   readonly tenant: string | null;
   readonly createdAt: Date;
+  /**
+   * Where the event stands in the log. Its `seq` is given when its transaction commits, so the
+   * events `publish()` returns carry `seq` '0' (not numbered yet); events read from the log carry
+   * their commit's number.
+   */
   readonly position: Position;
 }
 
-/** Columns selected wherever events are read, in the order `rowToEvent` expects. */
+/**
+ * Columns selected wherever events are read, in the order `rowToEvent` expects: `e` is the event,
+ * `c` its row in `commits`.
+ */
 export const eventColumns =
-  'e.id::text AS id, e.tx_id::text AS tx_id, e.event_id, e.topic, e.key, e.partition, e.payload::text AS payload, e.headers, e.tenant, ' +
+  'e.id::text AS id, c.seq::text AS seq, e.event_id, e.topic, e.key, e.partition, e.payload::text AS payload, e.headers, e.tenant, ' +
   // Epoch milliseconds: a number is far cheaper for the client to decode than a timestamp text.
   '(extract(epoch FROM e.created_at) * 1000)::float8 AS created_ms';
 
 export interface EventRow {
   id: string;
-  tx_id: string;
+  seq: string;
   event_id: string;
   topic: string;
   key: string | null;
@@ -78,7 +90,7 @@ export function rowToEvent(row: EventRow): OutboxEvent {
       headers: row.headers,
       tenant: row.tenant,
       createdAt: new Date(row.created_ms),
-      position: { txId: row.tx_id, id: row.id },
+      position: { seq: row.seq, id: row.id },
     },
     row.payload,
   );

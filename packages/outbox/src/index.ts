@@ -1,7 +1,9 @@
 export { payloadJson, type EventInput, type Json, type OutboxEvent, type Position } from './event.ts';
 export {
   BeyondHorizonError,
+  ClusterChangedError,
   ConfigError,
+  CursorAheadError,
   CursorExpiredError,
   InvalidCursorError,
   InvalidEventError,
@@ -11,6 +13,7 @@ export {
   TidingsError,
   TransactionAbortedError,
   TransportClosedError,
+  type ClusterIdentity,
   type InvalidEventReason,
 } from './errors.ts';
 export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';
@@ -42,5 +45,6 @@ export { resolveSchema, notifyChannel } from './options.ts';
 export { requireHealthyTransaction, requireTransaction, transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
 export { keyHash, partitionOf } from './partition.ts';
 export { isMutant, type MutantName } from './mutants.ts';
-export { status, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
+export { status, type CommitLockHolder, type FeedHoldReport, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
 export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
+export { adoptCluster, inspectCluster, moveCursors, type ClusterReport, type MoveCursorsOptions } from './cluster.ts';

@@ -99,14 +99,23 @@ function fill(sql: string, values: Record<string, string | number>): string {
   });
 }
 
-/** Splits on semicolons at the end of a line, outside comments; our migration files keep to that. */
+/**
+ * Splits on semicolons at the end of a line, outside comments and outside dollar-quoted bodies
+ * (`$$ ... $$` of a function); our migration files keep to that.
+ */
 export function splitStatements(sql: string): string[] {
-  const withoutComments = sql
-    .split('\n')
-    .filter((line) => !line.trimStart().startsWith('--'))
-    .join('\n');
-  return withoutComments
-    .split(/;\s*(?:\n|$)/)
-    .map((statement) => statement.trim())
-    .filter((statement) => statement.length > 0);
+  const lines = sql.split('\n').filter((line) => !line.trimStart().startsWith('--'));
+  const statements: string[] = [];
+  let current: string[] = [];
+  let inBody = false;
+  for (const line of lines) {
+    current.push(line);
+    if ((line.match(/\$\$/g)?.length ?? 0) % 2 === 1) inBody = !inBody;
+    if (!inBody && /;\s*$/.test(line)) {
+      statements.push(current.join('\n').replace(/;\s*$/, ''));
+      current = [];
+    }
+  }
+  statements.push(current.join('\n'));
+  return statements.map((statement) => statement.trim()).filter((statement) => statement.length > 0);
 }

@@ -11,9 +11,11 @@
  *   SQL error) counts as committed, and an aborted transaction is not noticed after a handler;
  * - `outage-dead-letters`: the relay counts an unavailable destination against the event it was
  *   sending, so a long outage makes dead letters and lets later events overtake them;
- * - `no-parking`: a dead letter parks nothing, so its key's later events overtake it.
+ * - `no-parking`: a dead letter parks nothing, so its key's later events overtake it;
+ * - `xid-order`: relays and feeds read the log in (tx_id, id) order under the visibility watermark,
+ *   the order in which transactions got their id (first write), not the order they committed.
  */
-export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'commit-tag-ignored' | 'outage-dead-letters' | 'no-parking';
+export type MutantName = 'id-cursor' | 'ack-before-send' | 'no-dedup' | 'notify-only' | 'commit-tag-ignored' | 'outage-dead-letters' | 'no-parking' | 'xid-order';
 
 const enabled: ReadonlySet<string> = process.env.VITEST
   ? new Set((process.env.TIDINGS_MUTANT ?? '').split(',').map((name) => name.trim()).filter(Boolean))

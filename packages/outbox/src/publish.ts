@@ -69,7 +69,8 @@ export async function publish(
         headers: JSON.parse(event.headersText) as Record<string, string>,
         tenant: event.tenant,
         createdAt: new Date(row.created_at),
-        position: { txId: row.tx_id, id: row.id },
+        // Numbered when the transaction commits.
+        position: { seq: '0', id: row.id },
       },
       event.payloadText,
     );
@@ -78,7 +79,6 @@ export async function publish(
 
 interface InsertedRow {
   id: string;
-  tx_id: string;
   event_id: string;
   partition: number;
   created_at: Date | string;
@@ -106,7 +106,7 @@ function insertStatement(schema: string, notify: boolean, single: boolean): stri
     ORDER BY e.n`;
   text = `INSERT INTO ${s}.events (event_id, topic, key, partition, payload, headers, tenant)
     ${rows}
-    RETURNING id::text AS id, tx_id::text AS tx_id, event_id, partition, created_at${notify ? ', pg_notify($8::text, partition::text) IS NULL AS notified' : ''}`;
+    RETURNING id::text AS id, event_id, partition, created_at${notify ? ', pg_notify($8::text, partition::text) IS NULL AS notified' : ''}`;
   statements.set(cacheKey, text);
   return text;
 }

@@ -18,42 +18,35 @@ export interface ReadOptions {
 
 export interface ReadResult {
   readonly events: OutboxEvent[];
-  /** The oldest transaction still running: every row below it is final. */
-  readonly watermark: string;
   /**
-   * How far the read has looked: when the page is full, the last event; otherwise everything below
-   * the watermark, so a cursor can move past events that the topic filter left out.
+   * How far the read has looked: when the page is full, the last event; otherwise past every
+   * commit of the partition visible now, so a cursor can move past events that the topic filter
+   * left out.
    */
   readonly scannedTo: Position;
-  /**
-   * Committed events of this partition wait at or above the watermark: an older transaction is
-   * still running (anywhere in the database), and they can be read the moment it ends. Such a
-   * transaction need not NOTIFY, so a reader should look again soon rather than wait for a poll.
-   */
-  readonly heldBack: boolean;
 }
 
 /**
- * Reads one partition of the log after a cursor, in `(tx_id, id)` order, below the visibility
- * watermark, in one statement. Rows below the watermark are committed or rolled back for good, and
- * every row written later gets a larger tx_id, so a cursor never skips a late-committing transaction.
+ * Reads one partition of the log after a cursor, in commit order: by the commit sequence number
+ * each transaction got at COMMIT under its partition's lock, then by row id, in one statement.
+ * Once a number is visible, every smaller number of the partition is final (the committer held the
+ * lock until it was visible), so no watermark is needed and no long transaction holds a read back.
  */
 export async function readPartition(executor: Executor, schema: string, options: ReadOptions): Promise<ReadResult> {
   const patterns = topicPatterns(options.topics);
-  const params: unknown[] = [options.partition, options.after.txId, options.after.id, options.limit];
+  const params: unknown[] = [options.partition, options.after.seq, options.after.id, options.limit];
   if (patterns) params.push(patterns);
   if (options.tenant !== undefined) params.push(options.tenant);
   const text = readStatement(schema, patterns !== undefined, options.tenant !== undefined);
-  const { rows } = await translatingErrors(schema, () =>
-    executor.query<EventRow & { watermark: string; held_back: boolean }>(text, params),
-  );
-  const { watermark, held_back: heldBack } = rows[0]!;
+  const { rows } = await translatingErrors(schema, () => executor.query<EventRow & { head: string | null }>(text, params));
+  const head = rows[0]!.head;
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;
-  if (isMutant('id-cursor')) return { events, watermark, scannedTo: last ?? options.after, heldBack };
-  const scannedTo =
-    events.length === options.limit && last ? last : maxPosition(options.after, { txId: watermark, id: '0' });
-  return { events, watermark, scannedTo, heldBack };
+  if (events.length === options.limit && last) return { events, scannedTo: last };
+  if (isMutant('id-cursor')) return { events, scannedTo: last ?? options.after };
+  // head is the last commit visible, or (xid-order mutant) the watermark, both final.
+  const past: Position = head === null ? options.after : isMutant('xid-order') ? { seq: head, id: '0' } : { seq: (BigInt(head) + 1n).toString(), id: '0' };
+  return { events, scannedTo: maxPosition(options.after, past) };
 }
 
 const readStatements = new Map<string, string>();
@@ -62,27 +55,51 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
   const cacheKey = `${schema}:${byTopic}:${byTenant}`;
   let text = readStatements.get(cacheKey);
   if (text) return text;
-  const order = isMutant('id-cursor')
-    ? { after: 'e.id > $3::bigint AND $2::text IS NOT NULL', by: 'e.id' }
-    : { after: '(e.tx_id, e.id) > ($2::xid8, $3::bigint) AND e.tx_id < w.xmin', by: 'e.tx_id, e.id' };
   const s = quoteIdent(schema);
-  // held_back looks strictly above the watermark: rows at it belong to the oldest running
-  // transaction itself, never visible, and there may be very many of them to step over.
-  text = `WITH w AS (
-      SELECT x.xmin, EXISTS (SELECT 1 FROM ${s}.events h WHERE h.partition = $1 AND h.tx_id > x.xmin) AS held_back
-      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
-    )
-    SELECT w.xmin::text AS watermark, w.held_back, ${eventColumns}
-    FROM w LEFT JOIN LATERAL (
-      SELECT * FROM ${s}.events e
-      WHERE e.partition = $1 AND ${order.after}
-        ${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''}
-        ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}
-      ORDER BY ${order.by}
-      LIMIT $4
-    ) e ON true`;
+  const filters = `${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''} ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}`;
+  text = isMutant('xid-order') ? xidOrderStatement(s, filters) : isMutant('id-cursor') ? idOrderStatement(s, filters) : commitOrderStatement(s, filters);
   readStatements.set(cacheKey, text);
   return text;
+}
+
+function commitOrderStatement(s: string, filters: string): string {
+  return `SELECT h.head::text AS head, x.*
+    FROM (SELECT max(seq) AS head FROM ${s}.commits WHERE partition = $1) h
+    LEFT JOIN LATERAL (
+      SELECT ${eventColumns}
+      FROM ${s}.commits c
+      JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+      WHERE c.partition = $1 AND c.seq >= $2::bigint AND (c.seq > $2::bigint OR e.id > $3::bigint) ${filters}
+      ORDER BY c.seq, e.id
+      LIMIT $4
+    ) x ON true`;
+}
+
+/**
+ * Mutant `xid-order`: the log as it was read before commit sequencing, in (tx_id, id) order below
+ * the visibility watermark: first-write order, not commit order.
+ */
+function xidOrderStatement(s: string, filters: string): string {
+  return `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head, x.*
+    FROM (SELECT 1) one LEFT JOIN LATERAL (
+      SELECT ${eventColumns.replace('c.seq::text AS seq', 'e.tx_id::text AS seq')}
+      FROM ${s}.events e
+      WHERE e.partition = $1 AND (e.tx_id, e.id) > ($2::text::xid8, $3::bigint) AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) ${filters}
+      ORDER BY e.tx_id, e.id
+      LIMIT $4
+    ) x ON true`;
+}
+
+/** Mutant `id-cursor`: `id > cursor` with nothing to tell a gap from a late commit. */
+function idOrderStatement(s: string, filters: string): string {
+  return `SELECT NULL::text AS head, x.*
+    FROM (SELECT 1) one LEFT JOIN LATERAL (
+      SELECT ${eventColumns.replace('c.seq::text AS seq', "'0' AS seq")}
+      FROM ${s}.events e
+      WHERE e.partition = $1 AND e.id > $3::bigint AND $2::bigint IS NOT NULL ${filters}
+      ORDER BY e.id
+      LIMIT $4
+    ) x ON true`;
 }
 
 /** Turns `orders.*` into the LIKE pattern `orders.%`, escaping LIKE's own wildcards. */

@@ -36,9 +36,45 @@ export interface RelayStatusReport {
   readonly stalled: boolean;
 }
 
+/**
+ * A transaction that holds a partition's commit lock: it is committing events into that
+ * partition, or prepared (two-phase commit) after publishing into it, or made the commit trigger
+ * fire early (SET CONSTRAINTS ... IMMEDIATE). Other publishers into the partition wait at COMMIT
+ * until it ends, and feeds hold back events numbered after it.
+ */
+export interface CommitLockHolder {
+  readonly partition: number;
+  /** Its backend, or null for a prepared transaction (which no backend runs). */
+  readonly pid: number | null;
+  /** Its `application_name`, visible to every role (null for a prepared transaction). */
+  readonly applicationName: string | null;
+  /** A prepared transaction's gid, or null. */
+  readonly preparedTransaction: string | null;
+  /** Seconds since it was prepared (prepared transactions only; a backend's start time is hidden from other roles). */
+  readonly preparedSeconds: number | null;
+  /** Transactions waiting at COMMIT for this partition's lock. */
+  readonly waiting: number;
+  /** Seconds the longest of them has waited (0: none). */
+  readonly waitedSeconds: number;
+}
+
+/**
+ * What holds the feeds back. Relays read each partition by commit number and wait for nothing;
+ * feeds read all partitions in one order and stop below a partition that is committing.
+ */
+export interface FeedHoldReport {
+  /** Committed events the feeds cannot hand out yet (capped at `lagCountLimit`). */
+  readonly events: number;
+  /** Age in seconds of the oldest of them, by the time it was written (0: none). */
+  readonly seconds: number;
+  /** Held back for longer than `stalledAfterSeconds`. */
+  readonly stalled: boolean;
+  readonly holders: readonly CommitLockHolder[];
+}
+
 export interface OutboxStatus {
-  /** Age in seconds of the oldest transaction that holds the visibility watermark back (0: none). */
-  readonly watermarkLagSeconds: number;
+  /** What holds the feeds (SSE, polling) back, and who holds partition commit locks. */
+  readonly feeds: FeedHoldReport;
   readonly relays: readonly RelayStatusReport[];
 }
 
@@ -58,7 +94,9 @@ export interface StatusOptions {
 
 /**
  * Where every relay stands: per partition its cursor, lease owner and lag, plus dead letters and
- * whether it is stalled; and how far one long transaction holds the watermark back.
+ * whether it is stalled; and what holds the feeds back: transactions holding a partition's commit
+ * lock (by pid and application name, or prepared transaction), and the committed events waiting
+ * behind them, which count as stalled after `stalledAfterSeconds`.
  */
 export async function status(db: Executor, options: StatusOptions = {}): Promise<OutboxStatus> {
   const schema = resolveSchema(options.schema);
@@ -77,22 +115,19 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
     })),
   );
   const matches = `AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant)`;
-  const [watermark, partitions, workers, letters, parked] = await Promise.all([
-    db.query<{ seconds: number }>(
-      // Every transaction that has written holds the watermark at or below its id: the oldest one
-      // holds it back the longest.
-      `SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS seconds
-       FROM pg_stat_activity WHERE backend_xid IS NOT NULL`,
-    ),
+  const [feeds, partitions, workers, letters, parked] = await Promise.all([
+    feedHold(db, schema, limit, stalledAfter),
     db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number; unavailable_since: Date | null; unavailable_error: string | null }>(
-      `SELECT rp.relay, rp.partition, rp.cursor_tx::text || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
+      `SELECT rp.relay, rp.partition, 'c' || rp.cursor_seq || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
               CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
-              (SELECT count(*) FROM (SELECT 1 FROM ${s}.events e WHERE e.partition = rp.partition
-                 AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id) ${matches} LIMIT $1) behind)::int AS lag_events,
-              coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.events e
-                 WHERE e.partition = rp.partition AND (e.tx_id, e.id) > (rp.cursor_tx, rp.cursor_id)
-                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) ${matches}
-                 ORDER BY e.tx_id, e.id LIMIT 1), 0)::float8 AS lag_seconds
+              (SELECT count(*) FROM (SELECT 1 FROM ${s}.commits c
+                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id) ${matches}
+                 LIMIT $1) behind)::int AS lag_events,
+              coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.commits c
+                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id) ${matches}
+                 ORDER BY c.seq, e.id LIMIT 1), 0)::float8 AS lag_seconds
        FROM ${s}.relay_partitions rp
        LEFT JOIN json_to_recordset($2::json) AS f(relay text, patterns text[], tenant text) ON f.relay = rp.relay
        ORDER BY rp.relay, rp.partition`,
@@ -111,7 +146,7 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
   const names = [...new Set(partitions.rows.map((row) => row.relay))];
   const now = Date.now();
   return {
-    watermarkLagSeconds: watermark.rows[0]?.seconds ?? 0,
+    feeds,
     relays: names.map((relay) => {
       const rows = partitions.rows.filter((row) => row.relay === relay);
       const live = workers.rows.filter((row) => row.relay === relay);
@@ -145,4 +180,71 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       };
     }),
   };
+}
+
+/**
+ * Holders of the partitions' commit locks, from pg_locks, pg_stat_activity's pid and
+ * application_name and pg_prepared_xacts: what every role may read (a backend's xact_start and
+ * backend_xid are hidden from other roles). Held-back events are those numbered above the feeds'
+ * horizon, computed as readFeed computes it.
+ */
+async function feedHold(db: Executor, schema: string, limit: number, stalledAfter: number): Promise<FeedHoldReport> {
+  const s = quoteIdent(schema);
+  const { rows: locks } = await db.query<{
+    partition: number;
+    pid: number | null;
+    application_name: string | null;
+    gid: string | null;
+    prepared_seconds: number | null;
+    waiting: number;
+    waited_seconds: number;
+    drawn: string;
+  }>(
+    `WITH q AS (SELECT CASE WHEN sq.is_called THEN sq.last_value ELSE sq.last_value - 1 END AS drawn FROM ${s}.commit_seq sq),
+     ours AS (
+       SELECT l.objid::text::int AS partition, l.pid, l.virtualtransaction, l.granted, l.waitstart
+       FROM pg_locks l, q
+       WHERE q.drawn IS NOT NULL AND l.locktype = 'advisory' AND l.objsubid = 2
+         AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+         AND l.classid = (hashtext('tidings.commits:' || $1)::bigint & 4294967295)::oid
+     )
+     SELECT h.partition, h.pid, a.application_name, p.gid,
+            extract(epoch FROM now() - p.prepared)::float8 AS prepared_seconds,
+            (SELECT count(*) FROM ours w WHERE w.partition = h.partition AND NOT w.granted)::int AS waiting,
+            coalesce((SELECT extract(epoch FROM now() - min(w.waitstart)) FROM ours w WHERE w.partition = h.partition AND NOT w.granted), 0)::float8 AS waited_seconds,
+            (SELECT drawn::text FROM q) AS drawn
+     FROM ours h
+     LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+     LEFT JOIN pg_locks x ON h.pid IS NULL AND x.locktype = 'transactionid' AND x.virtualtransaction = h.virtualtransaction
+     LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
+     WHERE h.granted
+     ORDER BY h.partition`,
+    [schema],
+  );
+  const holders: CommitLockHolder[] = locks.map((row) => ({
+    partition: row.partition,
+    pid: row.pid,
+    applicationName: row.pid === null ? null : (row.application_name ?? null),
+    preparedTransaction: row.gid,
+    preparedSeconds: row.gid === null ? null : row.prepared_seconds,
+    waiting: row.waiting,
+    waitedSeconds: row.waited_seconds,
+  }));
+  if (holders.length === 0) return { events: 0, seconds: 0, stalled: false, holders };
+  // The feeds' horizon: the last number drawn before the locks were read, or below a held partition's last commit.
+  const { rows } = await db.query<{ events: number; seconds: number }>(
+    `WITH h AS (
+       SELECT least($1::bigint, (SELECT min(coalesce((SELECT max(c.seq) FROM ${s}.commits c WHERE c.partition = p), 0)) FROM unnest($2::int[]) AS p)) AS safe
+     )
+     SELECT (SELECT count(*) FROM (SELECT 1 FROM ${s}.commits c
+               JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+               WHERE c.seq > h.safe LIMIT $3) x)::int AS events,
+            coalesce((SELECT extract(epoch FROM now() - min(e.created_at)) FROM ${s}.commits c
+               JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+               WHERE c.seq > h.safe), 0)::float8 AS seconds
+     FROM h`,
+    [locks[0]!.drawn, holders.map((h) => h.partition), limit],
+  );
+  const { events, seconds } = rows[0]!;
+  return { events, seconds, stalled: events > 0 && seconds > stalledAfter, holders };
 }

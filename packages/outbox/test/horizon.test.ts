@@ -52,7 +52,11 @@ describe('the redelivery horizon', () => {
     // The same replay within a longer horizon (set on both sides), or explicitly beyond it, goes ahead.
     expect(await replay(outbox.db, { schema, relay: 'replayed', from: new Date(Date.now() - 9 * day), horizonMs: 10 * day })).toBeGreaterThan(0);
     // Back at the head of the log, as after the first replay's redelivery.
-    await outbox.db.query(`UPDATE "${schema}".relay_partitions rp SET (cursor_tx, cursor_id) = (e.tx_id, e.id) FROM (SELECT partition, max(tx_id) AS tx_id, max(id) AS id FROM "${schema}".events GROUP BY partition) e WHERE rp.relay = 'replayed' AND rp.partition = e.partition`);
+    await outbox.db.query(
+      `UPDATE "${schema}".relay_partitions rp SET (cursor_seq, cursor_id) = (c.seq, c.id)
+       FROM (SELECT partition, max(seq) AS seq, max(last_id) AS id FROM "${schema}".commits GROUP BY partition) c
+       WHERE rp.relay = 'replayed' AND rp.partition = c.partition`,
+    );
     expect(await replay(outbox.db, { schema, relay: 'replayed', from: new Date(Date.now() - 9 * day), beyondHorizon: true })).toBeGreaterThan(0);
   });
 

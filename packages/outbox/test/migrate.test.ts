@@ -1,4 +1,4 @@
-import { applyMigrations, migrate, pgDatabase } from '@tidings/outbox';
+import { applyMigrations, logStart, migrate, pgDatabase, publish, readPartition, type Executor, type Position } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { services } from '../../../test/support/env.ts';
@@ -20,7 +20,7 @@ describe('migrate', () => {
     const db = database();
     const first = await migrate(db, { schema, partitions: 4 });
     const second = await migrate(db, { schema, partitions: 4 });
-    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql']);
+    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql']);
     expect(second.applied).toEqual([]);
     const { rows } = await db.query<{ partitions: number }>(`SELECT partitions FROM "${schema}".settings`);
     expect(rows).toEqual([{ partitions: 4 }]);
@@ -30,10 +30,10 @@ describe('migrate', () => {
   it('applies each file exactly once when many processes migrate at the same moment', async () => {
     const schema = `t_migrate_${randomBytes(4).toString('hex')}`;
     const results = await Promise.all(Array.from({ length: 6 }, () => migrate(database(), { schema })));
-    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql']);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql']);
     const db = database();
     const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".migrations`);
-    expect(rows[0]!.n).toBe(4);
+    expect(rows[0]!.n).toBe(6);
     await db.query(`DROP SCHEMA "${schema}" CASCADE`);
   });
 
@@ -60,5 +60,44 @@ describe('migrate', () => {
 
   it('refuses a partition count out of range', async () => {
     await expect(migrate(database(), { partitions: 0 })).rejects.toThrow(/partitions/);
+  });
+
+  it('upgrades an outbox of the (tx_id, id) era: existing events keep their order, relay cursors their place', async () => {
+    const schema = `t_migrate_${randomBytes(4).toString('hex')}`;
+    const db = database();
+    const { mkdir, copyFile, rm } = await import('node:fs/promises');
+    const old = new URL(`file:///tmp/${schema}-old/`);
+    await mkdir(old, { recursive: true });
+    for (const name of ['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql']) {
+      await copyFile(new URL(`../migrations/${name}`, import.meta.url), new URL(name, old));
+    }
+    await applyMigrations(db, schema, { component: 'outbox', folder: old, values: { partitions: 1 } });
+    await rm(old, { recursive: true });
+    const s = `"${schema}"`;
+    const insert = (client: { query: Executor['query'] }, payload: string) =>
+      client.query(`INSERT INTO ${s}.events (event_id, topic, key, partition, payload) VALUES ($1, 't', 'k', 0, $2::json)`, [
+        `${schema}-${payload}`,
+        JSON.stringify(payload),
+      ]);
+    // `early` gets its transaction id first and commits last: the old order put it first.
+    await db.transaction(async (early) => {
+      await insert(early, 'early');
+      await db.transaction((t) => insert(t, 'a'));
+      await db.transaction((t) => insert(t, 'b'));
+    });
+    await db.transaction((t) => insert(t, 'c'));
+    // A relay that had delivered early and a, as the old cursor (tx_id, id) says.
+    const { rows: at } = await db.query<{ tx: string; id: string }>(`SELECT tx_id::text AS tx, id::text AS id FROM ${s}.events WHERE payload::text = '"a"'`);
+    await db.query(`INSERT INTO ${s}.relay_partitions (relay, partition, cursor_tx, cursor_id) VALUES ('old', 0, $1::xid8, $2)`, [at[0]!.tx, at[0]!.id]);
+
+    expect((await migrate(db, { schema })).applied).toEqual(['0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql']);
+    const read = async (after: Position) => (await readPartition(db, schema, { partition: 0, after, limit: 100 })).events.map((e) => e.payload);
+    expect(await read(logStart)).toEqual(['early', 'a', 'b', 'c']);
+    const { rows } = await db.query<{ seq: string; id: string }>(`SELECT cursor_seq::text AS seq, cursor_id::text AS id FROM ${s}.relay_partitions WHERE relay = 'old'`);
+    expect(await read(rows[0]!)).toEqual(['b', 'c']);
+    // New transactions are numbered after every existing event.
+    await db.transaction((t) => publish(t, { topic: 't', key: 'k', payload: 'new' }, { schema }));
+    expect(await read(rows[0]!)).toEqual(['b', 'c', 'new']);
+    await db.query(`DROP SCHEMA ${s} CASCADE`);
   });
 });

@@ -2,7 +2,7 @@ import { InvalidEventError, logStart, NotInTransactionError, payloadJson, publis
 import { Kysely, PostgresDialect } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
-import { countEvents, freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { countEvents, freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 
 let outbox: TestOutbox;
 let kysely: Kysely<{ orders: { id: string; total: number } }>;
@@ -38,7 +38,10 @@ describe('publish', () => {
     expect(stored.map((e) => e.payload)).toEqual(events.map((e) => e.payload));
     const ids = stored.map((e) => BigInt(e.position.id));
     expect(ids).toEqual([...ids].sort((a, b) => (a < b ? -1 : 1)));
-    expect(new Set(stored.map((e) => e.position.txId)).size).toBe(1);
+    // Positions are given at COMMIT: publish returns them unnumbered; the commit numbers the transaction once.
+    expect(new Set(stored.map((e) => e.position.seq))).toEqual(new Set(['0']));
+    const placed = await inCommitOrder(outbox.db, schema, stored);
+    expect(new Set(placed.map((e) => e.position.seq)).size).toBe(1);
     // Same key, same partition; the spread covers more than one partition.
     const byKey = new Map<string, Set<number>>();
     for (const e of stored) byKey.set(e.key!, (byKey.get(e.key!) ?? new Set()).add(e.partition));

@@ -1,7 +1,7 @@
 import { comparePositions, publish, type EventInput, type OutboxEvent } from '@tidings/outbox';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
-import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { createSink, received } from '../../../test/support/table-transport.ts';
 import { startWorker, type WorkerProcess } from '../../../test/support/worker-process.ts';
 
@@ -39,7 +39,7 @@ async function publishMany(transactions: number, tag: string): Promise<OutboxEve
     const events: EventInput[] = Array.from({ length: 4 }, (_, i) => ({ topic: 'w', key: `${tag}-${(t * 3 + i) % 20}`, payload: { t, i } }));
     all.push(...(await inTransaction(outbox.pool, (c) => publish(c, events, { schema: outbox.schema }))));
   }
-  return all.sort((a, b) => comparePositions(a.position, b.position));
+  return inCommitOrder(outbox.db, outbox.schema, all);
 }
 
 async function deliveredAll(events: readonly OutboxEvent[]): Promise<void> {
@@ -86,7 +86,7 @@ describe('relay workers in separate processes', () => {
     await deliveredAll([...before, ...after]);
     const survivors = new Set([...a.owned(), ...c.owned()]);
     for (const partition of victim) expect(survivors.has(partition)).toBe(true);
-    const report = judge([...before, ...after].sort((x, y) => comparePositions(x.position, y.position)), await received(outbox.pool, outbox.schema));
+    const report = judge(await inCommitOrder(outbox.db, outbox.schema, [...before, ...after]), await received(outbox.pool, outbox.schema));
     expect(report.lost).toEqual([]);
     expect(report.outOfOrder).toEqual([]);
   });
@@ -105,7 +105,7 @@ describe('relay workers in separate processes', () => {
     const cursors = async () =>
       (
         await outbox.db.query<{ partition: number; cursor: string; owner: string }>(
-          `SELECT partition, cursor_tx::text || '-' || cursor_id AS cursor, owner FROM "${outbox.schema}".relay_partitions WHERE relay = $1 ORDER BY partition`,
+          `SELECT partition, cursor_seq::text || '-' || cursor_id AS cursor, owner FROM "${outbox.schema}".relay_partitions WHERE relay = $1 ORDER BY partition`,
           [relay],
         )
       ).rows;

@@ -1,4 +1,4 @@
-import { comparePositions, publish, type OutboxEvent } from '@tidings/outbox';
+import { comparePositions, publish, toExecutor, type OutboxEvent } from '@tidings/outbox';
 import { kafkaHeaders } from '@tidings/relays/kafka';
 import { amqpHeaders } from '@tidings/relays/rabbitmq';
 import amqp from 'amqplib';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
-import { inTransaction } from '../../../test/support/db.ts';
+import { inCommitOrder, inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 
@@ -235,7 +235,7 @@ async function relayThroughBothBrokers(w: World, config: string, env: Record<str
   await Promise.race([running, exitedEarly]);
 
   const live = await writeTransactions(w, 4, 16, new Set([9, 15]));
-  const committed = [...backlog.committed, ...live.committed].sort((a, b) => comparePositions(a.position, b.position));
+  const committed = await inCommitOrder(toExecutor(w.pool), w.schema, [...backlog.committed, ...live.committed]);
   const rolledBack = [...backlog.rolledBack, ...live.rolledBack];
   expect(rolledBack).toHaveLength(6);
   const toRabbit = committed.filter((e) => e.topic === w.rabbitTopic);

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { openSse, poll, pollAll, type SseReader } from '../../../test/support/feed-clients.ts';
+import { inCommitOrder } from '../../../test/support/db.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
@@ -89,8 +90,8 @@ describe('feed readers under concurrent, out-of-order and rolled-back transactio
     for (const reader of readers) reader.close();
     const paged = (await pollAll(feed.origin, now.next, 9)).events;
 
-    // The log's order is (tx_id, id): the same for every reader, though not always commit order.
-    const inLogOrder = [...committed].sort((a, b) => comparePositions(a.position, b.position));
+    // The log's order is the same for every reader: commit number, then row id.
+    const inLogOrder = await inCommitOrder(feed.outbox.db, feed.outbox.schema, committed);
     const logOrder = inLogOrder.map((e) => e.eventId);
     const sequences = [...readers.map((r) => r.events), ...pollers.map((p) => p.events), paged];
     for (const sequence of sequences) {
@@ -99,7 +100,7 @@ describe('feed readers under concurrent, out-of-order and rolled-back transactio
       expect(sequence.map((e) => e.eventId)).toEqual(logOrder);
     }
     expect(rolledBack).toBeGreaterThan(0);
-    // The older transaction's event comes first in the log although it committed last.
-    expect(logOrder.indexOf(olderEvents[0]!.eventId)).toBeLessThan(logOrder.indexOf(committed[0]!.eventId));
+    // The older transaction wrote first but committed last: its event comes after the younger one's.
+    expect(logOrder.indexOf(olderEvents[0]!.eventId)).toBeGreaterThan(logOrder.indexOf(committed[0]!.eventId));
   });
 });

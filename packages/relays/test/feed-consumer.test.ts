@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { inbox, migrateInbox } from '@tidings/inbox';
-import { comparePositions, CursorExpiredError, decodePosition, type Executor } from '@tidings/outbox';
+import { comparePositions, CursorExpiredError, decodePosition, type Executor, encodePosition } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
 import { AccessDeniedError, sseConsumer, type FeedEnvelope } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,7 +47,7 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     await consumer.stop();
     // The SSE consumer stores each event's cursor; the polling one stores the page's end with the last.
     expect(comparePositions(decodePosition(consumer.cursor!), first[2]!.position)).toBeGreaterThanOrEqual(0);
-    if (kind === 'sse') expect(consumer.cursor).toBe(`${first[2]!.position.txId}-${first[2]!.position.id}`);
+    if (kind === 'sse') expect(consumer.cursor).toBe(encodePosition(first[2]!.position));
     await expect(consumer.done).resolves.toBeUndefined();
 
     await feed.publish([4, 5].map((n) => ({ topic, payload: n })));
@@ -89,11 +89,11 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     await feed.outbox.db.transaction((trx) =>
       inbox({ consumer: `c-${topic}`, schema }).saveCheckpoint(trx, {
         source: `${feed.origin}${kinds[kind].path}?topics=${topic}`,
-        position: `${old!.position.txId}-${old!.position.id}`,
+        position: encodePosition(old!.position),
       }),
     );
     const horizon = `"${feed.outbox.schema}".retention_horizon`;
-    await feed.outbox.db.query(`INSERT INTO ${horizon} (partition, tx_id, id) VALUES (0, $1::xid8, $2)`, [kept!.position.txId, kept!.position.id]);
+    await feed.outbox.db.query(`INSERT INTO ${horizon} (partition, seq, id) VALUES (0, $1, $2)`, [kept!.position.seq, kept!.position.id]);
     try {
       const consumer = consumerOf(kind, topic, () => {});
       await expect(consumer.done).rejects.toBeInstanceOf(CursorExpiredError);
@@ -117,7 +117,7 @@ describe('the SSE consumer', () => {
     await waitUntil('the consumer is connected', async () => feed.sse.connections > 0);
     const [, second] = await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
     // The handler runs inside the transaction: wait for the commit, not for the handler.
-    const committed = `${second!.position.txId}-${second!.position.id}`;
+    const committed = encodePosition(second!.position);
     await waitUntil('two events applied and committed', async () => seen.length === 2 && consumer.cursor === committed);
     const requests = feed.sseRequests.length;
     feed.sseRequests.at(-1)!.socket.destroy();

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { comparePositions, publish, type OutboxEvent, type Position } from '@tidings/outbox';
+import { comparePositions, encodePosition, publish, type Position } from '@tidings/outbox';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { openSse, poll } from '../../../test/support/feed-clients.ts';
 import { startGuardedFeed, type GuardedFeed } from '../../../test/support/feed-guard.ts';
 import { parseCursor } from '../src/feed/cursor.js';
@@ -14,8 +14,8 @@ import { scope } from '../src/feed/scope.js';
  * The bounds are generous (the feed's own figures are a few queries and a few milliseconds); the
  * faults they catch cost orders of magnitude more, or freeze the process for good.
  */
-/** xid8's largest value: a transaction id no log will reach. */
-const beyondHead = '18446744073709551615-0';
+/** bigint's largest value as a commit number: one no log will draw. */
+const beyondHead = 'c9223372036854775807-0';
 const maxLoopDelayMs = 2_000;
 const maxLatencyMs = 5_000;
 
@@ -105,7 +105,7 @@ describe('a cursor beyond the head of the log', () => {
   it('or outside the range of xid8 and bigint is refused with 400 on both feeds, and is no error of the server', async () => {
     const feed = await startFeed();
     await feed.command('reset');
-    const cursors = ['18446744073709551616-0', '99999999999999999999-0', '1-9223372036854775808', '1-9999999999999999999'];
+    const cursors = ['c9223372036854775808-0', 'c99999999999999999999-0', 'c1-9223372036854775808', 'c1-9999999999999999999'];
     for (const cursor of cursors) {
       const answer = await poll(feed.origin, { after: cursor }, { 'x-tenant': 'mallory' });
       expect(answer.status, cursor).toBe(400);
@@ -130,36 +130,32 @@ describe('a cursor beyond the head of the log', () => {
   });
 });
 
-describe('a cursor above the watermark', () => {
-  it('is accepted when PostgreSQL has assigned its transaction id, yet cannot put the shared tail beyond what every reader reaches', async () => {
+describe('a cursor ahead of what the feeds have read', () => {
+  it('is accepted when its commit number was drawn, yet cannot put the shared tail beyond what every reader reaches', async () => {
     const errors: unknown[] = [];
     const hub = new FeedHub(outbox.db, { schema: outbox.schema, pollIntervalMs: 60_000, batchSize: 100, onError: (e) => errors.push(e) });
     const member = (cursor: Position): LiveMember => ({ scope: scope('mallory', undefined), cursor, deliver() {}, resume() {}, fail() {} });
-    const older = await outbox.pool.connect();
     const members: LiveMember[] = [];
     try {
-      // An older transaction stays open, so a committed event above it is not visible yet.
-      await older.query('BEGIN');
-      await older.query('SELECT pg_current_xact_id()');
-      const [hidden] = (await inTransaction(outbox.pool, (client) =>
-        publish(client, { topic: 'hostile.above', tenant: 'mallory', payload: 1 }, { schema: outbox.schema }),
-      )) as OutboxEvent[];
-      const cursor = `${hidden!.position.txId}-${hidden!.position.id}`;
-      await expect(hub.checkStart(parseCursor(cursor))).resolves.toBeUndefined();
-      const { next: watermark } = await hub.read(scope('alice', undefined), 'now', 10);
-      expect(comparePositions(hidden!.position, watermark)).toBeGreaterThan(0);
+      const { next: reached } = await hub.read(scope('alice', undefined), 'now', 10);
+      // Committed after the hub's last read: a real cursor, further than the hub has reached.
+      const [ahead] = await inCommitOrder(
+        outbox.db,
+        outbox.schema,
+        await inTransaction(outbox.pool, (client) => publish(client, { topic: 'hostile.above', tenant: 'mallory', payload: 1 }, { schema: outbox.schema })),
+      );
+      await expect(hub.checkStart(parseCursor(encodePosition(ahead!.position)))).resolves.toBeUndefined();
+      expect(comparePositions(ahead!.position, reached)).toBeGreaterThan(0);
 
-      // The hostile member joins the idle hub first: the tail starts no further than the watermark.
-      members.push(member(hidden!.position));
+      // The hostile member joins the idle hub first: the tail starts no further than what was read.
+      members.push(member(ahead!.position));
       expect(hub.join(members[0]!)).toBe(true);
-      expect(comparePositions(hub.head!, watermark)).toBeLessThanOrEqual(0);
-      // So a reader at the watermark still joins the shared tail instead of being refused.
-      members.push(member(watermark));
+      expect(comparePositions(hub.head!, reached)).toBeLessThanOrEqual(0);
+      // So a reader at that point still joins the shared tail instead of being refused.
+      members.push(member(reached));
       expect(hub.join(members[1]!)).toBe(true);
     } finally {
       for (const m of members) hub.leave(m);
-      await older.query('ROLLBACK');
-      older.release();
       await hub.close(new Error('test over'));
     }
     expect(errors).toEqual([]);

@@ -1,3 +1,4 @@
+import { encodePosition, type Position } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poll, pollAll } from '../../../test/support/feed-clients.ts';
@@ -5,7 +6,7 @@ import { startFeedServer, type FeedServer } from '../../../test/support/feed-ser
 
 let feed: FeedServer;
 const unique = (name: string): string => `${name}.${randomBytes(3).toString('hex')}`;
-const cursorOf = (event: { position: { txId: string; id: string } }): string => `${event.position.txId}-${event.position.id}`;
+const cursorOf = (event: { position: Position }): string => encodePosition(event.position);
 
 beforeAll(async () => {
   feed = await startFeedServer('polling', { polling: { maxLimit: 50, maxWaitSeconds: 5 } });
@@ -116,8 +117,8 @@ describe('the polling feed', () => {
     }
     const [old, kept] = await feed.publish([{ topic: unique('expired'), payload: 1 }, { topic: 'x', payload: 2 }]);
     const { schema } = feed.outbox;
-    await feed.outbox.db.query(`INSERT INTO "${schema}".retention_horizon (partition, tx_id, id) VALUES (0, $1::xid8, $2)`, [
-      kept!.position.txId,
+    await feed.outbox.db.query(`INSERT INTO "${schema}".retention_horizon (partition, seq, id) VALUES (0, $1, $2)`, [
+      kept!.position.seq,
       kept!.position.id,
     ]);
     try {

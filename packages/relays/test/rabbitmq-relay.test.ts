@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
-import { inTransaction } from '../../../test/support/db.ts';
+import { inCommitOrder, inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { shareBrokerPerTest, withBrokerToMyself } from '../../../test/support/rabbitmq-broker-lock.ts';
 import { startRelayProcess, type RelayProcess } from '../../../test/support/rabbitmq-relay-process.ts';
@@ -80,7 +80,7 @@ async function runWorkload(topic: string, transactions: number, perTransaction: 
     }
     if (pauseMs > 0) await sleep(pauseMs);
   }
-  return committed.sort((a, b) => comparePositions(a.position, b.position));
+  return inCommitOrder(world.outbox.db, world.schema, committed);
 }
 
 /** Waits until every committed event was applied, then lets strays and duplicates show up before judging. */

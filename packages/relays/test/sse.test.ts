@@ -1,3 +1,4 @@
+import { encodePosition } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,7 +41,7 @@ describe('the SSE feed', () => {
     expect(reader.messages.map((m) => m.lastEventId)).toEqual(reader.events.map((e) => e.cursor));
     expect(reader.events).toEqual(
       published.map((event) => ({
-        cursor: `${event.position.txId}-${event.position.id}`,
+        cursor: encodePosition(event.position),
         eventId: event.eventId,
         topic,
         key: event.key,
@@ -57,7 +58,7 @@ describe('the SSE feed', () => {
     const before = await feed.publish([1, 2, 3].map((n) => ({ topic, payload: n })));
     const live = await open(`?topics=${topic}`);
     const all = await open(`?topics=${topic}&after=start`);
-    const later = await open(`?topics=${topic}&after=${before[0]!.position.txId}-${before[0]!.position.id}`);
+    const later = await open(`?topics=${topic}&after=${encodePosition(before[0]!.position)}`);
     const after = await feed.publish({ topic, payload: 4 });
     await all.waitFor(4);
     await later.waitFor(3);
@@ -150,12 +151,12 @@ describe('the SSE feed', () => {
     const [old, kept] = await feed.publish([{ topic, payload: 1 }, { topic, payload: 2 }]);
     const { schema } = feed.outbox;
     await feed.outbox.db.query(
-      `INSERT INTO "${schema}".retention_horizon (partition, tx_id, id) VALUES (0, $1::xid8, $2)
-       ON CONFLICT (partition) DO UPDATE SET tx_id = EXCLUDED.tx_id, id = EXCLUDED.id`,
-      [kept!.position.txId, kept!.position.id],
+      `INSERT INTO "${schema}".retention_horizon (partition, seq, id) VALUES (0, $1, $2)
+       ON CONFLICT (partition) DO UPDATE SET seq = EXCLUDED.seq, id = EXCLUDED.id`,
+      [kept!.position.seq, kept!.position.id],
     );
     try {
-      const expired = await open(`?after=${old!.position.txId}-${old!.position.id}`);
+      const expired = await open(`?after=${encodePosition(old!.position)}`);
       await expired.ended;
       expect(expired.status).toBe(410);
       expect(expired.messages.map((m) => m.event)).toEqual(['feed-error']);

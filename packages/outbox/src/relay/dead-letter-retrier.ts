@@ -90,7 +90,7 @@ export class DeadLetterRetrier {
             headers: row.headers,
             tenant: row.tenant,
             createdAt: row.event_created_at,
-            position: { txId: '0', id: '0' },
+            position: { seq: '0', id: '0' },
           },
           row.payload,
         ),

@@ -12,8 +12,6 @@ import type { AttemptError, Lease, RelayStore } from './store.ts';
 
 /** A read cursor that moved only past filtered-out rows is saved at most this often. */
 const idleSaveIntervalMs = 5_000;
-/** The longest wait between looks while committed events are held back (a poll interval may be longer). */
-const maxHeldBackWaitMs = 250;
 
 type Failure = Exclude<SendOutcome, { status: 'delivered' }>;
 
@@ -134,7 +132,6 @@ export class PartitionRunner {
 
   async #run(): Promise<void> {
     const { database, schema, batchSize, topics, tenant, pollIntervalMs } = this.#options;
-    let heldBackWait = 0;
     while (this.#running) {
       this.#woken = false;
       let page;
@@ -150,9 +147,6 @@ export class PartitionRunner {
         this.#readFrom = maxPosition(this.#readFrom, page.scannedTo);
         if (page.events.length === batchSize) continue;
         await this.#saveIdleProgress();
-        // Committed events wait behind an older running transaction, which may never NOTIFY:
-        // look again after 1, 2, 4 ... ms, at most every quarter second, instead of a poll interval.
-        heldBackWait = page.heldBack ? Math.min(pollIntervalMs, maxHeldBackWaitMs, Math.max(1, heldBackWait * 2)) : 0;
       } catch (error) {
         if (error instanceof LeaseLostError || !this.#running) {
           this.#lost(error);
@@ -167,7 +161,7 @@ export class PartitionRunner {
         await this.#idle(this.#options.retry.minDelayMs * 10);
         continue;
       }
-      await this.#idle(heldBackWait || pollIntervalMs);
+      await this.#idle(pollIntervalMs);
     }
     // Stopping on purpose: keep how far filtered-out rows were passed, so the next owner skips them.
     if (!this.#abort.signal.aborted) await this.#saveIdleProgress(true).catch(() => {});

@@ -1,3 +1,4 @@
+import { assertClusterFits } from '../cluster.ts';
 import { notifyChannel } from '../options.ts';
 import { DeadLetterRetrier } from './dead-letter-retrier.ts';
 import { resolveRelayOptions, type RelayEvent, type RelayOptions, type ResolvedRelayOptions } from './options.ts';
@@ -86,6 +87,12 @@ class RelayWorker implements Relay {
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`relay "${this.name}" was already started; create a new relay to start again`);
     this.#state = 'running';
+    try {
+      await assertClusterFits(this.#options.database, this.#options.schema);
+    } catch (error) {
+      this.#state = 'stopped';
+      throw error;
+    }
     this.#partitions = await this.#store.register(this.#options.startFrom);
     this.#unlisten = await this.#options.database.listen(notifyChannel(this.#options.schema), (payload) => this.#notified(payload));
     await this.#heartbeat();

@@ -38,8 +38,8 @@ export class RelayStore {
     const { rows } = await this.#db.query<{ partitions: number }>(
       `WITH st AS (SELECT partitions FROM ${this.#s}.settings),
        ins AS (
-         INSERT INTO ${this.#s}.relay_partitions (relay, partition, cursor_tx)
-         SELECT $1, p, CASE WHEN $2 THEN pg_snapshot_xmin(pg_current_snapshot()) ELSE '0'::xid8 END
+         INSERT INTO ${this.#s}.relay_partitions (relay, partition, cursor_seq)
+         SELECT $1, p, CASE WHEN $2 THEN coalesce((SELECT max(c.seq) + 1 FROM ${this.#s}.commits c WHERE c.partition = p), 0) ELSE 0 END
          FROM st, generate_series(0, st.partitions - 1) AS p
          ON CONFLICT (relay, partition) DO NOTHING
        )
@@ -68,7 +68,7 @@ export class RelayStore {
 
   /** Takes up to `count` partitions that nobody holds or whose lease ran out. */
   async acquire(count: number, ttlMs: number): Promise<Lease[]> {
-    const { rows } = await this.#db.query<{ partition: number; fence: string; cursor_tx: string; cursor_id: string }>(
+    const { rows } = await this.#db.query<{ partition: number; fence: string; cursor_seq: string; cursor_id: string }>(
       `UPDATE ${this.#s}.relay_partitions rp
        SET owner = $2, fence = rp.fence + 1, lease_until = now() + $4 * interval '1 millisecond', updated_at = now(),
            unavailable_since = NULL, unavailable_error = NULL
@@ -79,10 +79,10 @@ export class RelayStore {
          FOR UPDATE SKIP LOCKED
        ) free
        WHERE rp.relay = $1 AND rp.partition = free.partition
-       RETURNING rp.partition, rp.fence::text AS fence, rp.cursor_tx::text AS cursor_tx, rp.cursor_id::text AS cursor_id`,
+       RETURNING rp.partition, rp.fence::text AS fence, rp.cursor_seq::text AS cursor_seq, rp.cursor_id::text AS cursor_id`,
       [this.relay, this.worker, count, ttlMs],
     );
-    return rows.map((row) => ({ partition: row.partition, fence: row.fence, cursor: { txId: row.cursor_tx, id: row.cursor_id } }));
+    return rows.map((row) => ({ partition: row.partition, fence: row.fence, cursor: { seq: row.cursor_seq, id: row.cursor_id } }));
   }
 
   /** Extends the leases still held; returns the partitions that were kept. */
@@ -108,10 +108,10 @@ export class RelayStore {
     const { rowCount } = await this.#db.query(
       `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
        UPDATE ${this.#s}.relay_partitions
-       SET cursor_tx = $5::xid8, cursor_id = $6, updated_at = now()
+       SET cursor_seq = $5, cursor_id = $6, updated_at = now()
        FROM relaxed
        WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4`,
-      [this.relay, lease.partition, this.worker, lease.fence, to.txId, to.id],
+      [this.relay, lease.partition, this.worker, lease.fence, to.seq, to.id],
     );
     if (rowCount === 0) throw new LeaseLostError(this.relay, lease.partition);
   }
@@ -124,7 +124,7 @@ export class RelayStore {
     const { rows } = await this.#db.query<{ moved: number }>(
       `WITH moved AS (
          UPDATE ${this.#s}.relay_partitions
-         SET cursor_tx = $5::xid8, cursor_id = $6, updated_at = now()
+         SET cursor_seq = $5, cursor_id = $6, updated_at = now()
          WHERE relay = $1 AND partition = $2 AND owner = $3 AND fence = $4
          RETURNING 1
        ), letter AS (
@@ -145,7 +145,7 @@ export class RelayStore {
         lease.partition,
         this.worker,
         lease.fence,
-        event.position.txId,
+        event.position.seq,
         event.position.id,
         event.eventId,
         event.topic,

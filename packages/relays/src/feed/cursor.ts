@@ -11,11 +11,11 @@ import { FeedCursorError } from './errors.ts';
 /** Where a feed request starts: after a position, at the oldest event kept, or from now on. */
 export type FeedStart = Position | 'start' | 'now';
 
-/** xid8 is an unsigned 64-bit number. */
-const maxTxId = 2n ** 64n - 1n;
-/** An event's id is a bigint, a signed 64-bit number. */
-const maxId = 2n ** 63n - 1n;
-const cursorShape = /^(\d{1,20})-(\d{1,19})$/;
+/** A commit number and an event's id are both bigint, a signed 64-bit number. */
+const maxBigint = 2n ** 63n - 1n;
+const cursorShape = /^c(\d{1,20})-(\d{1,20})$/;
+/** The cursors of tidings before log positions became commit numbers: `<transaction id>-<event id>`. */
+const legacyShape = /^\d{1,20}-\d{1,20}$/;
 /** A refused cursor is echoed back at most this long. */
 const echoLength = 100;
 const whatToDo =
@@ -45,23 +45,34 @@ export function parseStart(text: string): FeedStart {
 }
 
 /**
- * A cursor as tidings encoded it: `<transaction id>-<event id>`, each in its column's range
- * (xid8, bigint). Anything else throws `FeedCursorError` saying what is wrong.
+ * A cursor as tidings encoded it: `c<commit number>-<event id>`, each in its column's range
+ * (bigint). Anything else throws `FeedCursorError` saying what is wrong; a cursor of the old
+ * `<transaction id>-<event id>` form is refused as `legacy`: it cannot be placed in commit order.
  */
 export function parseCursor(text: string): Position {
   const shown = text.length > echoLength ? `${text.slice(0, echoLength)}…` : text;
   const match = cursorShape.exec(text);
-  if (!match) throw new FeedCursorError(shown, 'malformed', `${JSON.stringify(shown)} is not a tidings cursor; ${whatToDo}.`);
-  const txId = BigInt(match[1]!);
+  if (!match) {
+    if (legacyShape.test(text)) {
+      throw new FeedCursorError(
+        shown,
+        'legacy',
+        `${JSON.stringify(shown)} is a cursor of the old (transaction id) form, which cannot be placed in commit order; ` +
+          'resume from your own state and restart the feed from start or now.',
+      );
+    }
+    throw new FeedCursorError(shown, 'malformed', `${JSON.stringify(shown)} is not a tidings cursor; ${whatToDo}.`);
+  }
+  const seq = BigInt(match[1]!);
   const id = BigInt(match[2]!);
-  if (txId > maxTxId || id > maxId) {
+  if (seq > maxBigint || id > maxBigint) {
     throw new FeedCursorError(
       shown,
       'out-of-range',
-      `cursor ${JSON.stringify(shown)} is out of range: its transaction id may be at most ${maxTxId} and its event id at most ${maxId}; ${whatToDo}.`,
+      `cursor ${JSON.stringify(shown)} is out of range: its commit number and its event id may each be at most ${maxBigint}; ${whatToDo}.`,
     );
   }
-  return { txId: txId.toString(), id: id.toString() };
+  return { seq: seq.toString(), id: id.toString() };
 }
 
 /** Orders two cursors as the feed orders their events (negative: `a` comes first). */
@@ -71,24 +82,22 @@ export function compareCursors(a: string, b: string): number {
 
 /** The log's head as one read of it sees it. */
 export interface HeadReading {
-  /** Every event before this position is final (the visibility watermark, as a position). */
-  readonly visible: Position;
-  /** The transaction id PostgreSQL assigns next: no event has a larger one. */
-  readonly nextTxId: string;
+  /** The last commit number drawn: no committed event has a larger one. */
+  readonly lastSeq: string;
 }
 
 /**
  * How far the log reaches, as known in this process, and the check of a client's cursor against
- * it. A cursor whose transaction id PostgreSQL has not assigned yet lies beyond the head of the
- * log and is refused. What a client's cursor may put into state shared between connections is
- * bounded by the highest watermark a read has returned (`bound`), so no cursor, however far
- * ahead, moves a shared position beyond what every reader can reach. The watermark and the next
- * transaction id never move back, so a position once reached stays within the log.
+ * it. A cursor whose commit number has not been drawn yet lies beyond the head of the log and is
+ * refused. What a client's cursor may put into state shared between connections is bounded by
+ * the furthest position a read of the log has returned (`bound`), so no cursor, however far
+ * ahead, moves a shared position beyond what every reader can reach. Both only move forward, so
+ * a position once reached stays within the log.
  */
 export class LogHead {
   readonly #readHead: () => Promise<HeadReading>;
   #visible: Position = logStart;
-  #nextTxId = 0n;
+  #lastSeq = 0n;
   #pending: Promise<void> | undefined;
 
   /** `readHead` reads the log's head in one statement. */
@@ -96,14 +105,14 @@ export class LogHead {
     this.#readHead = readHead;
   }
 
-  /** The highest watermark seen: every reader's own read reaches at least this far. */
+  /** The furthest position a read returned: every reader's own read reaches at least this far. */
   get visible(): Position {
     return this.#visible;
   }
 
   /**
-   * A read of the log from `after` returned `next`. Taken as a watermark only when `after` is not
-   * beyond the known watermark (else `next` may be the client's cursor itself).
+   * A read of the log from `after` returned `next`. Taken as reached only when `after` is not
+   * beyond what is known to be reached (else `next` may be the client's cursor itself).
    */
   observe(after: FeedStart, next: Position): void {
     if (typeof after === 'object' && comparePositions(after, this.#visible) > 0) return;
@@ -112,23 +121,24 @@ export class LogHead {
 
   /**
    * Refuses a start beyond the head of the log with `FeedCursorError` (`beyond-head`). Costs a
-   * query only for a cursor beyond every transaction id seen so far; that read starts after the
+   * query only for a cursor beyond every commit number seen so far; that read starts after the
    * call, so a cursor another process handed out a moment ago is accepted.
    */
   async check(start: FeedStart): Promise<void> {
-    if (typeof start === 'string' || BigInt(start.txId) <= this.#nextTxId) return;
+    if (typeof start === 'string' || BigInt(start.seq) <= this.#lastSeq) return;
     await this.#refresh();
-    if (BigInt(start.txId) <= this.#nextTxId) return;
+    if (BigInt(start.seq) <= this.#lastSeq) return;
     const cursor = cursorText(start);
     throw new FeedCursorError(
       cursor,
       'beyond-head',
-      `cursor ${JSON.stringify(cursor)} is beyond the head of the log: its transaction id ${start.txId} has not been ` +
-        `assigned yet (the next is ${this.#nextTxId}), so no feed of this database handed it out; ${whatToDo}.`,
+      `cursor ${JSON.stringify(cursor)} is beyond the head of the log: commit number ${start.seq} has not been ` +
+        `drawn yet (the last is ${this.#lastSeq}), so no feed of this database handed it out (a cursor from another ` +
+        `database or cluster?); ${whatToDo}.`,
     );
   }
 
-  /** `position`, or the known watermark if `position` lies beyond it. */
+  /** `position`, or the furthest position reached if `position` lies beyond it. */
   bound(position: Position): Position {
     return comparePositions(position, this.#visible) > 0 ? this.#visible : position;
   }
@@ -138,8 +148,7 @@ export class LogHead {
     this.#pending ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       this.#pending = undefined;
       const head = await this.#readHead();
-      if (BigInt(head.nextTxId) > this.#nextTxId) this.#nextTxId = BigInt(head.nextTxId);
-      this.observe('now', head.visible);
+      if (BigInt(head.lastSeq) > this.#lastSeq) this.#lastSeq = BigInt(head.lastSeq);
     });
     return this.#pending;
   }

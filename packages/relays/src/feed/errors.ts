@@ -64,7 +64,7 @@ export class FeedRequestError extends TidingsError {
 }
 
 /** Why a feed refused a cursor. */
-export type CursorProblem = 'malformed' | 'out-of-range' | 'beyond-head';
+export type CursorProblem = 'malformed' | 'legacy' | 'out-of-range' | 'beyond-head';
 
 /**
  * A feed request's cursor (`Last-Event-ID`, `?after=`) cannot be served: it is not a cursor, its
@@ -74,7 +74,7 @@ export type CursorProblem = 'malformed' | 'out-of-range' | 'beyond-head';
 export class FeedCursorError extends InvalidCursorError {
   readonly problem: CursorProblem;
   constructor(cursor: string, problem: CursorProblem, detail: string) {
-    super(cursor);
+    super(cursor, problem === 'legacy' ? 'legacy' : problem === 'beyond-head' ? 'ahead' : 'unknown');
     this.problem = problem;
     this.message = detail;
   }

@@ -9,7 +9,6 @@ import {
 } from '@tidings/outbox';
 import { LogHead, type FeedStart } from './cursor.ts';
 import { readHead } from './head-statement.ts';
-import { heldBackStatement } from './held-back.ts';
 import { SharedReads } from './shared-reads.ts';
 import type { ResolvedScope } from './scope.ts';
 
@@ -39,7 +38,7 @@ export interface HubSettings {
   readonly onError: (error: unknown) => void;
 }
 
-const minHeldBackDelayMs = 10;
+const minHeldBackDelayMs = 2;
 /** After a join, the hub looks at the log this soon, once for all joins meanwhile. */
 const joinLookMs = 20;
 
@@ -86,7 +85,7 @@ export class FeedHub {
     this.#database = database;
     this.#settings = settings;
     this.#reads = new SharedReads(database, settings.schema);
-    this.#log = new LogHead(() => readHead(database));
+    this.#log = new LogHead(() => readHead(database, settings.schema));
   }
 
   get schema(): string {
@@ -183,6 +182,8 @@ export class FeedHub {
     this.#reading = true;
     try {
       let hasMore = false;
+      let heldBack = false;
+      let progressed = false;
       do {
         this.#dirty = false;
         if (this.#members.size === 0 || this.#head === undefined) return;
@@ -191,8 +192,10 @@ export class FeedHub {
         this.#head = page.next;
         this.#distribute(page);
         hasMore = page.hasMore;
+        heldBack = page.heldBack;
+        progressed ||= page.events.length > 0;
       } while ((hasMore || this.#dirty) && !this.#closed);
-      if (this.#members.size > 0) await this.#probeHeldBack();
+      if (this.#members.size > 0) this.#lookAgainIfHeldBack(heldBack, progressed);
     } catch (error) {
       if (error instanceof CursorExpiredError) {
         const members = [...this.#members];
@@ -230,10 +233,15 @@ export class FeedHub {
     }
   }
 
-  async #probeHeldBack(): Promise<void> {
-    const { rows } = await this.#database.query<{ held: boolean }>(heldBackStatement(this.#settings.schema));
+  /**
+   * Committed events wait behind a partition whose committer is still committing (for about one
+   * commit); its own NOTIFY may not come (publish without notify), so look again after 2, 4, 8 ...
+   * ms, up to a poll interval, starting again from 2 ms whenever a read brought events.
+   */
+  #lookAgainIfHeldBack(held: boolean, progressed: boolean): void {
     clearTimeout(this.#heldBackTimer);
-    if (rows[0]?.held) {
+    if (progressed) this.#heldBackDelayMs = minHeldBackDelayMs;
+    if (held) {
       this.#heldBackTimer = setTimeout(() => this.wake(), this.#heldBackDelayMs).unref();
       this.#heldBackDelayMs = Math.min(this.#heldBackDelayMs * 2, this.#settings.pollIntervalMs);
     } else {

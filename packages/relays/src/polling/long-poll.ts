@@ -68,8 +68,8 @@ export class LongPoll implements LiveMember {
     if (events.length === 0) return;
     const page =
       events.length > this.#limit
-        ? { events: events.slice(0, this.#limit), next: events[this.#limit - 1]!.position, hasMore: true }
-        : { events: [...events], next, hasMore };
+        ? { events: events.slice(0, this.#limit), next: events[this.#limit - 1]!.position, hasMore: true, heldBack: false }
+        : { events: [...events], next, hasMore, heldBack: false };
     this.#done(page);
   }
 
@@ -82,7 +82,7 @@ export class LongPoll implements LiveMember {
   }
 
   #idle(): FeedPage {
-    return { events: [], next: this.#cursor, hasMore: false };
+    return { events: [], next: this.#cursor, hasMore: false, heldBack: false };
   }
 
   #done(outcome: FeedPage | Error | 'resume'): void {

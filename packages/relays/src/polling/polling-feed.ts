@@ -146,8 +146,8 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
 
 /**
  * The ETag is weak and names the page's events (and the request's cursor), not its `next`: a page
- * without new events is the same answer even though `next` moved with the watermark, which it
- * does whenever any transaction in the database ends.
+ * without new events is the same answer even though `next` moved with the feed's horizon, which
+ * it does whenever a transaction commits events.
  */
 function sendPage(request: IncomingMessage, response: ServerResponse, page: FeedPage, after: string): void {
   const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(cursorText(page.next))},"hasMore":${page.hasMore}}`;

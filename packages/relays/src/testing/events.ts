@@ -47,20 +47,20 @@ export function testEvent(init: TestEventInit): OutboxEvent {
     headers: init.headers ?? noHeaders,
     tenant: init.tenant ?? null,
     createdAt: init.createdAt ?? new Date(),
-    position: { txId: String(nextTx++), id: String(seq) },
+    position: { seq: String(nextTx++), id: String(seq) },
   };
 }
 
 /**
  * `count` synthetic events for one topic, as one transaction would have written them: one
- * transaction id, increasing row ids, one creation time.
+ * commit number, increasing row ids, one creation time.
  *
  * @example
  * // 1000 events spread over 10 ordering keys
  * const events = testEvents(1000, { topic: 'orders.created', key: (i) => `order-${i % 10}` });
  */
 export function testEvents(count: number, init: TestEventsInit): OutboxEvent[] {
-  const txId = String(nextTx++);
+  const commitSeq = String(nextTx++);
   const createdAt = new Date();
   const headers = init.headers ?? noHeaders;
   const tenant = init.tenant ?? null;
@@ -80,7 +80,7 @@ export function testEvents(count: number, init: TestEventsInit): OutboxEvent[] {
       headers,
       tenant,
       createdAt,
-      position: { txId, id: String(seq) },
+      position: { seq: commitSeq, id: String(seq) },
     };
   }
   return events;

@@ -209,8 +209,8 @@ function registry(schema: string, policy: AddressPolicy, keys: SecretKeyring | u
          ), secret AS (
            INSERT INTO ${secrets} (endpoint_id, digest, key_id, nonce, ciphertext) SELECT id, $7, $10, $11, $12 FROM ep
          ), cursors AS (
-           INSERT INTO ${s}.relay_partitions (relay, partition, cursor_tx)
-           SELECT $8, p, pg_snapshot_xmin(pg_current_snapshot())
+           INSERT INTO ${s}.relay_partitions (relay, partition, cursor_seq)
+           SELECT $8, p, coalesce((SELECT max(c.seq) + 1 FROM ${s}.commits c WHERE c.partition = p), 0)
            FROM ${s}.settings st, generate_series(0, st.partitions - 1) AS p
            ON CONFLICT (relay, partition) DO NOTHING
          )

@@ -24,7 +24,7 @@ export async function run(args: string[]): Promise<number> {
   }
   if (!values.relay) throw new UsageError('tidings replay needs --relay NAME');
   if (!values.from) throw new UsageError('tidings replay needs --from TIME or --from CURSOR');
-  const from = /^\d+-\d+$/.test(values.from) ? values.from : parseTime(values.from);
+  const from = /^c\d+-\d+$/.test(values.from) ? values.from : parseTime(values.from);
   const { db, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   try {
     const known = await relayNames(db, values.schema);
@@ -54,6 +54,6 @@ export async function run(args: string[]): Promise<number> {
 
 function parseTime(text: string): Date {
   const time = new Date(text);
-  if (Number.isNaN(time.getTime())) throw new UsageError(`--from "${text}" is neither an ISO time nor a cursor like 1234-56`);
+  if (Number.isNaN(time.getTime())) throw new UsageError(`--from "${text}" is neither an ISO time nor a cursor like c1234-56`);
   return time;
 }

@@ -5,10 +5,10 @@ import { openDatabase } from '../database.ts';
 export const help = `tidings status: where every relay stands
 
   --json                  machine-readable output
-  --stalled-after SECS    a relay behind and idle this long counts as stalled (default: 60)
+  --stalled-after SECS    a relay behind and idle this long, or feeds held back this long, count as stalled (default: 60)
   --database URL, --schema NAME
 
-Exits 1 when a relay is stalled, so it can serve as a health check.`;
+Exits 1 when a relay or the feeds are stalled, so it can serve as a health check.`;
 
 export async function run(args: string[]): Promise<number> {
   const { values } = parseFlags('status', args, { ...databaseFlags, json: { type: 'boolean' }, 'stalled-after': { type: 'string' } });
@@ -21,7 +21,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     const report = await status(db, { schema: values.schema, stalledAfterSeconds, filters: await webhookFilters(db, values.schema) });
     console.log(values.json ? JSON.stringify(report, null, 2) : render(report));
-    return report.relays.some((relay) => relay.stalled) ? 1 : 0;
+    return report.feeds.stalled || report.relays.some((relay) => relay.stalled) ? 1 : 0;
   } finally {
     await close();
   }
@@ -43,7 +43,18 @@ async function webhookFilters(db: Database, schema: string | undefined): Promise
 }
 
 function render(report: OutboxStatus): string {
-  const lines = [`watermark held back for ${report.watermarkLagSeconds.toFixed(1)} s by the oldest writing transaction`];
+  const { feeds } = report;
+  const lines = [
+    feeds.events === 0
+      ? 'feeds: nothing held back'
+      : `feeds: ${feeds.events} committed events held back (oldest ${feeds.seconds.toFixed(1)} s)${feeds.stalled ? ' STALLED' : ''}`,
+  ];
+  for (const h of feeds.holders) {
+    const who = h.preparedTransaction !== null
+      ? `prepared transaction "${h.preparedTransaction}" (prepared ${h.preparedSeconds?.toFixed(1)} s ago)`
+      : `pid ${h.pid} (${h.applicationName || 'no application name'})`;
+    lines.push(`  partition ${h.partition} commit lock held by ${who}; ${h.waiting} commits waiting${h.waiting > 0 ? `, the longest ${h.waitedSeconds.toFixed(1)} s` : ''}`);
+  }
   if (report.relays.length === 0) lines.push('no relays have run yet');
   for (const relay of report.relays) {
     const state = relay.stalled ? 'STALLED' : relay.lagEvents === 0 ? 'caught up' : 'relaying';
