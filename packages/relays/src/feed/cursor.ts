@@ -82,7 +82,7 @@ export function compareCursors(a: string, b: string): number {
 
 /** The log's head as one read of it sees it. */
 export interface HeadReading {
-  /** The last commit number drawn: no committed event has a larger one. */
+  /** The last commit number drawn: no committed event has a larger one, no cursor one above the next. */
   readonly lastSeq: string;
 }
 
@@ -125,9 +125,10 @@ export class LogHead {
    * call, so a cursor another process handed out a moment ago is accepted.
    */
   async check(start: FeedStart): Promise<void> {
-    if (typeof start === 'string' || BigInt(start.seq) <= this.#lastSeq) return;
+    // A read hands out "before the next number" (last + 1, id 0) as its next cursor.
+    if (typeof start === 'string' || BigInt(start.seq) <= this.#lastSeq + 1n) return;
     await this.#refresh();
-    if (BigInt(start.seq) <= this.#lastSeq) return;
+    if (BigInt(start.seq) <= this.#lastSeq + 1n) return;
     const cursor = cursorText(start);
     throw new FeedCursorError(
       cursor,
