@@ -187,11 +187,47 @@ function faults(kinds: ReadonlySet<FaultKind>): fc.Arbitrary<Command>[] {
   return list;
 }
 
-/** Sequences of business transactions and faults, from a third of `maxCommands` to `maxCommands` long. */
-export function commandsArbitrary(kinds: readonly FaultKind[], maxCommands: number): fc.Arbitrary<Iterable<Command>> {
+/** Fewest and most transactions of a burst. */
+const burstSize = { minLength: 20, maxLength: 30 };
+
+/**
+ * A burst: 20 to 30 transactions (a third of them rolled back), one to four at a time so that their
+ * commits interleave. Soak cases are mostly bursts, so that a history reaches hundreds of
+ * transactions while the faults between the bursts still land throughout it.
+ */
+const burst = fc.tuple(fc.array(fc.tuple(specArb, endArb), burstSize), fc.integer({ min: 1, max: 4 })).map(([list, width]) =>
+  command(`burst(${list.length} transactions, ${width} at a time)`, () => true, async (_m, r) => {
+    for (let i = 0; i < list.length; i += width) {
+      await r.business.concurrently(list.slice(i, i + width).map(([spec, end]) => ({ ...spec, end })));
+    }
+  }),
+);
+
+/**
+ * Sequences of business transactions and faults, from a third of `maxCommands` to `maxCommands`
+ * long. With `minTransactions` (the soak), bursts are spread evenly among those commands until
+ * the bursts alone hold at least that many transactions.
+ */
+export function commandsArbitrary(kinds: readonly FaultKind[], maxCommands: number, minTransactions = 0): fc.Arbitrary<Iterable<Command>> {
   const least = Math.ceil(maxCommands / 3);
   const injected = faults(new Set(kinds));
   // Three business commands for every two faults.
   const arbitrary = injected.length === 0 ? business : fc.oneof({ arbitrary: business, weight: 3 }, { arbitrary: fc.oneof(...injected), weight: 2 });
-  return fc.commands([arbitrary], { maxCommands, size: 'max' }).filter((commands) => [...commands].length >= least);
+  const commands = fc.commands([arbitrary], { maxCommands, size: 'max' }).filter((list) => [...list].length >= least);
+  if (minTransactions === 0) return commands;
+  const bursts = Math.ceil(minTransactions / burstSize.minLength);
+  return fc.tuple(commands, fc.array(burst, { minLength: bursts, maxLength: bursts })).map(([list, extra]) => interleave([...list], extra));
+}
+
+/** `bursts` spread evenly before, between and after `commands`, printed as one sequence. */
+function interleave(commands: readonly Command[], bursts: readonly Command[]): Iterable<Command> {
+  const all: Command[] = [];
+  let next = 0;
+  for (let i = 0; i <= commands.length; i++) {
+    const due = Math.round(((i + 1) * bursts.length) / (commands.length + 1));
+    while (next < due) all.push(bursts[next++]!);
+    if (i < commands.length) all.push(commands[i]!);
+  }
+  const sequence: Iterable<Command> & { toString(): string } = { [Symbol.iterator]: () => all[Symbol.iterator](), toString: () => all.map(String).join(', ') };
+  return sequence;
 }

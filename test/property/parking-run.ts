@@ -44,16 +44,22 @@ export interface ParkingCase {
   readonly restartBefore: number | undefined;
 }
 
-export function parkingCase(maxTransactions: number): fc.Arbitrary<ParkingCase> {
+/**
+ * A case of `size.min` to `size.max` transactions. Long cases (the soak) poison fewer events and
+ * have more outages, so that keys still fail now and then rather than all early.
+ */
+export function parkingCase(size: { readonly min: number; readonly max: number }): fc.Arbitrary<ParkingCase> {
+  const long = size.max > 100;
+  const poisonPerMille = long ? 5 : 80;
   return fc
     .record({
       keys: fc.integer({ min: 2, max: 6 }),
       transactions: fc.array(
-        fc.array(fc.record({ key: fc.nat(5), poison: fc.integer({ min: 0, max: 99 }).map((n) => n < 8) }), { minLength: 1, maxLength: 4 }),
-        { minLength: 4, maxLength: maxTransactions },
+        fc.array(fc.record({ key: fc.nat(5), poison: fc.integer({ min: 0, max: 999 }).map((n) => n < poisonPerMille) }), { minLength: 1, maxLength: 4 }),
+        { minLength: size.min, maxLength: size.max },
       ),
-      outagesBefore: fc.uniqueArray(fc.nat(maxTransactions - 1), { minLength: 1, maxLength: 2 }),
-      restartBefore: fc.option(fc.nat(maxTransactions - 1), { nil: undefined }),
+      outagesBefore: fc.uniqueArray(fc.nat(size.max - 1), { minLength: 1, maxLength: long ? 6 : 2 }),
+      restartBefore: fc.option(fc.nat(size.max - 1), { nil: undefined }),
     })
     .map((c) => ({
       keys: c.keys,

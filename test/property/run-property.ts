@@ -27,7 +27,7 @@ const historiesDir = fileURLToPath(new URL('./.histories/', import.meta.url));
 export async function runProperty(spec: DestinationSpec): Promise<void> {
   const config = settings(spec.ciRuns);
   let run = 0;
-  const property = fc.asyncProperty(commandsArbitrary(spec.faults, config.maxCommands), swallowPlanArbitrary, async (commands, plan) => {
+  const property = fc.asyncProperty(commandsArbitrary(spec.faults, config.maxCommands, config.minTransactions), swallowPlanArbitrary(config.minTransactions), async (commands, plan) => {
     run++;
     const started = Date.now();
     const world = await withDeadline(`setting up the ${spec.name} run`, 90_000, createWorld(spec, config.leaseMs, plan));

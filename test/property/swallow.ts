@@ -39,10 +39,10 @@ export interface SwallowTarget {
 /** The swallowing handler runs of one case; empty in a case without any. */
 export type SwallowPlan = readonly SwallowTarget[];
 
-/** Most transactions a target may name: a CI case runs about four to eight. */
-const maxTx = 6;
+/** Most transactions a target may name in CI: a case runs about four to eight. */
+const ciMaxTx = 6;
 
-const targetArbitrary: fc.Arbitrary<SwallowTarget> = fc.record({
+const targetArbitrary = (maxTx: number): fc.Arbitrary<SwallowTarget> => fc.record({
   tx: fc.integer({ min: 1, max: maxTx }),
   // Every transaction has a first event; half of them a second.
   index: fc.constantFrom(0, 0, 0, 1),
@@ -58,10 +58,14 @@ const targetArbitrary: fc.Arbitrary<SwallowTarget> = fc.record({
  * shows the consumers untroubled by them. Swallowing rides along existing cases rather than adding
  * cases of its own.
  */
-export const swallowPlanArbitrary: fc.Arbitrary<SwallowPlan> = fc.oneof(
-  { arbitrary: fc.constant([]), weight: 1 },
-  { arbitrary: fc.array(targetArbitrary, { minLength: 1, maxLength: 4 }), weight: 2 },
-);
+export function swallowPlanArbitrary(minTransactions = 0): fc.Arbitrary<SwallowPlan> {
+  // A soak case names transactions anywhere in its history, and a few more targets.
+  const maxTx = Math.max(ciMaxTx, minTransactions);
+  return fc.oneof(
+    { arbitrary: fc.constant([]), weight: 1 },
+    { arbitrary: fc.array(targetArbitrary(maxTx), { minLength: 1, maxLength: minTransactions > 0 ? 12 : 4 }), weight: 2 },
+  );
+}
 
 export function showPlan(plan: SwallowPlan): string {
   if (plan.length === 0) return 'no handler swallows';

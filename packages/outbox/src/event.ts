@@ -56,6 +56,27 @@ export const eventColumns =
   // Epoch milliseconds: a number is far cheaper for the client to decode than a timestamp text.
   '(extract(epoch FROM e.created_at) * 1000)::float8 AS created_ms';
 
+/**
+ * The FROM clause that reads events in commit order `(c.seq, e.id)` after the cursor `(afterSeq,
+ * afterId)` (SQL expressions), for the commits `commitWhere` selects (`c.seq >= afterSeq` among its
+ * conditions), with `eventWhere` on the events: each commit's events come from one bounded
+ * range scan, at most `limit` of them, starting after the cursor inside the cursor's own commit.
+ * So a page of a transaction that published 100 000 events reads one page of rows, not the whole
+ * transaction again, and the caller's `ORDER BY c.seq, e.id LIMIT limit` sorts at most what it
+ * returns per commit. Use it with `eventColumns`.
+ */
+export function commitOrderFrom(s: string, o: { commitWhere: string; afterSeq: string; afterId: string; eventWhere: string; limit: string }): string {
+  return `(SELECT c.partition, c.seq, c.tx_id, c.first_id, c.last_id FROM ${s}.commits c WHERE ${o.commitWhere} ORDER BY c.seq) c
+      CROSS JOIN LATERAL (
+        SELECT e.* FROM ${s}.events e
+        WHERE e.partition = c.partition AND e.tx_id = c.tx_id
+          AND e.id BETWEEN CASE WHEN c.seq = ${o.afterSeq} THEN greatest(c.first_id, ${o.afterId} + 1) ELSE c.first_id END AND c.last_id
+          ${o.eventWhere}
+        ORDER BY e.id
+        LIMIT ${o.limit}
+      ) e`;
+}
+
 export interface EventRow {
   id: string;
   seq: string;

@@ -1,6 +1,6 @@
 import { translatingErrors } from './driver-errors.ts';
 import { CursorExpiredError, InvalidCursorError } from './errors.ts';
-import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
+import { commitOrderFrom, eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { comparePositions, encodePosition, maxPosition, start } from './position.ts';
 import { isMutant } from './mutants.ts';
@@ -71,11 +71,13 @@ async function read(executor: Executor, schema: string, options: FeedReadOptions
             x.*
      FROM h LEFT JOIN LATERAL (
        SELECT ${eventColumns}
-       FROM ${s}.commits c
-       JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
-       WHERE c.seq >= $1::bigint AND c.seq <= h.safe AND (c.seq > $1::bigint OR e.id > $2::bigint)
-         AND ($4::text[] IS NULL OR e.topic LIKE ANY($4::text[]))
-         AND ($5::text IS NULL OR e.tenant = $5)
+       FROM ${commitOrderFrom(s, {
+         commitWhere: 'c.seq >= $1::bigint AND c.seq <= h.safe',
+         afterSeq: '$1::bigint',
+         afterId: '$2::bigint',
+         eventWhere: 'AND ($4::text[] IS NULL OR e.topic LIKE ANY($4::text[])) AND ($5::text IS NULL OR e.tenant = $5)',
+         limit: '$3',
+       })}
        ORDER BY c.seq, e.id
        LIMIT $3
      ) x ON true`,

@@ -1,5 +1,5 @@
 import { translatingErrors } from './driver-errors.ts';
-import { eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
+import { commitOrderFrom, eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { maxPosition } from './position.ts';
 import { isMutant } from './mutants.ts';
@@ -63,13 +63,18 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
 }
 
 function commitOrderStatement(s: string, filters: string): string {
+  const from = commitOrderFrom(s, {
+    commitWhere: 'c.partition = $1 AND c.seq >= $2::bigint',
+    afterSeq: '$2::bigint',
+    afterId: '$3::bigint',
+    eventWhere: filters,
+    limit: '$4',
+  });
   return `SELECT h.head::text AS head, x.*
     FROM (SELECT max(seq) AS head FROM ${s}.commits WHERE partition = $1) h
     LEFT JOIN LATERAL (
       SELECT ${eventColumns}
-      FROM ${s}.commits c
-      JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
-      WHERE c.partition = $1 AND c.seq >= $2::bigint AND (c.seq > $2::bigint OR e.id > $3::bigint) ${filters}
+      FROM ${from}
       ORDER BY c.seq, e.id
       LIMIT $4
     ) x ON true`;

@@ -135,4 +135,28 @@ describe('the log reader', () => {
     expect((await readAll(start, ['billing.y'], 'acme')).events.map((e) => e.payload)).toEqual([4]);
     expect((await readAll(start, undefined, 'nobody')).events).toEqual([]);
   });
+
+  it('reads transactions of hundreds of events page by page, resuming inside a transaction, with and without a filter', async () => {
+    const { schema } = outbox;
+    const start = (await readAll(logStart)).cursor;
+    const big = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ topic: i % 3 === 0 ? 'bulk.third' : 'bulk.rest', payload: `${tag}${i}` }));
+    const published: OutboxEvent[] = [];
+    published.push(...(await inTransaction(outbox.pool, (c) => publish(c, big(700, 'a'), { schema }))));
+    published.push(...(await inTransaction(outbox.pool, (c) => publish(c, { topic: 'bulk.rest', payload: 'small' }, { schema }))));
+    published.push(...(await inTransaction(outbox.pool, (c) => publish(c, big(400, 'b'), { schema }))));
+    const pages = async (limit: number, topics?: string[]): Promise<OutboxEvent[]> => {
+      const events: OutboxEvent[] = [];
+      let cursor = start;
+      for (;;) {
+        const page = await readPartition(outbox.db, schema, { partition: 0, after: cursor, limit, topics });
+        events.push(...page.events);
+        cursor = page.scannedTo;
+        if (page.events.length < limit) return events;
+      }
+    };
+    const ids = (events: readonly OutboxEvent[]) => events.map((e) => e.payload);
+    for (const limit of [1, 7, 250, 500, 2000]) expect(ids(await pages(limit))).toEqual(ids(published));
+    const thirds = published.filter((e) => e.topic === 'bulk.third');
+    for (const limit of [5, 100, 500]) expect(ids(await pages(limit, ['bulk.third']))).toEqual(ids(thirds));
+  });
 });
