@@ -3,7 +3,7 @@
  *
  * - default (CI): TIDINGS_PROPERTY_RUNS cases per transport (default: the destination's `ciRuns`) of up to
  *   TIDINGS_PROPERTY_COMMANDS commands (default 14);
- * - TIDINGS_SOAK=1: 3 cases per transport (TIDINGS_PROPERTY_RUNS), or cases until TIDINGS_SOAK_MINUTES
+ * - TIDINGS_SOAK=1: 10 cases per transport (TIDINGS_PROPERTY_RUNS), or cases until TIDINGS_SOAK_MINUTES
  *   per transport are up; each case interleaves up to 40 commands (faults among them) with bursts of
  *   transactions, so that its history holds at least TIDINGS_SOAK_TRANSACTIONS (default 500)
  *   transactions with faults throughout;
@@ -39,7 +39,7 @@ export function settings(ciRuns = 4): PropertySettings {
   const soak = env.TIDINGS_SOAK === '1' || env.TIDINGS_SOAK === 'true';
   const minutes = integer('TIDINGS_SOAK_MINUTES', 0);
   const timeLimitMs = soak && minutes > 0 ? minutes * 60_000 : undefined;
-  const runs = integer('TIDINGS_PROPERTY_RUNS', soak ? (timeLimitMs ? 100_000 : 3) : ciRuns);
+  const runs = integer('TIDINGS_PROPERTY_RUNS', soak ? (timeLimitMs ? 100_000 : 10) : ciRuns);
   const maxCommands = integer('TIDINGS_PROPERTY_COMMANDS', soak ? 40 : 14);
   const minTransactions = soak ? integer('TIDINGS_SOAK_TRANSACTIONS', 500) : 0;
   // A case is a few seconds plus about half a second per command and a fifth of a second per
