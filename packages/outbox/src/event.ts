@@ -60,7 +60,9 @@ export const eventColumns =
  * The FROM clause that reads events in commit order `(c.seq, e.id)` after the cursor `(afterSeq,
  * afterId)` (SQL expressions), for the commits `commitWhere` selects (`c.seq >= afterSeq` among its
  * conditions), with `eventWhere` on the events: each commit's events come from one bounded
- * range scan, at most `limit` of them, starting after the cursor inside the cursor's own commit.
+ * range scan, at most `limit` of them, starting at the cursor inside the cursor's own commit (the
+ * cursor's own event is the one row read and passed over; no `id + 1`, which overflows at the
+ * largest id a client may send).
  * So a page of a transaction that published 100 000 events reads one page of rows, not the whole
  * transaction again, and the caller's `ORDER BY c.seq, e.id LIMIT limit` sorts at most what it
  * returns per commit. Use it with `eventColumns`.
@@ -70,7 +72,8 @@ export function commitOrderFrom(s: string, o: { commitWhere: string; afterSeq: s
       CROSS JOIN LATERAL (
         SELECT e.* FROM ${s}.events e
         WHERE e.partition = c.partition AND e.tx_id = c.tx_id
-          AND e.id BETWEEN CASE WHEN c.seq = ${o.afterSeq} THEN greatest(c.first_id, ${o.afterId} + 1) ELSE c.first_id END AND c.last_id
+          AND e.id BETWEEN CASE WHEN c.seq = ${o.afterSeq} THEN greatest(c.first_id, ${o.afterId}) ELSE c.first_id END AND c.last_id
+          AND (c.seq <> ${o.afterSeq} OR e.id > ${o.afterId})
           ${o.eventWhere}
         ORDER BY e.id
         LIMIT ${o.limit}

@@ -158,5 +158,10 @@ describe('the log reader', () => {
     for (const limit of [1, 7, 250, 500, 2000]) expect(ids(await pages(limit))).toEqual(ids(published));
     const thirds = published.filter((e) => e.topic === 'bulk.third');
     for (const limit of [5, 100, 500]) expect(ids(await pages(limit, ['bulk.third']))).toEqual(ids(thirds));
+    // A cursor naming the largest event id there can be inside a commit: the rest of that commit is
+    // past it, and reading on finds the next commits (no arithmetic on the id that could overflow).
+    const firstCommit = (await pages(2000))[0]!.position.seq;
+    const past = await readPartition(outbox.db, schema, { partition: 0, after: { seq: firstCommit, id: '9223372036854775807' }, limit: 2 });
+    expect(ids(past.events)).toEqual(['small', 'b0']);
   });
 });
