@@ -3,24 +3,27 @@
  * the environment; its handler records every application in `<schema>.applied` (no unique key, so
  * a double apply shows) and dawdles a little so that kills land inside transactions too.
  */
-import { inbox } from '@tidings/inbox';
 import { pgDatabase, type Executor } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
-import { sseConsumer } from '@tidings/relays/sse';
+import { sseConsumer, type FeedConsumerEvent, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
 
 const env = process.env;
 const schema = env.CONSUMER_SCHEMA!;
 const database = pgDatabase(env.DATABASE_URL!, { max: 2 });
 const options = {
   url: env.FEED_URL!,
+  consumer: 'crash-test',
+  schema,
   database,
-  inbox: inbox({ consumer: 'crash-test', schema }),
-  backoff: { initialMs: 50, maxMs: 500 },
-  async handle(event: { eventId: string; cursor: string }, trx: Executor) {
-    await trx.query(`INSERT INTO "${schema}".applied (event_id, cursor) VALUES ($1, $2)`, [event.eventId, event.cursor]);
+  retry: { minDelayMs: 50, maxDelayMs: 500 },
+  reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+  async handler(trx: Executor, event: ReceivedEvent<FeedDelivery>) {
+    await trx.query(`INSERT INTO "${schema}".applied (event_id, cursor) VALUES ($1, $2)`, [event.eventId, event.delivery.cursor]);
     if (Math.random() < 0.3) await trx.query('SELECT pg_sleep(0.005)');
   },
-  onError: (error: unknown) => process.stderr.write(`consumer: ${String(error)}\n`),
+  onEvent: (event: FeedConsumerEvent) => {
+    if ('error' in event) process.stderr.write(`consumer: ${event.type}: ${String(event.error)}\n`);
+  },
 };
 const consumer = env.FEED_KIND === 'sse' ? sseConsumer({ ...options, idleTimeoutMs: 5_000 }) : pollingConsumer({ ...options, limit: 7, waitSeconds: 1 });
 process.stdout.write('started\n');
@@ -31,4 +34,4 @@ consumer.done.then(
     process.exit(2);
   },
 );
-process.on('SIGTERM', () => void consumer.stop());
+process.on('SIGTERM', () => void consumer.close());

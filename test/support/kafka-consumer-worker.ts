@@ -35,8 +35,8 @@ await consumeKafka({
       name,
       event.eventId,
       event.key,
-      event.record.partition,
-      event.record.offset,
+      event.delivery.partition,
+      event.delivery.offset,
     ]);
   },
   onEvent: (event) => {

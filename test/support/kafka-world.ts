@@ -174,8 +174,8 @@ export async function startEffectConsumer(
         name,
         event.eventId,
         event.key,
-        event.record.partition,
-        event.record.offset,
+        event.delivery.partition,
+        event.delivery.offset,
       ]);
     },
     onEvent: (event) => events.push(event),

@@ -1,6 +1,6 @@
 import { migrateInbox } from '@tidings/inbox';
 import type { OutboxEvent } from '@tidings/outbox';
-import { consumeRabbitmq, type RabbitmqConsumer, type RabbitmqConsumerEvent } from '@tidings/relays/rabbitmq';
+import { consumeRabbitmq, type RabbitmqConsumer, type RabbitmqConsumerEvent, type RetryOptions } from '@tidings/relays/rabbitmq';
 import amqp, { type Channel, type ChannelModel, type GetMessage } from 'amqplib';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -61,7 +61,7 @@ export async function startEffectConsumer(
     queue?: string;
     prefetch?: number;
     fail?: (event: { eventId: string; attempt: number; payload: unknown }) => boolean;
-    retry?: { attempts?: number; delayMs?: number | number[] };
+    retry?: RetryOptions;
     onEvent?: (event: RabbitmqConsumerEvent) => void;
   },
 ): Promise<TestConsumer> {
@@ -77,7 +77,7 @@ export async function startEffectConsumer(
     prefetch: options.prefetch ?? 20,
     heartbeatSeconds: 5,
     reconnect: { minDelayMs: 50, maxDelayMs: 500 },
-    retry: options.retry ?? { attempts: 5, delayMs: 100 },
+    retry: options.retry ?? { attempts: 5, minDelayMs: 100, maxDelayMs: 100 },
     handler: async (trx: pg.PoolClient, event) => {
       if (options.fail?.({ eventId: event.eventId, attempt: event.attempt, payload: event.payload })) {
         throw new Error(`handler refused ${event.eventId} on attempt ${event.attempt}`);

@@ -1,7 +1,6 @@
-import { inbox } from '@tidings/inbox';
 import { webhookReceiver, type WebhookMessage } from '@tidings/relays/webhook';
 import type pg from 'pg';
-import { inTransaction, type TestOutbox } from './db.ts';
+import type { TestOutbox } from './db.ts';
 import { startWebhookServer, type TestWebhookServer } from './webhook-server.ts';
 
 /** What a receiver does with one request, decided per request. */
@@ -39,10 +38,11 @@ export async function startInboxReceiver(
   const stats = { failedBefore: 0, failedAfterCommit: 0, duplicates: 0, rejected: 0 };
   const state = { secrets };
   const receiverFor = (keys: string[]) =>
-    webhookReceiver<pg.PoolClient>({
+    webhookReceiver({
       secrets: keys,
-      inbox: inbox({ consumer: `receiver.${name}`, schema: outbox.schema }),
-      transaction: (work) => inTransaction(outbox.pool, work),
+      consumer: `receiver.${name}`,
+      schema: outbox.schema,
+      database: outbox.pool,
       handler: async (trx, message: WebhookMessage) => {
         await trx.query(`INSERT INTO ${table} (receiver, event_id, key) VALUES ($1, $2, $3)`, [name, message.eventId, message.key]);
       },

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { inbox, migrateInbox } from '@tidings/inbox';
+import { migrateInbox } from '@tidings/inbox';
 import type { Executor } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
-import { sseConsumer, type FeedEnvelope } from '@tidings/relays/sse';
+import { sseConsumer, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
@@ -28,17 +28,18 @@ describe.each(['sse', 'polling'] as const)('the %s consumer with a handler that 
   it('commits neither the effect nor the cursor of that try, and applies the event once when the handler stops failing', async () => {
     const topic = `aborted.${kind}.${randomBytes(3).toString('hex')}`;
     let swallows = 2;
-    const handle = async (event: FeedEnvelope, trx: Executor) => {
+    const handler = async (trx: Executor, event: ReceivedEvent<FeedDelivery>) => {
       await trx.query(`INSERT INTO "${schema}".effects (n) VALUES ($1)`, [event.payload]);
       if (event.payload === 2 && swallows-- > 0) await trx.query('SELECT 1/0').catch(() => {});
     };
     await feed.publish([1, 2, 3].map((n) => ({ topic, key: 'k', payload: n })));
     const consumer = kinds[kind].make({
       url: `${feed.origin}${kinds[kind].path}?topics=${topic}`,
+      consumer: `aborted-${topic}`,
+      schema,
       database: feed.outbox.db,
-      inbox: inbox({ consumer: `aborted-${topic}`, schema }),
-      handle,
-      backoff: { initialMs: 20, maxMs: 100 },
+      handler,
+      retry: { minDelayMs: 20, maxDelayMs: 100 },
     });
     try {
       const effects = async () => (await feed.outbox.db.query<{ n: number }>(`SELECT n FROM "${schema}".effects`)).rows.map((r) => r.n).sort();
@@ -46,7 +47,7 @@ describe.each(['sse', 'polling'] as const)('the %s consumer with a handler that 
       expect(swallows).toBeLessThan(0);
       expect(await effects()).toEqual([1, 2, 3]);
     } finally {
-      await consumer.stop();
+      await consumer.close();
       await feed.outbox.db.query(`TRUNCATE "${schema}".effects`);
     }
   });

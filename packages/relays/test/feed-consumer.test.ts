@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { inbox, migrateInbox } from '@tidings/inbox';
 import { comparePositions, CursorExpiredError, decodePosition, type Executor, encodePosition } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
-import { AccessDeniedError, sseConsumer, type FeedEnvelope } from '@tidings/relays/sse';
+import { AccessDeniedError, HandlerFailedError, sseConsumer, type FeedConsumerEvent, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
@@ -26,13 +26,15 @@ const kinds = {
   polling: { path: '/feed', make: pollingConsumer },
 } as const;
 
-function consumerOf(kind: keyof typeof kinds, topic: string, handle: (event: FeedEnvelope, trx: Executor) => unknown, extra: object = {}) {
+function consumerOf(kind: keyof typeof kinds, topic: string, handler: (trx: Executor, event: ReceivedEvent<FeedDelivery>) => unknown, extra: object = {}) {
   return kinds[kind].make({
     url: `${feed.origin}${kinds[kind].path}?topics=${topic}`,
+    consumer: `c-${topic}`,
+    schema,
     database: feed.outbox.db,
-    inbox: inbox({ consumer: `c-${topic}`, schema }),
-    handle,
-    backoff: { initialMs: 20, maxMs: 200 },
+    handler,
+    retry: { minDelayMs: 20, maxDelayMs: 200 },
+    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
     ...extra,
   });
 }
@@ -42,18 +44,18 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     const topic = `consume.${kind}.${randomBytes(3).toString('hex')}`;
     const seen: unknown[] = [];
     const first = await feed.publish([1, 2, 3].map((n) => ({ topic, payload: n })));
-    const consumer = consumerOf(kind, topic, (event) => void seen.push(event.payload));
+    const consumer = consumerOf(kind, topic, (_trx, event) => void seen.push(event.payload));
     await waitUntil('three events applied', async () => seen.length === 3);
-    await consumer.stop();
+    await consumer.close();
     // The SSE consumer stores each event's cursor; the polling one stores the page's end with the last.
     expect(comparePositions(decodePosition(consumer.cursor!), first[2]!.position)).toBeGreaterThanOrEqual(0);
     if (kind === 'sse') expect(consumer.cursor).toBe(encodePosition(first[2]!.position));
     await expect(consumer.done).resolves.toBeUndefined();
 
     await feed.publish([4, 5].map((n) => ({ topic, payload: n })));
-    const again = consumerOf(kind, topic, (event) => void seen.push(event.payload));
+    const again = consumerOf(kind, topic, (_trx, event) => void seen.push(event.payload));
     await waitUntil('the two new events applied', async () => seen.length === 5);
-    await again.stop();
+    await again.close();
     expect(seen).toEqual([1, 2, 3, 4, 5]);
   });
 
@@ -61,26 +63,65 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     const topic = `retry.${kind}.${randomBytes(3).toString('hex')}`;
     await feed.outbox.db.query(`CREATE TABLE IF NOT EXISTS "${schema}".effects (payload jsonb)`);
     let failures = 0;
-    const errors: unknown[] = [];
+    const events: FeedConsumerEvent[] = [];
+    const attempts: number[] = [];
     await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
     const consumer = consumerOf(
       kind,
       topic,
-      async (event, trx) => {
+      async (trx, event) => {
+        if (event.payload === 1) attempts.push(event.attempt);
         await trx.query(`INSERT INTO "${schema}".effects (payload) VALUES ($1)`, [JSON.stringify({ topic, n: event.payload })]);
         if (event.payload === 1 && failures < 2) {
           failures++;
           throw new Error('not yet');
         }
       },
-      { onError: (error: unknown) => errors.push(error) },
+      { onEvent: (event: FeedConsumerEvent) => events.push(event) },
     );
     const applied = async () =>
       (await feed.outbox.db.query<{ n: number }>(`SELECT (payload->>'n')::int AS n FROM "${schema}".effects WHERE payload->>'topic' = $1`, [topic])).rows;
     await waitUntil('both events applied', async () => (await applied()).length === 2);
-    await consumer.stop();
+    await consumer.close();
     expect((await applied()).map((row) => row.n)).toEqual([1, 2]);
-    expect(errors.map(String)).toEqual(['Error: not yet', 'Error: not yet']);
+    const retries = events.filter((e) => e.type === 'retry-scheduled');
+    expect(retries.map((e) => [e.attempt, String(e.error)])).toEqual([[1, 'Error: not yet'], [2, 'Error: not yet']]);
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(events.filter((e) => e.type === 'committed').map((e) => e.attempt)).toEqual([3, 1]);
+  });
+
+  it('hands the handler the one received-event type: a Date, its cursor, the attempt', async () => {
+    const topic = `shape.${kind}.${randomBytes(3).toString('hex')}`;
+    const [published] = await feed.publish([{ topic, key: 'k1', payload: { n: 1 }, headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' } }]);
+    const seen: ReceivedEvent<FeedDelivery>[] = [];
+    const consumer = consumerOf(kind, topic, (_trx, event) => void seen.push(event));
+    await waitUntil('the event applied', async () => seen.length === 1);
+    await consumer.close();
+    const event = seen[0]!;
+    expect(event).toMatchObject({ eventId: published!.eventId, topic, key: 'k1', tenant: null, payload: { n: 1 }, attempt: 1 });
+    expect(event.headers).toEqual({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+    expect(event.createdAt).toBeInstanceOf(Date);
+    expect(event.createdAt!.getTime()).toBe(published!.createdAt.getTime());
+    expect(event.delivery).toEqual({ transport: kind, cursor: encodePosition(published!.position) });
+  });
+
+  it('stops with HandlerFailedError after retry.attempts runs of a failing handler, applying nothing after the event', async () => {
+    const topic = `give-up.${kind}.${randomBytes(3).toString('hex')}`;
+    const [, poison] = await feed.publish([1, 2, 3].map((n) => ({ topic, key: 'k', payload: n })));
+    const seen: unknown[] = [];
+    const consumer = consumerOf(
+      kind,
+      topic,
+      (_trx, event) => {
+        if (event.payload === 2) throw new Error(`refused on attempt ${event.attempt}`);
+        seen.push(event.payload);
+      },
+      { retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 20 } },
+    );
+    await expect(consumer.done).rejects.toBeInstanceOf(HandlerFailedError);
+    await expect(consumer.done).rejects.toMatchObject({ reason: 'handler-failed', eventId: poison!.eventId, attempts: 3, cause: { message: 'refused on attempt 3' } });
+    expect(seen).toEqual([1]);
+    await consumer.close();
   });
 
   it('stops with CursorExpiredError when its checkpoint fell behind retention', async () => {
@@ -113,7 +154,7 @@ describe('the SSE consumer', () => {
   it('reconnects with its committed cursor when the server drops the stream, and misses nothing', async () => {
     const topic = `drop.${randomBytes(3).toString('hex')}`;
     const seen: unknown[] = [];
-    const consumer = consumerOf('sse', topic, (event) => void seen.push(event.payload));
+    const consumer = consumerOf('sse', topic, (_trx, event) => void seen.push(event.payload));
     await waitUntil('the consumer is connected', async () => feed.sse.connections > 0);
     const [, second] = await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
     // The handler runs inside the transaction: wait for the commit, not for the handler.
@@ -123,7 +164,7 @@ describe('the SSE consumer', () => {
     feed.sseRequests.at(-1)!.socket.destroy();
     await feed.publish([3, 4].map((n) => ({ topic, payload: n })));
     await waitUntil('the events published while it was away applied', async () => seen.length === 4);
-    await consumer.stop();
+    await consumer.close();
     expect(seen).toEqual([1, 2, 3, 4]);
     expect(feed.sseRequests.length).toBe(requests + 1);
     expect(feed.sseRequests.at(-1)!.headers['last-event-id']).toBe(committed);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { inbox, migrateInbox } from '@tidings/inbox';
+import { migrateInbox } from '@tidings/inbox';
 import { FeedResponseError, SseLimitError, sseConsumer } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
@@ -133,19 +133,22 @@ describe('the SSE consumer against a server that sends an endless line', () => {
     const errors: unknown[] = [];
     const consumer = sseConsumer({
       url: `http://127.0.0.1:${(hostile.address() as AddressInfo).port}/events`,
+      consumer: 'hostile-server',
+      schema,
       database: feed.outbox.db,
-      inbox: inbox({ consumer: 'hostile-server', schema }),
-      handle: () => {},
+      handler: () => {},
       maxEventLength: 1024 * 1024,
-      backoff: { initialMs: 20, maxMs: 50 },
-      onError: (error) => errors.push(error),
+      reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+      onEvent: (event) => {
+        if (event.type === 'disconnected') errors.push(event.error);
+      },
     });
     try {
       await waitUntil('the consumer gave up on two streams', async () => errors.filter((e) => e instanceof SseLimitError).length >= 2);
       expect(requests).toBeGreaterThanOrEqual(2);
       expect(errors[0]).toMatchObject({ part: 'line', maxLength: 1024 * 1024 });
     } finally {
-      await consumer.stop();
+      await consumer.close();
       hostile.closeAllConnections();
       hostile.close();
       await feed.outbox.db.query(`DROP SCHEMA "${schema}" CASCADE`);
@@ -163,12 +166,13 @@ describe('the SSE consumer refused with 429', () => {
     const consumer = sseConsumer({
       url: `${feed.origin}/events`,
       headers: { 'x-tenant': 'r' },
+      consumer: 'refused',
+      schema,
       database: feed.outbox.db,
-      inbox: inbox({ consumer: 'refused', schema }),
-      handle: () => {},
-      backoff: { initialMs: 20, maxMs: 50 },
-      onError: (error) => {
-        if (error instanceof FeedResponseError && error.status === 429) refusals.push(Date.now());
+      handler: () => {},
+      reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+      onEvent: (event) => {
+        if (event.type === 'disconnected' && event.error instanceof FeedResponseError && event.error.status === 429) refusals.push(Date.now());
       },
     });
     try {
@@ -176,7 +180,7 @@ describe('the SSE consumer refused with 429', () => {
       // Its own backoff would have asked again within 50 ms; the feed said 5 s.
       expect(refusals[1]! - refusals[0]!).toBeGreaterThanOrEqual(4_900);
     } finally {
-      await consumer.stop();
+      await consumer.close();
       for (const reader of held) reader.close();
       await feed.outbox.db.query(`DROP SCHEMA "${schema}" CASCADE`);
     }

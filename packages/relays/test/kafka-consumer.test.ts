@@ -92,7 +92,7 @@ describe('the Kafka consumer helper', () => {
         mode,
         handler: async (client: pg.PoolClient, event) => {
           await client.query(`INSERT INTO "${world.schema}".effects (consumer, event_id, key, partition, record_offset) VALUES ($1, $2, $3, $4, $5)`, [
-            name, event.eventId, event.key, event.record.partition, event.record.offset,
+            name, event.eventId, event.key, event.delivery.partition, event.delivery.offset,
           ]);
           // A careless handler: the error aborts the transaction, and is swallowed.
           if (event.eventId === events[2]!.eventId && swallowed++ < 2) await client.query('SELECT 1/0').catch(() => {});
@@ -103,9 +103,9 @@ describe('the Kafka consumer helper', () => {
       expect(effects.map((r) => r.event_id)).toEqual(events.map((e) => e.eventId));
       // The first swallow failed the whole run, which was then applied record by record; the second
       // failed the record alone: one counted retry, with the reason.
-      const retries = seen.filter((e) => e.type === 'retry');
-      expect(retries.map((e) => e.type === 'retry' && [e.offset, e.attempt])).toEqual([['2', 1]]);
-      expect(retries.every((e) => e.type === 'retry' && /did not commit|current transaction is aborted/.test(e.error.message))).toBe(true);
+      const retries = seen.filter((e) => e.type === 'retry-scheduled');
+      expect(retries.map((e) => e.type === 'retry-scheduled' && [e.offset, e.attempt])).toEqual([['2', 1]]);
+      expect(retries.every((e) => e.type === 'retry-scheduled' && /did not commit|current transaction is aborted/.test(e.error.message))).toBe(true);
     });
   }
 
@@ -184,7 +184,7 @@ describe('the Kafka consumer helper', () => {
       batchSize: 5,
       // Offset 12 (in the transaction of 10 to 14) waits until "another worker" has moved on.
       before: async (event) => {
-        if (event.record.offset !== '12' || blocked) return;
+        if (event.delivery.offset !== '12' || blocked) return;
         blocked = true;
         await released;
       },
@@ -209,19 +209,25 @@ describe('the Kafka consumer helper', () => {
     const deadLetterTopic = await world.topic('poison-dead', 1);
     const events = testEvents(8, { topic, key: 'k' });
     await produce(events);
+    const runs: number[] = [];
     const { events: seen } = await consume({
       name: 'poison',
       topics: [topic],
       deadLetterTopic,
       retry: { attempts: 3, minDelayMs: 20, maxDelayMs: 50 },
       before: (event) => {
-        if (event.record.offset === '3') throw new Error(`handler refused ${event.eventId}`);
+        if (event.delivery.offset !== '3') return;
+        runs.push(event.attempt);
+        throw new Error(`handler refused ${event.eventId}`);
       },
     });
 
     const effects = await waitForEffects('poison', 7);
     expect(effects.map((r) => r.event_id)).toEqual(events.filter((_, i) => i !== 3).map((e) => e.eventId));
-    expect(seen.filter((e) => e.type === 'retry').map((e) => e.type === 'retry' && [e.offset, e.attempt])).toEqual([['3', 1], ['3', 2]]);
+    // The first run is in a batch with the records around it; when it fails the batch is applied
+    // record by record at once, the failing record's second run among them, then after a delay.
+    expect(runs).toEqual([1, 2, 3]);
+    expect(seen.filter((e) => e.type === 'retry-scheduled').map((e) => e.type === 'retry-scheduled' && [e.offset, e.attempt])).toEqual([['3', 2]]);
     const [letter] = await world.readTopic(deadLetterTopic);
     expect(letter).toMatchObject({ key: 'k', eventId: events[3]!.eventId });
     expect(letter!.headers).toMatchObject({
@@ -284,6 +290,6 @@ describe('the Kafka consumer helper', () => {
     await waitUntil('several attempts failed on the database', async () => seen.filter((e) => e.type === 'error').length >= 4);
     databaseUp = true;
     expect((await waitForEffects('db-down', 1)).map((r) => r.event_id)).toEqual([event!.eventId]);
-    expect(seen.filter((e) => e.type === 'retry' || e.type === 'dead-lettered')).toEqual([]);
+    expect(seen.filter((e) => e.type === 'retry-scheduled' || e.type === 'dead-lettered')).toEqual([]);
   });
 });

@@ -46,7 +46,7 @@ describe('the RabbitMQ consumer and its database', () => {
       consumer: 'swallow',
       schema: world.schema,
       database: world.outbox.pool,
-      retry: { attempts: 5, delayMs: 50 },
+      retry: { attempts: 5, minDelayMs: 50, maxDelayMs: 50 },
       reconnect: { minDelayMs: 50, maxDelayMs: 200 },
       handler: async (trx: pg.PoolClient, event) => {
         await trx.query(`INSERT INTO "${world.schema}".effects (consumer, event_id, key) VALUES ('swallow', $1, $2)`, [event.eventId, event.key]);

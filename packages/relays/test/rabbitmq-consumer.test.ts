@@ -102,21 +102,21 @@ describe('the RabbitMQ consumer helper', () => {
     expect(events.some((e) => e.type === 'disconnected')).toBe(true);
   });
 
-  it('retries a failing handler after a delay and applies the event once it succeeds', async () => {
-    const { topic, events } = await start('flaky', { fail: ({ attempt }) => attempt < 3, retry: { attempts: 5, delayMs: 100 } });
+  it('retries a failing handler after a delay doubling from retry.minDelayMs, and applies the event once it succeeds', async () => {
+    const { topic, events } = await start('flaky', { fail: ({ attempt }) => attempt < 3, retry: { attempts: 5, minDelayMs: 100, maxDelayMs: 1_000 } });
     const eventId = testEvent({ topic }).eventId;
     const sentAt = Date.now();
     publishRaw(topic, { flaky: true }, { messageId: eventId, type: topic, headers: { traceparent: '00-aa-bb-01' } });
 
     await waitUntil('the event was applied', async () => (await world.effects('flaky')).length === 1);
-    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(200);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(300);
     const retries = events.filter((e) => e.type === 'retry-scheduled');
-    expect(retries.map((e) => e.type === 'retry-scheduled' && [e.attempt, e.delayMs])).toEqual([[1, 100], [2, 100]]);
+    expect(retries.map((e) => e.type === 'retry-scheduled' && [e.attempt, e.delayMs])).toEqual([[1, 100], [2, 200]]);
     expect(events.find((e) => e.type === 'committed')).toMatchObject({ eventId, attempt: 3, applied: true });
   });
 
   it('dead-letters a message whose handler keeps failing, with the last error, and keeps consuming', async () => {
-    const { topic, queue, events } = await start('poison', { fail: ({ payload }) => (payload as { poison?: boolean }).poison === true, retry: { attempts: 3, delayMs: 50 } });
+    const { topic, queue, events } = await start('poison', { fail: ({ payload }) => (payload as { poison?: boolean }).poison === true, retry: { attempts: 3, minDelayMs: 50, maxDelayMs: 50 } });
     const poison = testEvent({ topic }).eventId;
     const healthy = testEvent({ topic }).eventId;
     publishRaw(topic, { poison: true }, { messageId: poison, type: topic });
@@ -164,7 +164,7 @@ describe('the RabbitMQ consumer helper', () => {
       bindings: [topic],
       consumer: 'db-down',
       schema: world.schema,
-      retry: { attempts: 2, delayMs: 50 },
+      retry: { attempts: 2, minDelayMs: 50, maxDelayMs: 50 },
       reconnect: { minDelayMs: 20, maxDelayMs: 100 },
       database: async <R>(fn: (trx: pg.PoolClient) => Promise<R>): Promise<R> => {
         if (!databaseUp) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');

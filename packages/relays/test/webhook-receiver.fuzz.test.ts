@@ -1,12 +1,11 @@
-import { inbox, migrateInbox } from '@tidings/inbox';
+import { migrateInbox } from '@tidings/inbox';
 import { generateWebhookSecret, signWebhook, webhookReceiver, type WebhookMessage } from '@tidings/relays/webhook';
 import fc from 'fast-check';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 
 /** Generated requests per run (`FUZZ_RUNS` for more). */
 const numRuns = Number(process.env.FUZZ_RUNS ?? 300);
@@ -21,16 +20,17 @@ const serverErrors: string[] = [];
 beforeAll(async () => {
   outbox = await freshOutbox('webhook_fuzz');
   await migrateInbox(outbox.db, { schema: outbox.schema });
-  const receiver = webhookReceiver<pg.PoolClient>({
+  const receiver = webhookReceiver({
     secrets: secret,
-    inbox: inbox({ consumer: 'fuzz', schema: outbox.schema }),
-    transaction: (work) => inTransaction(outbox.pool, work),
+    consumer: 'fuzz',
+    schema: outbox.schema,
+    database: outbox.pool,
     handler: async (_trx, message: WebhookMessage) => {
       applied.push(message.eventId);
     },
     maxBodyBytes: 64 * 1024,
-    onError: (error, status) => {
-      if (status >= 500) serverErrors.push(`${status} ${error.message}`);
+    onEvent: (event) => {
+      if (event.type === 'rejected' && event.status >= 500) serverErrors.push(`${event.status} ${event.error.message}`);
     },
   });
   server = http.createServer((req, res) => void receiver.listener(req, res));

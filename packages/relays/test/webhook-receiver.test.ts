@@ -1,4 +1,4 @@
-import { inbox, migrateInbox } from '@tidings/inbox';
+import { migrateInbox } from '@tidings/inbox';
 import { testEvent } from '@tidings/relays/testing';
 import {
   expressWebhookHandler,
@@ -13,7 +13,7 @@ import {
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { loopback } from '../../../test/support/webhook-harness.ts';
 
@@ -56,10 +56,11 @@ describe('the webhook receiver', () => {
   });
 
   function makeReceiver(secrets: string[]): WebhookReceiver {
-    return webhookReceiver<pg.PoolClient>({
+    return webhookReceiver({
       secrets,
-      inbox: inbox({ consumer: 'test.receiver', schema: outbox.schema }),
-      transaction: async (work) => {
+      consumer: 'test.receiver',
+      schema: outbox.schema,
+      database: async <R>(work: (trx: pg.PoolClient) => Promise<R>): Promise<R> => {
         const result = await inTransaction(outbox.pool, work);
         log.push('commit');
         return result;
@@ -206,6 +207,57 @@ describe('the webhook receiver', () => {
     expect(reply.status).toBe(500);
     expect(reply.payload).toContain('parseAs: buffer');
     expect(await effects()).toEqual([event.eventId]);
+  });
+
+  it('hands the handler the one received-event type, tells onEvent what it did, and closes: 503 to new requests once close() began, done resolved after the transactions in progress', async () => {
+    const seen: WebhookMessage[] = [];
+    const told: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const closing = webhookReceiver({
+      secrets: [secret],
+      consumer: 'test.closing',
+      schema: outbox.schema,
+      database: outbox.pool,
+      handler: async (_trx, message) => {
+        seen.push(message);
+        await gate;
+      },
+      onEvent: (event) => {
+        told.push(event.type === 'committed' ? `committed ${event.applied}` : `rejected ${event.status}`);
+        throw new Error('an observer that throws changes nothing');
+      },
+    });
+    const first = signed(testEvent({ topic: 'orders.paid', key: 'o-7', payload: { total: 7 } }));
+    const inFlight = closing.handle({ method: 'POST', headers: first.headers, body: first.body });
+    await vi.waitFor(() => expect(seen).toHaveLength(1));
+    const closed = closing.close();
+    const refused = await closing.handle({ method: 'POST', headers: signed().headers, body: signed().body });
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBe('5');
+    let settled = false;
+    void closing.done.then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
+    release();
+    expect((await inFlight).status).toBe(200);
+    await closed;
+    await closing.done;
+    expect(told).toEqual(['rejected 503', 'committed true']);
+    const message = seen[0]!;
+    expect(message).toMatchObject({ eventId: first.event.eventId, topic: 'orders.paid', key: 'o-7', tenant: null, payload: { total: 7 }, headers: {}, attempt: 1 });
+    expect(message.createdAt!.toISOString()).toBe(first.event.createdAt.toISOString());
+    expect(message.delivery.transport).toBe('webhook');
+    expect(Math.abs(message.delivery.sentAt.getTime() - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('refuses bad options with a ConfigError naming the option, before taking any request', () => {
+    const base = { secrets: [secret], consumer: 'c', database: outbox.pool, handler: () => {} };
+    expect(() => webhookReceiver({ ...base, consumer: '' })).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'consumer' }));
+    expect(() => webhookReceiver({ ...base, database: {} as never })).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'database' }));
+    expect(() => webhookReceiver({ ...base, handler: undefined as never })).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'handler' }));
+    expect(() => webhookReceiver({ ...base, secrets: [] })).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'secrets' }));
+    expect(() => webhookReceiver({ ...base, maxBodyBytes: 0 })).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'maxBodyBytes' }));
   });
 });
 

@@ -6,9 +6,8 @@
  * restart from the checkpoint, and a second consumer of the same checkpoint racing the first.
  * An arrival is an event handed to a consumer's handler.
  */
-import { inbox } from '@tidings/inbox';
 import { pgDatabase, type Executor } from '@tidings/outbox';
-import { pollingConsumer, pollingFeed } from '@tidings/relays/polling';
+import { pollingConsumer, pollingFeed, type Consumer } from '@tidings/relays/polling';
 import { sseConsumer, sseFeed } from '@tidings/relays/sse';
 import http from 'node:http';
 import pg from 'pg';
@@ -22,11 +21,6 @@ import { applyEffect, readEffects } from '../inbox-consumer.ts';
 import { postgresProxy } from '../proxies.ts';
 
 type FeedKind = 'sse' | 'polling';
-
-interface Consumer {
-  readonly done: Promise<void>;
-  stop(): Promise<void>;
-}
 
 async function createFeedDestination(kind: FeedKind, context: RunContext) {
   const { schema, topic } = context;
@@ -50,11 +44,13 @@ async function createFeedDestination(kind: FeedKind, context: RunContext) {
   const start = (): Consumer => {
     const options = {
       url: `http://127.0.0.1:${proxy.port}/${kind}`,
+      consumer: 'property',
+      schema,
       database: consumerDatabase,
-      inbox: inbox({ consumer: 'property', schema }),
       source: `property-${kind}`,
-      backoff: { initialMs: 50, maxMs: 500 },
-      handle: async (event: { eventId: string; key: string | null; payload: unknown }, trx: Executor) => {
+      retry: { minDelayMs: 50, maxDelayMs: 500 },
+      reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+      handler: async (trx: Executor, event: { eventId: string; key: string | null; payload: unknown }) => {
         arrivals.push({ eventId: event.eventId, key: event.key });
         await context.swallower.handle(trx, event, () => applyEffect(trx, schema, { eventId: event.eventId, key: event.key }));
       },
@@ -83,7 +79,7 @@ async function createFeedDestination(kind: FeedKind, context: RunContext) {
     consumerCrash: async () => {
       const crashed = main;
       main = start();
-      stopping.push(withDeadline(`stop() of a crashed ${kind} consumer`, 10_000, crashed.stop()).catch((error: unknown) => void errors.push(String(error))));
+      stopping.push(withDeadline(`close() of a crashed ${kind} consumer`, 10_000, crashed.close()).catch((error: unknown) => void errors.push(String(error))));
     },
     heal: async () => {
       proxy.refuseNew(false);
@@ -92,7 +88,7 @@ async function createFeedDestination(kind: FeedKind, context: RunContext) {
     observe: async () => ({ arrivals: [...arrivals], effects: await readEffects(pool, schema) }),
     problems: () => [...errors],
     async close() {
-      const stopped = await withDeadline(`stop() of the ${kind} consumers`, 10_000, Promise.all([main.stop(), second?.stop()])).catch((error: Error) => error);
+      const stopped = await withDeadline(`close() of the ${kind} consumers`, 10_000, Promise.all([main.close(), second?.close()])).catch((error: Error) => error);
       await proxy.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

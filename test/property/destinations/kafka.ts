@@ -70,7 +70,7 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
         heartbeatIntervalMs: 1_000,
         retry: { minDelayMs: 50, maxDelayMs: 500 },
         handler: (trx, event) => {
-          const record = mode === 'checkpoint' ? `${event.record.partition}@${event.record.offset}` : undefined;
+          const record = mode === 'checkpoint' ? `${event.delivery.partition}@${event.delivery.offset}` : undefined;
           const effect = { eventId: event.eventId, key: event.key, ...(record === undefined ? {} : { record }) };
           return context.swallower.handle(trx as pg.PoolClient, event, () => applyEffect(trx as pg.PoolClient, schema, effect));
         },

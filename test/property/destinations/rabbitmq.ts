@@ -87,7 +87,7 @@ export const rabbitmqDestination: DestinationSpec = {
         connectTimeoutMs: 2_000,
         connectionName: `property ${name}`,
         reconnect: { minDelayMs: 50, maxDelayMs: 500 },
-        retry: { attempts: 1_000, delayMs: 100 },
+        retry: { attempts: 1_000, minDelayMs: 100, maxDelayMs: 100 },
         handler: async (trx: pg.PoolClient, event) => {
           let holdMs = 0;
           if (holdNext > 0) {

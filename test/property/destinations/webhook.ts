@@ -5,7 +5,6 @@
  * races the first attempt), answer slowly, handle a request twice at once, or commit and then drop
  * the connection before answering. An arrival is a request the receiver accepted (2xx).
  */
-import { inbox } from '@tidings/inbox';
 import { generateWebhookSecret, webhookReceiver } from '@tidings/relays/webhook';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,10 +40,11 @@ export const webhookDestination: DestinationSpec = {
     pool.on('error', () => {});
     const secret = generateWebhookSecret();
     const holds = new Map<string, number>();
-    const receiver = webhookReceiver<pg.PoolClient>({
+    const receiver = webhookReceiver({
       secrets: secret,
-      inbox: inbox({ consumer: 'property', schema }),
-      transaction: async (work) => {
+      consumer: 'property',
+      schema,
+      database: async <R>(work: (trx: pg.PoolClient) => Promise<R>): Promise<R> => {
         const client = await pool.connect();
         let broken: Error | undefined;
         try {

@@ -1,81 +1,76 @@
-import type { Inbox } from '@tidings/inbox';
 import { ConfigError } from '@tidings/outbox';
-import type { FeedEnvelope } from './envelope.ts';
-import { whole } from './feed-options.ts';
+import { resolveCommon, resolveRetry, type ConsumerOptions, type FeedDelivery, type ResolvedCommon, type RetryOptions } from '../shared/consumer.ts';
+import { wholeOption } from '../shared/options.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
 
-/**
- * Runs a function in a transaction of the consumer's own database and commits it (rolls back when
- * it throws). A tidings `Database` is one; for kysely pass
- * `{ transaction: (fn) => db.transaction().execute(fn) }`.
- */
-export interface TransactionRunner<Trx> {
-  transaction<T>(fn: (trx: Trx) => Promise<T>): Promise<T>;
-}
+/** Something a feed consumer did; for logs, metrics and tests. */
+export type FeedConsumerEvent =
+  | { readonly type: 'connected' }
+  /** A connection ended with a failure that asking again may cure (lost connection, 5xx, 429); it reconnects after `delayMs`. */
+  | { readonly type: 'disconnected'; readonly error: Error; readonly delayMs: number }
+  /** The handler's effects and the cursor after the event committed together. */
+  | { readonly type: 'committed'; readonly eventId: string; readonly attempt: number; readonly cursor: string }
+  /** The handler failed; the event is tried again after `delayMs`, the events after it waiting (order is kept). */
+  | { readonly type: 'retry-scheduled'; readonly eventId: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
+  /** Something failed that is not the handler's doing (the database, another worker moving the checkpoint); it is retried. */
+  | { readonly type: 'error'; readonly error: Error };
 
 /** What both feed consumers are configured with. */
-export interface FeedConsumerOptions<Trx> {
+export interface FeedConsumerOptions<Source extends TransactionSource> extends ConsumerOptions<Source, FeedDelivery, FeedConsumerEvent> {
   /** The feed endpoint, with any fixed query such as `?topics=orders.*`. */
   readonly url: string | URL;
-  /** The consumer's own database: each event's effects and the cursor commit in one transaction. */
-  readonly database: TransactionRunner<Trx>;
-  /** The consumer's inbox (`inbox({ consumer: 'billing' })`): it keeps the checkpoint. */
-  readonly inbox: Inbox;
-  /** The checkpoint's name. Default: the URL. Changing it restarts the consumer from `from`. */
+  /** The checkpoint's name (kept per `consumer`). Default: the URL. Changing it restarts the consumer from `from`. */
   readonly source?: string;
-  /**
-   * Applies one event inside `trx`, the transaction that also stores the cursor. If it throws,
-   * both roll back and the event is tried again after a backoff (order is kept, so a failing
-   * event holds back the ones after it).
-   */
-  readonly handle: (event: FeedEnvelope, trx: Trx) => unknown;
   /** Where a consumer without a checkpoint starts. Default `start`. */
   readonly from?: 'start' | 'now';
   /** Extra request headers, e.g. `authorization`; a function is called before every request. */
   readonly headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
-  /** Reconnect/retry backoff: exponential with jitter from `initialMs` (default 250) to `maxMs` (default 30 000). */
-  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
-  /** Hears every failure that will be retried (connection lost, 5xx, handler errors). */
-  readonly onError?: (error: unknown) => void;
+  /**
+   * A failing handler is retried after `minDelayMs` (default 250) doubling up to `maxDelayMs`
+   * (default 30 000), the events after it waiting: a feed keeps order and has no dead letters. By
+   * default it retries forever; with `attempts`, the consumer stops after that many runs of the
+   * handler on one event and `done` rejects with `HandlerFailedError`.
+   */
+  readonly retry?: RetryOptions;
+  /** Delays between reconnections after a failed connection: exponential with jitter. Default 250 to 30 000 ms. */
+  readonly reconnect?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
   /** A `fetch` to use instead of the global one. */
   readonly fetch?: typeof fetch;
 }
 
-export interface ResolvedConsumerOptions<Trx> {
+export interface ResolvedConsumerOptions<Source extends TransactionSource> extends ResolvedCommon<Source, FeedDelivery, FeedConsumerEvent> {
   readonly url: string;
-  readonly database: TransactionRunner<Trx>;
-  readonly inbox: Inbox;
   readonly source: string;
-  readonly handle: (event: FeedEnvelope, trx: Trx) => unknown;
   readonly from: 'start' | 'now';
   readonly headers: () => Promise<Record<string, string>>;
-  readonly initialMs: number;
-  readonly maxMs: number;
-  readonly onError: (error: unknown) => void;
+  readonly retry: { readonly attempts: number; readonly minDelayMs: number; readonly maxDelayMs: number };
+  readonly reconnect: { readonly minDelayMs: number; readonly maxDelayMs: number };
   readonly fetch: typeof fetch;
 }
 
-export function resolveConsumerOptions<Trx>(options: FeedConsumerOptions<Trx>): ResolvedConsumerOptions<Trx> {
-  const url = new URL(options.url).toString();
-  if (typeof options.database?.transaction !== 'function') {
-    throw new ConfigError('database', 'expected an object with transaction(fn), such as a tidings Database');
+export function resolveConsumerOptions<Source extends TransactionSource>(options: FeedConsumerOptions<Source>): ResolvedConsumerOptions<Source> {
+  const common = resolveCommon(options, 'url, consumer, database and handler');
+  let url: string;
+  try {
+    url = new URL(options.url).toString();
+  } catch {
+    throw new ConfigError('url', `expected the feed's absolute URL, got ${JSON.stringify(String(options.url))}`);
   }
-  if (typeof options.inbox?.saveCheckpoint !== 'function') throw new ConfigError('inbox', "expected an inbox, e.g. inbox({ consumer: 'billing' })");
-  if (typeof options.handle !== 'function') throw new ConfigError('handle', 'expected a function (event, trx) => effects');
   const from = options.from ?? 'start';
   if (from !== 'start' && from !== 'now') throw new ConfigError('from', `expected 'start' or 'now', got ${JSON.stringify(from)}`);
-  const initialMs = whole('backoff.initialMs', options.backoff?.initialMs, 250);
+  if (options.source !== undefined && (typeof options.source !== 'string' || options.source === '')) {
+    throw new ConfigError('source', `expected a checkpoint name, got ${JSON.stringify(options.source)}`);
+  }
+  const minDelayMs = wholeOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 250);
   const headers = options.headers;
   return {
+    ...common,
     url,
-    database: options.database,
-    inbox: options.inbox,
     source: options.source ?? url,
-    handle: options.handle,
     from,
     headers: async () => (typeof headers === 'function' ? await headers() : (headers ?? {})),
-    initialMs,
-    maxMs: whole('backoff.maxMs', options.backoff?.maxMs, Math.max(30_000, initialMs), initialMs),
-    onError: options.onError ?? (() => {}),
+    retry: resolveRetry(options.retry, { attempts: Infinity, minDelayMs: 250, maxDelayMs: 30_000 }),
+    reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(30_000, minDelayMs), minDelayMs) },
     fetch: options.fetch ?? fetch,
   };
 }

@@ -1,4 +1,5 @@
-import type { Json, OutboxEvent } from '@tidings/outbox';
+import type { OutboxEvent } from '@tidings/outbox';
+import type { EventFields } from '../shared/consumer.ts';
 import { cursorText } from './cursor.ts';
 
 /**
@@ -11,14 +12,8 @@ import { cursorText } from './cursor.ts';
  *   orders.add(envelope.payload, { dedupBy: envelope.eventId });
  * });
  */
-export interface FeedEnvelope {
+export interface FeedEnvelope extends EventFields {
   readonly cursor: string;
-  readonly eventId: string;
-  readonly topic: string;
-  readonly key: string | null;
-  readonly tenant: string | null;
-  readonly payload: Json;
-  readonly headers: Readonly<Record<string, string>>;
   /** ISO 8601 time the event was published. */
   readonly createdAt: string;
 }

@@ -1,3 +1,4 @@
+import { wholeOption } from '../shared/options.ts';
 import { ConfigError, type Database } from '@tidings/outbox';
 import type { SlotLimits } from './connection-slots.ts';
 import type { Authorize } from './scope.ts';
@@ -71,21 +72,13 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
     schema,
     authorize,
     from,
-    pollIntervalMs: whole('pollIntervalMs', options.pollIntervalMs, 2_000),
+    pollIntervalMs: wholeOption('pollIntervalMs', options.pollIntervalMs, 2_000),
     onError: options.onError ?? (() => {}),
     limits: {
-      total: whole('maxConnections', options.maxConnections, 10_000),
-      perTenant: whole('maxConnectionsPerTenant', options.maxConnectionsPerTenant, 1_000),
+      total: wholeOption('maxConnections', options.maxConnections, 10_000),
+      perTenant: wholeOption('maxConnectionsPerTenant', options.maxConnectionsPerTenant, 1_000),
       retryAfterSeconds,
     },
   };
 }
 
-/** `value` if it is a whole number from `min` to `max`, `fallback` if undefined; otherwise a `ConfigError`. */
-export function whole(option: string, value: number | undefined, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(option, `expected a whole number from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}

@@ -13,8 +13,10 @@ type Readable = Extract<Item, { event: KafkaEvent }>;
 
 /** A failure thrown by the handler itself, as opposed to the database or the inbox around it. */
 class HandlerFailed {
+  readonly eventId: string;
   readonly error: unknown;
-  constructor(error: unknown) {
+  constructor(eventId: string, error: unknown) {
+    this.eventId = eventId;
     this.error = error;
   }
 }
@@ -128,20 +130,22 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** Applies `run` in one transaction; when the handler fails, record by record, retrying the failing one. */
-  async #applyRun(payload: EachBatchPayload, tp: TopicPartition, run: readonly Readable[]): Promise<boolean> {
+  async #applyRun(payload: EachBatchPayload, tp: TopicPartition, run: readonly Readable[], failedBefore = 0): Promise<boolean> {
     const { onEvent, minDelayMs, maxDelayMs, attempts } = this.#options;
     const failures = new Backoff(minDelayMs, maxDelayMs);
-    let attempt = 0;
+    let attempt = failedBefore;
     for (;;) {
       if (this.#ended(payload)) return false;
       let applied: number;
       try {
-        applied = await this.#transaction(tp, run);
+        applied = await this.#transaction(tp, run, attempt + 1);
       } catch (error) {
         // A handler that caught a database error aborted the transaction: its failure, like a throw.
         if (error instanceof HandlerFailed || abortedByHandler(error)) {
           if (run.length > 1) {
-            for (const one of run) if (!(await this.#applyRun(payload, tp, [one]))) return false;
+            // The record whose handler failed has had its first run; the others run as if for the first time.
+            const failed = error instanceof HandlerFailed ? error.eventId : undefined;
+            for (const one of run) if (!(await this.#applyRun(payload, tp, [one], one.event.eventId === failed ? 1 : 0))) return false;
             return true;
           }
           attempt++;
@@ -149,7 +153,7 @@ export class BatchProcessor<Source extends TransactionSource> {
           const { message, event } = run[0]!;
           if (this.#deadLetters && attempt >= attempts) return this.#poison(payload, tp, message, event.eventId, 'handler-failed', cause, attempt);
           const delayMs = failures.next();
-          onEvent({ type: 'retry', ...tp, offset: message.offset, attempt, delayMs, error: cause });
+          onEvent({ type: 'retry-scheduled', ...tp, offset: message.offset, attempt, delayMs, error: cause });
           if (!(await this.#wait(payload, delayMs))) return false;
           continue;
         }
@@ -166,19 +170,23 @@ export class BatchProcessor<Source extends TransactionSource> {
     }
   }
 
-  /** One database transaction: the handler for each event, then the inbox marks or the checkpoint. Resolves with how many handlers ran. */
-  async #transaction(tp: TopicPartition, run: readonly Readable[]): Promise<number> {
+  /**
+   * One database transaction: the handler for each event, then the inbox marks or the checkpoint.
+   * Resolves with how many handlers ran. `attempt` is the run number of a single record retried.
+   */
+  async #transaction(tp: TopicPartition, run: readonly Readable[], attempt: number): Promise<number> {
     const { database, handler, mode } = this.#options;
     const source = checkpointSource(tp);
     const next = String(BigInt(run.at(-1)!.message.offset) + 1n);
     const applied = await runInTransaction(database, async (trx) => {
       let count = 0;
-      for (const { event } of run) {
+      for (const item of run) {
+        const event = attempt === 1 ? item.event : { ...item.event, attempt };
         const apply = async (t: typeof trx): Promise<void> => {
           try {
             await handler(t, event);
           } catch (error) {
-            throw new HandlerFailed(error);
+            throw new HandlerFailed(event.eventId, error);
           }
         };
         if (mode === 'checkpoint') {

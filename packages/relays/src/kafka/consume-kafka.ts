@@ -5,12 +5,11 @@ import { resolveConsumerOptions, type ConsumeKafkaOptions, type ResolvedConsumer
 import { DeadLetterWriter } from './dead-letter-writer.ts';
 import { createKafkaClient } from './kafka-client.ts';
 import type { TransactionSource } from '../shared/transaction-source.ts';
+import { lifecycle, type Consumer as RunningConsumer } from '../shared/consumer.ts';
 
-/** A running consumer. */
-export interface KafkaConsumer {
+/** A running consumer: `close()` stops fetching, lets the transaction in progress commit (and its offset), then leaves the group. */
+export interface KafkaConsumer extends RunningConsumer {
   readonly groupId: string;
-  /** Stops fetching, lets the transaction in progress commit (and its offset), then leaves the group. Idempotent. */
-  close(): Promise<void>;
 }
 
 /**
@@ -66,6 +65,8 @@ class Consumer implements KafkaConsumer {
   #consumer: KafkajsConsumer | undefined;
   #restarting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  readonly #life = lifecycle();
+  readonly done = this.#life.done;
 
   constructor(options: ResolvedConsumerOptions<TransactionSource>) {
     this.#options = options;
@@ -120,6 +121,7 @@ class Consumer implements KafkaConsumer {
       // kafkajs waits for the batch in progress; the processor stops after its current transaction.
       await this.#consumer?.disconnect().catch(() => {});
       await this.#deadLetters?.close();
+      this.#life.stopped();
     })();
     return this.#closing;
   }

@@ -1,9 +1,9 @@
 import { ConfigError } from '@tidings/outbox';
 import type { Kafka } from 'kafkajs';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
-import type { KafkaEvent } from './record-codec.ts';
-import { isTransactionSource, type TransactionOf, type TransactionSource } from '../shared/transaction-source.ts';
-import { positive } from './transport-options.ts';
+import { resolveCommon, resolveRetry, type ConsumerOptions, type KafkaDelivery, type ResolvedCommon, type RetryOptions } from '../shared/consumer.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
+import { wholeOption } from '../shared/options.ts';
 
 /**
  * How the consumer helper makes effects exactly once.
@@ -38,15 +38,15 @@ export type KafkaConsumerEvent =
       /** Events whose handler ran; the others were duplicates the inbox skipped. */
       readonly applied: number;
     }
-  /** The handler threw; the record is tried again after `delayMs`, its partition waiting. */
-  | { readonly type: 'retry'; readonly topic: string; readonly partition: number; readonly offset: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
+  /** The handler failed; the record is tried again after `delayMs`, its partition waiting. */
+  | { readonly type: 'retry-scheduled'; readonly topic: string; readonly partition: number; readonly offset: string; readonly attempt: number; readonly delayMs: number; readonly error: Error }
   | { readonly type: 'dead-lettered'; readonly topic: string; readonly partition: number; readonly offset: string; readonly eventId: string | null; readonly error: Error }
   /** Something failed that is not the handler's doing (database, offset commit, an unreadable record without a dead-letter topic); it is retried. */
   | { readonly type: 'error'; readonly topic?: string; readonly partition?: number; readonly error: Error }
   /** kafkajs stopped consuming; `restarting` says whether it starts again by itself. */
   | { readonly type: 'crashed'; readonly error: Error; readonly restarting: boolean };
 
-export interface ConsumeKafkaOptions<Source extends TransactionSource> {
+export interface ConsumeKafkaOptions<Source extends TransactionSource> extends ConsumerOptions<Source, KafkaDelivery, KafkaConsumerEvent> {
   /** Bootstrap brokers, e.g. `localhost:9092`. Needed unless `kafka` is given. */
   readonly brokers?: string | readonly string[];
   /** Client settings: client id, TLS, SASL, timeouts, logging. */
@@ -55,36 +55,23 @@ export interface ConsumeKafkaOptions<Source extends TransactionSource> {
   readonly kafka?: Kafka;
   /** Topics to consume: names, or patterns matched against the topics that exist at start. */
   readonly topics: readonly (string | RegExp)[];
-  /** The inbox consumer name: marks and checkpoints are kept under it. */
-  readonly consumer: string;
   /** The Kafka consumer group. Default: the `consumer` name. */
   readonly groupId?: string;
-  /** Where the handler's transaction runs: a kysely instance, a pg Pool, a tidings Database or a runner function. */
-  readonly database: Source;
-  /**
-   * Applies one event inside the transaction that also records it (inbox mark or checkpoint).
-   * Throwing rolls the transaction back and retries the record after a delay, its partition
-   * waiting, so the events of a key are always applied in order.
-   */
-  readonly handler: (trx: TransactionOf<Source>, event: KafkaEvent) => unknown;
   /** Default `inbox`; see {@link KafkaConsumerMode}. */
   readonly mode?: KafkaConsumerMode;
-  /** Schema of the inbox tables. Default `tidings`. */
-  readonly schema?: string;
   /** Where a partition without a committed offset (or checkpoint) starts: its first record (default) or new records only. */
   readonly fromBeginning?: boolean;
   /** Most records applied in one database transaction. Default 100. */
   readonly batchSize?: number;
   /** Partitions handled at the same time, each in its own transaction. Default 1. */
   readonly partitionsConsumedConcurrently?: number;
-  readonly retry?: {
-    /** Runs of the handler before a record goes to the dead-letter topic. Default 5. Without a dead-letter topic, retries never stop. */
-    readonly attempts?: number;
-    /** Delay before the first retry; it doubles up to `maxDelayMs`. Default 200 ms. */
-    readonly minDelayMs?: number;
-    /** Default 30 000 ms. */
-    readonly maxDelayMs?: number;
-  };
+  /**
+   * A failing handler is retried, its partition waiting (so a key's events stay in order), after
+   * `minDelayMs` (default 200) doubling up to `maxDelayMs` (default 30 000). With `deadLetterTopic`,
+   * after `attempts` runs (default 5) the record is copied there and passed over; without one,
+   * retries never stop.
+   */
+  readonly retry?: RetryOptions;
   /**
    * Where records go that cannot be applied: unreadable ones at once, failing ones after
    * `retry.attempts` runs, with the reason in `tidings_*` headers. Without it, their partition waits.
@@ -94,18 +81,13 @@ export interface ConsumeKafkaOptions<Source extends TransactionSource> {
   readonly sessionTimeoutMs?: number;
   /** Default 3 000 ms. */
   readonly heartbeatIntervalMs?: number;
-  readonly onEvent?: (event: KafkaConsumerEvent) => void;
 }
 
-export interface ResolvedConsumerOptions<Source extends TransactionSource> {
+export interface ResolvedConsumerOptions<Source extends TransactionSource> extends ResolvedCommon<Source, KafkaDelivery, KafkaConsumerEvent> {
   readonly kafka: Kafka | KafkaClientOptions;
   readonly topics: readonly (string | RegExp)[];
-  readonly consumer: string;
   readonly groupId: string;
-  readonly database: Source;
-  readonly handler: (trx: TransactionOf<Source>, event: KafkaEvent) => unknown;
   readonly mode: KafkaConsumerMode;
-  readonly schema: string | undefined;
   readonly fromBeginning: boolean;
   readonly batchSize: number;
   readonly concurrency: number;
@@ -115,47 +97,35 @@ export interface ResolvedConsumerOptions<Source extends TransactionSource> {
   readonly deadLetterTopic: string | undefined;
   readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
-  readonly onEvent: (event: KafkaConsumerEvent) => void;
 }
 
 export function resolveConsumerOptions<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>): ResolvedConsumerOptions<Source> {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'pass an object with brokers, topics, consumer, database and handler');
-  if (typeof options.consumer !== 'string' || options.consumer === '') throw new ConfigError('consumer', 'pass the inbox consumer name, e.g. "billing"');
+  const common = resolveCommon(options, 'brokers, topics, consumer, database and handler');
   if (!Array.isArray(options.topics) || options.topics.length === 0 || options.topics.some((t) => typeof t !== 'string' && !(t instanceof RegExp))) {
     throw new ConfigError('topics', 'pass a non-empty list of topic names or RegExps');
   }
-  if (!isTransactionSource(options.database)) {
-    throw new ConfigError('database', 'pass a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
-  }
-  if (typeof options.handler !== 'function') throw new ConfigError('handler', 'pass a function (trx, event) => … that applies the event');
   const mode = options.mode ?? 'inbox';
   if (mode !== 'inbox' && mode !== 'checkpoint') throw new ConfigError('mode', `expected "inbox" or "checkpoint", got ${JSON.stringify(mode)}`);
   const kafka = options.kafka ?? { ...options.client, brokers: brokerList(options.brokers) };
-  const minDelayMs = positive('retry.minDelayMs', options.retry?.minDelayMs, 200);
-  const sessionTimeoutMs = positive('sessionTimeoutMs', options.sessionTimeoutMs, 30_000);
-  const heartbeatIntervalMs = positive('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.min(3_000, Math.floor(sessionTimeoutMs / 3)));
+  const retry = resolveRetry(options.retry, { attempts: 5, minDelayMs: 200, maxDelayMs: 30_000 });
+  const sessionTimeoutMs = wholeOption('sessionTimeoutMs', options.sessionTimeoutMs, 30_000);
+  const heartbeatIntervalMs = wholeOption('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.min(3_000, Math.floor(sessionTimeoutMs / 3)));
   if (heartbeatIntervalMs * 2 > sessionTimeoutMs) throw new ConfigError('heartbeatIntervalMs', `must be at most half of sessionTimeoutMs (${sessionTimeoutMs})`);
   if (options.deadLetterTopic !== undefined && !/^[A-Za-z0-9._-]{1,249}$/.test(options.deadLetterTopic)) {
     throw new ConfigError('deadLetterTopic', `expected a Kafka topic name, got ${JSON.stringify(options.deadLetterTopic)}`);
   }
   return {
+    ...common,
     kafka,
     topics: [...options.topics],
-    consumer: options.consumer,
     groupId: options.groupId ?? options.consumer,
-    database: options.database,
-    handler: options.handler,
     mode,
-    schema: options.schema,
     fromBeginning: options.fromBeginning ?? true,
-    batchSize: positive('batchSize', options.batchSize, 100),
-    concurrency: positive('partitionsConsumedConcurrently', options.partitionsConsumedConcurrently, 1),
-    attempts: positive('retry.attempts', options.retry?.attempts, 5),
-    minDelayMs,
-    maxDelayMs: Math.max(minDelayMs, positive('retry.maxDelayMs', options.retry?.maxDelayMs, 30_000)),
+    batchSize: wholeOption('batchSize', options.batchSize, 100),
+    concurrency: wholeOption('partitionsConsumedConcurrently', options.partitionsConsumedConcurrently, 1),
+    ...retry,
     deadLetterTopic: options.deadLetterTopic,
     sessionTimeoutMs,
     heartbeatIntervalMs,
-    onEvent: options.onEvent ?? (() => {}),
   };
 }

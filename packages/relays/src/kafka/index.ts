@@ -41,4 +41,4 @@ export { consumeKafka, type KafkaConsumer } from './consume-kafka.ts';
 export { checkpointSource } from './batch-processor.ts';
 export type { ConsumeKafkaOptions, KafkaConsumerEvent, KafkaConsumerMode, TopicPartition } from './consumer-options.ts';
 export type { KafkaDeadLetterReason } from './dead-letter-writer.ts';
-export type { KyselyLike, PgPoolLike, TransactionOf, TransactionRunner, TransactionSource } from '../shared/transaction-source.ts';
+export type * from '../shared/consumer-exports.ts';

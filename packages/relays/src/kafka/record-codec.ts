@@ -1,6 +1,7 @@
 import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 import { InvalidRecordError, KafkaEncodeError } from './errors.ts';
 import type { KafkaRecord } from './producer-client.ts';
+import type { KafkaDelivery, ReceivedEvent } from '../shared/consumer.ts';
 
 /**
  * The Kafka headers tidings writes next to the event's own headers. The event's headers travel
@@ -73,26 +74,6 @@ export function encodeEvent(event: OutboxEvent, topic: string, maxRecordBytes: n
   return { topic, key: event.key, value, headers, partitionKey: event.key ?? event.eventId, bytes };
 }
 
-/** An event as the consumer helper hands it to a handler. */
-export interface KafkaEvent {
-  /**
-   * The `tidings_event_id` header. A record without one (written by another producer) gets
-   * `kafka:<topic>/<partition>@<offset>`, which deduplicates redeliveries of that record only.
-   */
-  readonly eventId: string;
-  /** The outbox topic (`tidings_topic`), else the Kafka topic. */
-  readonly topic: string;
-  readonly key: string | null;
-  readonly tenant: string | null;
-  readonly payload: Json;
-  /** The event's own headers (e.g. `traceparent`), without tidings' `tidings_*` ones. */
-  readonly headers: Readonly<Record<string, string>>;
-  /** When the event was written, if the record says. */
-  readonly createdAt: Date | null;
-  /** Where the record is in Kafka. */
-  readonly record: KafkaRecordPosition;
-}
-
 /** Where a record sits in Kafka. */
 export interface KafkaRecordPosition {
   readonly topic: string;
@@ -115,7 +96,14 @@ export interface KafkaMessageLike {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Reads a consumed Kafka record as a tidings event. Throws `InvalidRecordError` when it has no
+ * The event a consumed record holds. A record without a `tidings_event_id` header (written by
+ * another producer) gets the id `kafka:<topic>/<partition>@<offset>`, which deduplicates
+ * redeliveries of that record only; without `tidings_topic` its topic is the Kafka topic.
+ */
+export type KafkaEvent = ReceivedEvent<KafkaDelivery>;
+
+/**
+ * Reads a consumed Kafka record as a tidings event (its first run: `attempt` 1). Throws `InvalidRecordError` when it has no
  * value or its value is not UTF-8 JSON.
  *
  * @example
@@ -157,6 +145,7 @@ export function decodeRecord(topic: string, partition: number, message: KafkaMes
     payload,
     headers: own,
     createdAt: date !== null && !Number.isNaN(date.getTime()) ? date : null,
-    record,
+    attempt: 1,
+    delivery: { transport: 'kafka', ...record },
   };
 }

@@ -1,4 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import { wholeOption } from '../shared/options.ts';
 import type { KafkaSendError } from './errors.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
 import { kafkajsProducer } from './kafkajs-producer.ts';
@@ -79,8 +80,8 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
       if (options.brokers === undefined) throw new ConfigError('brokers', 'give the bootstrap brokers (e.g. "localhost:9092"), or a producer client factory');
       return kafkajsProducer({ kafka: { ...options.client, brokers: brokerList(options.brokers) }, compression });
     })();
-  const maxRecordBytes = positive('maxRecordBytes', options.maxRecordBytes, 1_048_000);
-  const maxRequestBytes = positive('maxRequestBytes', options.maxRequestBytes, 1_048_000);
+  const maxRecordBytes = wholeOption('maxRecordBytes', options.maxRecordBytes, 1_048_000);
+  const maxRequestBytes = wholeOption('maxRequestBytes', options.maxRequestBytes, 1_048_000);
   if (maxRequestBytes < maxRecordBytes) throw new ConfigError('maxRequestBytes', `must be at least maxRecordBytes (${maxRecordBytes}), so every record fits in a request`);
   return {
     name: options.name ?? 'kafka',
@@ -88,15 +89,9 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
     topic: options.topic ?? ((event) => event.topic),
     maxRecordBytes,
     maxRequestBytes,
-    sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 30_000),
-    maxBatchSize: options.maxBatchSize === undefined ? undefined : positive('maxBatchSize', options.maxBatchSize, 1),
+    sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
+    maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
     onEvent: options.onEvent ?? (() => {}),
   };
 }
 
-/** A whole number of at least 1, or the default when undefined. */
-export function positive(option: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) throw new ConfigError(option, `expected a whole number of at least 1, got ${String(value)}`);
-  return value;
-}

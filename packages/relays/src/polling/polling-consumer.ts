@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { resolveConsumerOptions, type FeedConsumerOptions } from '../feed/consumer-options.ts';
 import { FeedResponseError } from '../feed/errors.ts';
-import { whole } from '../feed/feed-options.ts';
+import { wholeOption } from '../shared/options.ts';
 import { runConsumer, type FeedConsumer } from '../feed/feed-consumer.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
 import { responseError } from '../feed/response-error.ts';
 import type { PollingPage } from './polling-feed.ts';
 
-export interface PollingConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
+export interface PollingConsumerOptions<Source extends TransactionSource> extends FeedConsumerOptions<Source> {
   /** Events per page. Default 100. */
   readonly limit?: number;
   /** Long-poll: how long the server may hold a request that has nothing yet. Default 25 s; 0 polls plainly. */
@@ -25,17 +26,17 @@ export interface PollingConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
  * @example
  * const consumer = pollingConsumer({
  *   url: 'https://orders.internal/feed?topics=orders.*',
- *   database: pgDatabase(process.env.DATABASE_URL!),
- *   inbox: inbox({ consumer: 'search-index' }),
- *   handle: (event, trx) => trx.query('INSERT INTO search_docs (id, doc) VALUES ($1, $2)', [event.key, event.payload]),
+ *   consumer: 'search-index',
+ *   database: pgDatabase(process.env.DATABASE_URL!), // the handler gets an Executor
+ *   handler: (trx, event) => trx.query('INSERT INTO search_docs (id, doc) VALUES ($1, $2)', [event.key, event.payload]),
  * });
  */
-export function pollingConsumer<Trx>(options: PollingConsumerOptions<Trx>): FeedConsumer {
+export function pollingConsumer<Source extends TransactionSource>(options: PollingConsumerOptions<Source>): FeedConsumer {
   const resolved = resolveConsumerOptions(options);
-  const limit = whole('limit', options.limit, 100, 1, 10_000);
-  const waitSeconds = whole('waitSeconds', options.waitSeconds, 25, 0, 3_600);
-  const intervalMs = whole('intervalMs', options.intervalMs, 1_000, 0);
-  return runConsumer(resolved, async (session) => {
+  const limit = wholeOption('limit', options.limit, 100, 1, 10_000);
+  const waitSeconds = wholeOption('waitSeconds', options.waitSeconds, 25, 0, 3_600);
+  const intervalMs = wholeOption('intervalMs', options.intervalMs, 1_000, 0);
+  return runConsumer(resolved, 'polling', async (session) => {
     const headers = { accept: 'application/json', ...(await resolved.headers()) };
     while (!session.signal.aborted) {
       const url = new URL(resolved.url);

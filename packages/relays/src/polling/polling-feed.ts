@@ -1,10 +1,11 @@
+import { wholeOption } from '../shared/options.ts';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FeedPage, Position } from '@tidings/outbox';
 import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import { envelopeJson } from '../feed/envelope.ts';
-import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
+import { resolveFeedOptions, type FeedOptions } from '../feed/feed-options.ts';
 import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
 import { integerParameter, isServerSide, problemOf, queryOf, sendProblem } from '../feed/problem.ts';
@@ -65,9 +66,9 @@ export interface PollingFeed {
  */
 export function pollingFeed(options: PollingFeedOptions): PollingFeed {
   const resolved = resolveFeedOptions(options, 'start');
-  const maxLimit = whole('maxLimit', options.maxLimit, 1_000, 1, 10_000);
-  const defaultLimit = whole('defaultLimit', options.defaultLimit, Math.min(100, maxLimit), 1, maxLimit);
-  const maxWaitSeconds = whole('maxWaitSeconds', options.maxWaitSeconds, 30, 0, 3_600);
+  const maxLimit = wholeOption('maxLimit', options.maxLimit, 1_000, 1, 10_000);
+  const defaultLimit = wholeOption('defaultLimit', options.defaultLimit, Math.min(100, maxLimit), 1, maxLimit);
+  const maxWaitSeconds = wholeOption('maxWaitSeconds', options.maxWaitSeconds, 30, 0, 3_600);
   const { hub, release } = acquireHub(resolved.database, {
     schema: resolved.schema,
     pollIntervalMs: resolved.pollIntervalMs,

@@ -11,17 +11,18 @@ import {
 import { declareConsumerTopology } from './consumer-topology.ts';
 import { InvalidMessageError, RabbitmqConnectionError, type DeadLetterReason } from './errors.ts';
 import { KeyLanes } from './key-lanes.ts';
-import { amqpHeaders, decodeMessage, type ReceivedEvent } from './message-codec.ts';
+import { amqpHeaders, decodeMessage } from './message-codec.ts';
+import { lifecycle, type Consumer as RunningConsumer, type RabbitmqDelivery, type ReceivedEvent as AnyReceivedEvent } from '../shared/consumer.ts';
 import { copyMessage, describeError } from './message-copy.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
-/** A running consumer. */
-export interface RabbitmqConsumer {
+type ReceivedEvent = AnyReceivedEvent<RabbitmqDelivery>;
+
+/** A running consumer: `close()` stops taking messages, lets the handlers in progress finish and ack, then disconnects. */
+export interface RabbitmqConsumer extends RunningConsumer {
   readonly queue: string;
-  /** Stops taking messages, lets the handlers in progress finish and ack, then disconnects. Idempotent. */
-  close(): Promise<void>;
 }
 
 /**
@@ -92,6 +93,8 @@ class Consumer implements RabbitmqConsumer {
   #consumerTag: string | undefined;
   #reconnecting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  readonly #life = lifecycle();
+  readonly done = this.#life.done;
 
   constructor(options: ResolvedConsumerOptions<TransactionSource>) {
     this.#options = options;
@@ -114,6 +117,7 @@ class Consumer implements RabbitmqConsumer {
       // Messages already delivered to this process are still handled (and acked).
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       await this.#link?.close(5_000);
+      this.#life.stopped();
     })();
     return this.#closing;
   }
@@ -148,13 +152,9 @@ class Consumer implements RabbitmqConsumer {
     });
   }
 
-  /** Observers must not break message handling: what they throw is ignored. */
+  /** The observer, wrapped: what it throws is ignored. */
   #emit(event: RabbitmqConsumerEvent): void {
-    try {
-      this.#options.onEvent(event);
-    } catch {
-      // ignored on purpose
-    }
+    this.#options.onEvent(event);
   }
 
   async #reconnect(): Promise<void> {
@@ -180,7 +180,7 @@ class Consumer implements RabbitmqConsumer {
   async #receive(link: ConfirmLink, message: ConsumeMessage): Promise<void> {
     let event: ReceivedEvent;
     try {
-      event = decodeMessage(message);
+      event = decodeMessage(message, this.queue);
     } catch (error) {
       const reason = error instanceof InvalidMessageError ? error.reason : 'invalid-json';
       return this.#deadLetter(link, message, null, reason, asError(error), undefined);

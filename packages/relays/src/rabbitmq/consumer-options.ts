@@ -1,9 +1,9 @@
 import { ConfigError } from '@tidings/outbox';
-import { positiveIntegerOption } from './positive-integer-option.ts';
+import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { DeadLetterReason } from './errors.ts';
-import type { ReceivedEvent } from './message-codec.ts';
-import { isTransactionSource, type TransactionOf, type TransactionSource } from '../shared/transaction-source.ts';
+import { resolveCommon, resolveRetry, type ConsumerOptions, type RabbitmqDelivery, type ResolvedCommon, type RetryOptions } from '../shared/consumer.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
 import { defaultExchange } from './transport-options.ts';
 
 /** A binding of the consumer's queue: a routing key pattern on the `exchange` option, or on an exchange of your own. */
@@ -20,21 +20,11 @@ export type RabbitmqConsumerEvent =
   /** Something failed that is not the handler's doing (database, broker); the message stays queued. */
   | { readonly type: 'error'; readonly eventId: string | null; readonly error: Error };
 
-export interface ConsumeRabbitmqOptions<Source extends TransactionSource> extends ConnectionSettings {
+export interface ConsumeRabbitmqOptions<Source extends TransactionSource>
+  extends ConnectionSettings,
+    ConsumerOptions<Source, RabbitmqDelivery, RabbitmqConsumerEvent> {
   /** The queue to consume. Declared durable unless `declareQueue` is false. */
   readonly queue: string;
-  /** The inbox consumer name: each event is applied once per consumer name. */
-  readonly consumer: string;
-  /** Where the handler's transaction runs: a kysely instance, a pg Pool, a tidings Database or a runner function. */
-  readonly database: Source;
-  /**
-   * Applies one event, inside the transaction that also records it in the inbox. Throwing rolls
-   * both back and schedules a retry. Called at most once per event and consumer among committed
-   * transactions, however often RabbitMQ delivers the message.
-   */
-  readonly handler: (trx: TransactionOf<Source>, event: ReceivedEvent) => unknown;
-  /** Schema of the inbox tables. Default `tidings`. */
-  readonly schema?: string;
   /**
    * Most unacknowledged messages at once (AMQP prefetch); also how many are handled at the same
    * time. Messages with the same key are handled one after another, in queue order. Default 20.
@@ -48,82 +38,73 @@ export interface ConsumeRabbitmqOptions<Source extends TransactionSource> extend
   readonly bindings?: readonly QueueBinding[];
   /** Exchange of string bindings, declared as a durable topic exchange. Default `tidings`. */
   readonly exchange?: string;
-  readonly retry?: {
-    /** Runs of the handler before the message is dead-lettered. Default 5. */
-    readonly attempts?: number;
-    /** Delay before each retry; a list gives the delay per retry, its last entry repeating. Default [1 000, 10 000, 60 000] ms. */
-    readonly delayMs?: number | readonly number[];
-  };
+  /**
+   * Runs of a failing handler before the message is dead-lettered (default 5; Infinity never
+   * dead-letters), and the delay before each retry: `minDelayMs` (default 1 000) doubling up to
+   * `maxDelayMs` (default 60 000). Each distinct delay is a retry queue with that TTL.
+   */
+  readonly retry?: RetryOptions;
   /** Exchange that receives messages that cannot be handled, with the reason in headers. Default `tidings.dead-letter`. */
   readonly deadLetterExchange?: string;
   /** Queue bound to the dead-letter exchange with this queue's name as routing key; false to bind none. Default `<queue>.dead-letter`. */
   readonly deadLetterQueue?: string | false;
   /** Delays between reconnection attempts, and pauses while the database fails. Default 200 to 10 000 ms. */
   readonly reconnect?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
-  readonly onEvent?: (event: RabbitmqConsumerEvent) => void;
 }
 
-export interface ResolvedConsumerOptions<Source extends TransactionSource> {
+export interface ResolvedConsumerOptions<Source extends TransactionSource> extends ResolvedCommon<Source, RabbitmqDelivery, RabbitmqConsumerEvent> {
   readonly connection: ConnectionSettings;
   readonly queue: string;
-  readonly consumer: string;
-  readonly database: Source;
-  readonly handler: (trx: TransactionOf<Source>, event: ReceivedEvent) => unknown;
-  readonly schema: string | undefined;
   readonly prefetch: number;
   readonly declareQueue: boolean;
   readonly queueArguments: Record<string, unknown> | undefined;
   readonly bindings: readonly { readonly exchange: string; readonly routingKey: string }[];
   readonly exchange: string;
   readonly attempts: number;
+  /** The delay before retry n is `delays[min(n, delays.length) - 1]`. */
   readonly delays: readonly number[];
   readonly deadLetterExchange: string;
   readonly deadLetterQueue: string | undefined;
   readonly reconnect: { readonly minDelayMs: number; readonly maxDelayMs: number };
-  readonly onEvent: (event: RabbitmqConsumerEvent) => void;
 }
 
 export function resolveConsumerOptions<Source extends TransactionSource>(options: ConsumeRabbitmqOptions<Source>): ResolvedConsumerOptions<Source> {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'pass an object with url, queue, consumer, database and handler');
+  const common = resolveCommon(options, 'url, queue, consumer, database and handler');
   const url = validateUrl(options.url);
   const queue = name('queue', options.queue);
-  if (typeof options.consumer !== 'string' || options.consumer === '') throw new ConfigError('consumer', 'pass the inbox consumer name, e.g. "billing"');
-  if (!isTransactionSource(options.database)) {
-    throw new ConfigError('database', 'pass a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
-  }
-  if (typeof options.handler !== 'function') throw new ConfigError('handler', 'pass a function (trx, event) => … that applies the event');
   const exchange = options.exchange ?? defaultExchange;
   const bindings = (options.bindings ?? []).map((binding) => (typeof binding === 'string' ? { exchange, routingKey: binding } : binding));
-  const delayOption = options.retry?.delayMs ?? [1_000, 10_000, 60_000];
-  const delays = (typeof delayOption === 'number' ? [delayOption] : [...delayOption]).map((d, i) => positiveIntegerOption(`retry.delayMs[${i}]`, d, 1));
-  if (delays.length === 0) throw new ConfigError('retry.delayMs', 'give at least one delay');
-  const minDelayMs = positiveIntegerOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 200);
+  const retry = resolveRetry(options.retry, { attempts: 5, minDelayMs: 1_000, maxDelayMs: 60_000 });
+  const minDelayMs = wholeOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 200);
   const deadLetterQueue = options.deadLetterQueue === false ? undefined : name('deadLetterQueue', options.deadLetterQueue ?? `${queue}.dead-letter`);
   return {
+    ...common,
     connection: {
       url,
       socketOptions: options.socketOptions,
-      connectTimeoutMs: positiveIntegerOption('connectTimeoutMs', options.connectTimeoutMs, 10_000),
-      heartbeatSeconds: positiveIntegerOption('heartbeatSeconds', options.heartbeatSeconds, 10),
+      connectTimeoutMs: wholeOption('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+      heartbeatSeconds: wholeOption('heartbeatSeconds', options.heartbeatSeconds, 10),
       connectionName: options.connectionName ?? `tidings consumer ${options.consumer} (pid ${process.pid})`,
     },
     queue,
-    consumer: options.consumer,
-    database: options.database,
-    handler: options.handler,
-    schema: options.schema,
-    prefetch: positiveIntegerOption('prefetch', options.prefetch, 20, 65_535),
+    prefetch: wholeOption('prefetch', options.prefetch, 20, 1, 65_535),
     declareQueue: options.declareQueue ?? true,
     queueArguments: options.queueArguments,
     bindings,
     exchange,
-    attempts: positiveIntegerOption('retry.attempts', options.retry?.attempts, 5),
-    delays,
+    attempts: retry.attempts,
+    delays: retryDelays(retry),
     deadLetterExchange: name('deadLetterExchange', options.deadLetterExchange ?? 'tidings.dead-letter'),
     deadLetterQueue,
-    reconnect: { minDelayMs, maxDelayMs: positiveIntegerOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 10_000)) },
-    onEvent: options.onEvent ?? (() => {}),
+    reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 10_000)) },
   };
+}
+
+/** The delays of successive retries: from `minDelayMs`, doubling, until `maxDelayMs` (then it repeats). */
+function retryDelays(retry: { readonly attempts: number; readonly minDelayMs: number; readonly maxDelayMs: number }): number[] {
+  const delays = [retry.minDelayMs];
+  while (delays.length < retry.attempts - 1 && delays.at(-1)! < retry.maxDelayMs) delays.push(Math.min(retry.maxDelayMs, delays.at(-1)! * 2));
+  return delays;
 }
 
 /**

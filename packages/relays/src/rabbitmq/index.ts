@@ -16,7 +16,7 @@ export { rabbitmqCapabilities, rabbitmqTransport, type RabbitmqTransport, type R
 export type { RabbitmqRoute, RabbitmqTransportEvent, RabbitmqTransportOptions } from './transport-options.ts';
 export type { ExchangeDeclaration } from './confirm-link.ts';
 export type { ConnectionSettings, RabbitmqUrl } from './connection.ts';
-export { amqpHeaders, decodeMessage, encodeEvent, type AmqpMessageLike, type EncodedMessage, type ReceivedEvent } from './message-codec.ts';
+export { amqpHeaders, decodeMessage, encodeEvent, type AmqpMessageLike, type EncodedMessage } from './message-codec.ts';
 export {
   InvalidMessageError,
   RabbitmqConnectionError,
@@ -29,4 +29,4 @@ export {
 } from './errors.ts';
 export { consumeRabbitmq, type RabbitmqConsumer } from './consume-rabbitmq.ts';
 export { retryQueueName, type ConsumeRabbitmqOptions, type QueueBinding, type RabbitmqConsumerEvent } from './consumer-options.ts';
-export type { KyselyLike, PgPoolLike, TransactionOf, TransactionRunner, TransactionSource } from '../shared/transaction-source.ts';
+export type * from '../shared/consumer-exports.ts';

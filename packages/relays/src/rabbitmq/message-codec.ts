@@ -1,6 +1,7 @@
 import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 import type { MessageProperties, Options } from 'amqplib';
 import { InvalidMessageError, RabbitmqEncodeError } from './errors.ts';
+import type { RabbitmqDelivery, ReceivedEvent } from '../shared/consumer.ts';
 
 /**
  * The AMQP headers tidings writes next to the event's own headers. The event's headers travel
@@ -92,22 +93,6 @@ export function encodeEvent(event: OutboxEvent): EncodedMessage {
   };
 }
 
-/** An event as the consumer helper hands it to a handler. */
-export interface ReceivedEvent {
-  readonly eventId: string;
-  readonly topic: string;
-  readonly key: string | null;
-  readonly tenant: string | null;
-  readonly payload: Json;
-  /** The event's own headers (e.g. `traceparent`), without tidings' and the broker's. */
-  readonly headers: Readonly<Record<string, string>>;
-  /** When the event was written, if the publisher said. */
-  readonly createdAt: Date | null;
-  /** 1 for the first run of the handler, 2 for the first retry, and so on. */
-  readonly attempt: number;
-  /** RabbitMQ delivered this message before (to this or another consumer) without an ack. */
-  readonly redelivered: boolean;
-}
 
 /** What `decodeMessage` needs of an amqplib message. */
 export interface AmqpMessageLike {
@@ -119,7 +104,8 @@ export interface AmqpMessageLike {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Reads an AMQP message as a tidings event: `messageId` is required, the body must be UTF-8 JSON
+ * Reads an AMQP message as a tidings event, as the consumer helper hands it to its handler
+ * (`queue` is what `event.delivery.queue` says): `messageId` is required, the body must be UTF-8 JSON
  * (content type absent or JSON). Throws `InvalidMessageError` naming the reason otherwise.
  *
  * @example
@@ -128,7 +114,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  *   console.log(event.eventId, event.topic, event.payload);
  * });
  */
-export function decodeMessage(message: AmqpMessageLike): ReceivedEvent {
+export function decodeMessage(message: AmqpMessageLike, queue = ''): ReceivedEvent<RabbitmqDelivery> {
   const { properties, fields } = message;
   const eventId = typeof properties.messageId === 'string' ? properties.messageId.trim() : '';
   if (eventId === '') {
@@ -162,7 +148,7 @@ export function decodeMessage(message: AmqpMessageLike): ReceivedEvent {
     headers,
     createdAt: createdAtOf(text(amqpHeaders.createdAt), properties.timestamp),
     attempt: attemptOf(raw[amqpHeaders.attempt]),
-    redelivered: fields.redelivered === true,
+    delivery: { transport: 'rabbitmq', queue, redelivered: fields.redelivered === true },
   };
 }
 

@@ -1,5 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
-import { positiveIntegerOption } from './positive-integer-option.ts';
+import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { ExchangeDeclaration } from './confirm-link.ts';
 
@@ -84,23 +84,23 @@ export function resolveTransportOptions(options: RabbitmqTransportOptions): Reso
   }
   const unroutable = options.unroutable ?? 'retry';
   if (unroutable !== 'retry' && unroutable !== 'failed') throw new ConfigError('unroutable', `expected "retry" or "failed", got ${JSON.stringify(unroutable)}`);
-  const minDelayMs = positiveIntegerOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 200);
+  const minDelayMs = wholeOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 200);
   return {
     name: options.name ?? 'rabbitmq',
     connection: {
       url,
       socketOptions: options.socketOptions,
-      connectTimeoutMs: positiveIntegerOption('connectTimeoutMs', options.connectTimeoutMs, 10_000),
-      heartbeatSeconds: positiveIntegerOption('heartbeatSeconds', options.heartbeatSeconds, 10),
+      connectTimeoutMs: wholeOption('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+      heartbeatSeconds: wholeOption('heartbeatSeconds', options.heartbeatSeconds, 10),
       connectionName: options.connectionName ?? `tidings relay (pid ${process.pid})`,
     },
     route: options.route ?? ((event) => ({ exchange, routingKey: event.topic })),
     exchanges,
     unroutable,
-    maxUnconfirmed: positiveIntegerOption('maxUnconfirmed', options.maxUnconfirmed, 1_000),
-    publishTimeoutMs: positiveIntegerOption('publishTimeoutMs', options.publishTimeoutMs, 30_000),
-    reconnect: { minDelayMs, maxDelayMs: positiveIntegerOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 5_000)) },
-    maxBatchSize: options.maxBatchSize === undefined ? undefined : positiveIntegerOption('maxBatchSize', options.maxBatchSize, 1),
+    maxUnconfirmed: wholeOption('maxUnconfirmed', options.maxUnconfirmed, 1_000),
+    publishTimeoutMs: wholeOption('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+    reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 5_000)) },
+    maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
     onEvent: safely(options.onEvent),
   };
 }

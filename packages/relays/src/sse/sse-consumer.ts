@@ -1,13 +1,14 @@
 import { resolveConsumerOptions, type FeedConsumerOptions } from '../feed/consumer-options.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import { FeedResponseError } from '../feed/errors.ts';
-import { whole } from '../feed/feed-options.ts';
+import { wholeOption } from '../shared/options.ts';
 import { runConsumer, type FeedConsumer, type Session } from '../feed/feed-consumer.ts';
+import type { TransactionSource } from '../shared/transaction-source.ts';
 import { parseProblem, problemError, responseError } from '../feed/response-error.ts';
 import { feedErrorEvent } from './sse-frames.ts';
 import { defaultMaxSseLength, SseParser, type SseMessage } from './sse-parser.ts';
 
-export interface SseConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
+export interface SseConsumerOptions<Source extends TransactionSource> extends FeedConsumerOptions<Source> {
   /**
    * A stream that sends nothing, not even a heartbeat, for this long is taken for dead and
    * reopened. Default 45 000 ms (three of the feed's default heartbeats).
@@ -32,19 +33,19 @@ export interface SseConsumerOptions<Trx> extends FeedConsumerOptions<Trx> {
  * @example
  * const consumer = sseConsumer({
  *   url: 'https://orders.internal/events?topics=orders.*',
- *   database: pgDatabase(process.env.DATABASE_URL!),
- *   inbox: inbox({ consumer: 'billing' }),
+ *   consumer: 'billing',
+ *   database: pgDatabase(process.env.DATABASE_URL!), // the handler gets an Executor
  *   headers: async () => ({ authorization: `Bearer ${await token()}` }),
- *   handle: (event, trx) => trx.query('INSERT INTO invoices (order_id) VALUES ($1)', [event.payload.id]),
+ *   handler: (trx, event) => trx.query('INSERT INTO invoices (order_id) VALUES ($1)', [(event.payload as { id: string }).id]),
  * });
- * process.on('SIGTERM', () => void consumer.stop());
+ * process.on('SIGTERM', () => void consumer.close());
  * await consumer.done;
  */
-export function sseConsumer<Trx>(options: SseConsumerOptions<Trx>): FeedConsumer {
+export function sseConsumer<Source extends TransactionSource>(options: SseConsumerOptions<Source>): FeedConsumer {
   const resolved = resolveConsumerOptions(options);
-  const idleTimeoutMs = whole('idleTimeoutMs', options.idleTimeoutMs, 45_000);
-  const maxLength = whole('maxEventLength', options.maxEventLength, defaultMaxSseLength);
-  return runConsumer(resolved, async (session) => {
+  const idleTimeoutMs = wholeOption('idleTimeoutMs', options.idleTimeoutMs, 45_000);
+  const maxLength = wholeOption('maxEventLength', options.maxEventLength, defaultMaxSseLength);
+  return runConsumer(resolved, 'sse', async (session) => {
     const url = new URL(resolved.url);
     if (session.cursor === null) url.searchParams.set('after', resolved.from);
     const headers: Record<string, string> = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...(await resolved.headers()) };
@@ -81,7 +82,7 @@ export function sseConsumer<Trx>(options: SseConsumerOptions<Trx>): FeedConsumer
         reader.releaseLock();
         await response.body.cancel().catch(() => {});
       }
-      return { reconnectAfterMs: retryMs ?? resolved.initialMs };
+      return { reconnectAfterMs: retryMs ?? resolved.reconnect.minDelayMs };
     } catch (error) {
       throw idle.signal.aborted && error === idle.signal.reason ? idle.signal.reason : error;
     } finally {

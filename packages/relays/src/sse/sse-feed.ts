@@ -1,7 +1,8 @@
+import { wholeOption } from '../shared/options.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FeedPage } from '@tidings/outbox';
 import { requestStart } from '../feed/cursor.ts';
-import { resolveFeedOptions, whole, type FeedOptions } from '../feed/feed-options.ts';
+import { resolveFeedOptions, type FeedOptions } from '../feed/feed-options.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
 import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { isServerSide, problemHeaders, problemOf, queryOf, sendProblem, type Problem } from '../feed/problem.ts';
@@ -61,10 +62,10 @@ export interface SseFeed {
  */
 export function sseFeed(options: SseFeedOptions): SseFeed {
   const resolved = resolveFeedOptions(options, 'now');
-  const heartbeatMs = whole('heartbeatMs', options.heartbeatMs, 15_000);
-  const retryMs = whole('retryMs', options.retryMs, 2_000, 0);
-  const batchSize = whole('batchSize', options.batchSize, 500, 1, 10_000);
-  const drainTimeoutMs = whole('drainTimeoutMs', options.drainTimeoutMs, 30_000);
+  const heartbeatMs = wholeOption('heartbeatMs', options.heartbeatMs, 15_000);
+  const retryMs = wholeOption('retryMs', options.retryMs, 2_000, 0);
+  const batchSize = wholeOption('batchSize', options.batchSize, 500, 1, 10_000);
+  const drainTimeoutMs = wholeOption('drainTimeoutMs', options.drainTimeoutMs, 30_000);
   const { hub, release } = acquireHub(resolved.database, {
     schema: resolved.schema,
     pollIntervalMs: resolved.pollIntervalMs,

@@ -1,4 +1,5 @@
 import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
+import type { ReceivedEvent, WebhookDelivery } from '../shared/consumer.ts';
 
 /**
  * The JSON body of every webhook request, one event per request:
@@ -29,19 +30,7 @@ export interface WebhookEnvelope {
 }
 
 /** A verified webhook as the receiver hands it to its handler. */
-export interface WebhookMessage {
-  /** The event id (`webhook-id`): the same on every attempt, the inbox's dedup key. */
-  readonly eventId: string;
-  readonly topic: string;
-  readonly key: string | null;
-  readonly tenant: string | null;
-  /** When the event was published. */
-  readonly createdAt: Date;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly payload: Json;
-  /** When this attempt was signed (`webhook-timestamp`). */
-  readonly sentAt: Date;
-}
+export type WebhookMessage = ReceivedEvent<WebhookDelivery>;
 
 /**
  * Serialises an event into the body sent (and signed) for it.
@@ -91,6 +80,8 @@ export function decodeEnvelope(body: Buffer, webhookId: string, sentAt: Date): W
     createdAt,
     headers: headers as Record<string, string>,
     payload: value.payload as Json,
-    sentAt,
+    // Each delivery is a new request: the receiver cannot see the sender's earlier attempts.
+    attempt: 1,
+    delivery: { transport: 'webhook', sentAt },
   };
 }

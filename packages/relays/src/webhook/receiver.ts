@@ -1,28 +1,28 @@
-import type { Inbox } from '@tidings/inbox';
+import { inbox } from '@tidings/inbox';
+import { ConfigError } from '@tidings/outbox';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeEnvelope, type WebhookMessage } from './envelope.ts';
 import { WebhookVerificationError } from './errors.ts';
 import { verifyWebhook, type HeaderSource } from './verify.ts';
+import { asError } from '../shared/backoff.ts';
+import { lifecycle, resolveCommon, type Consumer, type ConsumerOptions, type WebhookDelivery } from '../shared/consumer.ts';
+import { wholeOption } from '../shared/options.ts';
+import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
-export interface WebhookReceiverOptions<Trx> {
+/** Something the receiver did; for logs, metrics and tests. */
+export type WebhookReceiverEvent =
+  /** The handler's transaction committed (or the inbox found a duplicate); 200 follows. */
+  | { readonly type: 'committed'; readonly eventId: string; readonly applied: boolean }
+  /** A request was refused or failed; `status` is the answer (its body carries no internal details). */
+  | { readonly type: 'rejected'; readonly status: number; readonly error: Error };
+
+export interface WebhookReceiverOptions<Source extends TransactionSource> extends ConsumerOptions<Source, WebhookDelivery, WebhookReceiverEvent> {
   /** The endpoint's `whsec_…` secret; during a rotation, both the new and the old one. */
   readonly secrets: string | readonly string[];
-  /** The inbox that makes each event apply once (its consumer names this receiver). */
-  readonly inbox: Inbox;
-  /**
-   * Runs `work` in a transaction of your database and commits it when `work` resolves (rolls back
-   * when it throws): e.g. `(work) => db.transaction().execute(work)` with kysely, or
-   * `(work) => database.transaction(work)` with a tidings `Database`.
-   */
-  readonly transaction: <T>(work: (trx: Trx) => Promise<T>) => Promise<T>;
-  /** Applies one event, inside the transaction that also records it in the inbox. */
-  readonly handler: (trx: Trx, message: WebhookMessage) => unknown;
   /** How far `webhook-timestamp` may be from now, either way. Default 5 minutes. */
   readonly toleranceMs?: number;
   /** Largest body accepted. Default 2 MiB. */
   readonly maxBodyBytes?: number;
-  /** Told about every rejected or failed request (the answer does not carry internal details). */
-  readonly onError?: (error: Error, status: number) => void;
 }
 
 /** A request as any framework can give it: headers and the raw body bytes. */
@@ -39,8 +39,11 @@ export interface WebhookReply {
   readonly body: string;
 }
 
-/** Verifies, deduplicates and applies incoming webhooks; see {@link webhookReceiver}. */
-export interface WebhookReceiver {
+/**
+ * Verifies, deduplicates and applies incoming webhooks; see {@link webhookReceiver}. `close()`
+ * makes it answer 503 to new requests and resolves once the transactions in progress ended.
+ */
+export interface WebhookReceiver extends Consumer {
   /**
    * Handles one request (framework-agnostic): 401 for a missing or bad signature or a timestamp
    * outside the tolerance, 400 for a signed body that is not a tidings envelope, 200 once the
@@ -60,19 +63,26 @@ export interface WebhookReceiver {
  * @example
  * const receiver = webhookReceiver({
  *   secrets: process.env.WEBHOOK_SECRET!,
- *   inbox: inbox({ consumer: 'crm.orders-webhook' }),
- *   transaction: (work) => db.transaction().execute(work),
- *   handler: async (trx, message) => {
- *     if (message.topic === 'orders.created') await trx.insertInto('leads').values({ order: message.payload }).execute();
+ *   consumer: 'crm.orders-webhook',
+ *   database: db, // kysely: the handler gets a Transaction
+ *   handler: async (trx, event) => {
+ *     if (event.topic === 'orders.created') await trx.insertInto('leads').values({ order: event.payload }).execute();
  *   },
  * });
  * http.createServer(receiver.listener).listen(8080);
  */
-export function webhookReceiver<Trx>(options: WebhookReceiverOptions<Trx>): WebhookReceiver {
-  const maxBodyBytes = options.maxBodyBytes ?? 2 * 1024 * 1024;
+export function webhookReceiver<Source extends TransactionSource>(options: WebhookReceiverOptions<Source>): WebhookReceiver {
+  const common = resolveCommon(options as WebhookReceiverOptions<TransactionSource>, 'secrets, consumer, database and handler');
+  const maxBodyBytes = wholeOption('maxBodyBytes', options.maxBodyBytes, 2 * 1024 * 1024);
+  const toleranceMs = wholeOption('toleranceMs', options.toleranceMs, 5 * 60_000);
+  if (typeof options.secrets !== 'string' && !Array.isArray(options.secrets)) throw new ConfigError('secrets', 'pass the endpoint\'s whsec_… secret, or a list of them during a rotation');
   const secrets = typeof options.secrets === 'string' ? [options.secrets] : [...options.secrets];
   // Malformed secrets fail here, at start-up, not at the first request.
   verifyProbe(secrets);
+  const box = inbox({ consumer: common.consumer, schema: common.schema });
+  const life = lifecycle();
+  const inFlight = new Set<Promise<unknown>>();
+  let closing: Promise<void> | undefined;
 
   const reply = (status: number, body: Record<string, unknown>): WebhookReply => ({
     status,
@@ -80,7 +90,7 @@ export function webhookReceiver<Trx>(options: WebhookReceiverOptions<Trx>): Webh
     body: JSON.stringify(body),
   });
   const reject = (status: number, error: Error, message: string): WebhookReply => {
-    options.onError?.(error, status);
+    common.onEvent({ type: 'rejected', status, error });
     return reply(status, { error: message });
   };
 
@@ -88,22 +98,36 @@ export function webhookReceiver<Trx>(options: WebhookReceiverOptions<Trx>): Webh
     if (request.method !== undefined && request.method.toUpperCase() !== 'POST') {
       return { ...reply(405, { error: 'webhooks are POSTed' }), headers: { 'content-type': 'application/json', allow: 'POST' } };
     }
+    if (closing) return { ...reject(503, new Error('the receiver is closing'), 'the receiver is closing; send again later'), headers: { 'content-type': 'application/json', 'retry-after': '5' } };
     const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : request.body;
     if (body.byteLength > maxBodyBytes) return reject(413, new Error(`body of ${body.byteLength} bytes is over ${maxBodyBytes}`), 'body too large');
     let message: WebhookMessage;
     try {
-      const verified = verifyWebhook(request.headers, body, secrets, { toleranceMs: options.toleranceMs });
+      const verified = verifyWebhook(request.headers, body, secrets, { toleranceMs });
       message = decodeEnvelope(verified.body, verified.id, verified.timestamp);
     } catch (error) {
       if (error instanceof WebhookVerificationError) return reject(401, error, error.reason);
       return reject(400, error as Error, `not a tidings webhook: ${(error as Error).message}`);
     }
+    const applying = runInTransaction(common.database, (trx) => box.handle(trx, message, (t) => common.handler(t, message)));
+    inFlight.add(applying);
     try {
-      const outcome = await options.transaction((trx) => options.inbox.handle(trx, message, (t) => options.handler(t, message)));
+      const outcome = await applying;
+      common.onEvent({ type: 'committed', eventId: message.eventId, applied: outcome.applied });
       return reply(200, { id: message.eventId, status: outcome.applied ? 'applied' : 'duplicate' });
     } catch (error) {
-      return reject(500, error as Error, 'the event could not be applied; it will be redelivered');
+      return reject(500, asError(error), 'the event could not be applied; it will be redelivered');
+    } finally {
+      inFlight.delete(applying);
     }
+  }
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      life.stopped();
+    })();
+    return closing;
   }
 
   async function listener(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -123,7 +147,7 @@ export function webhookReceiver<Trx>(options: WebhookReceiverOptions<Trx>): Webh
     res.writeHead(answer.status, answer.headers).end(answer.body);
   }
 
-  return Object.freeze({ handle, listener });
+  return Object.freeze({ handle, listener, close, done: life.done });
 }
 
 class BodyTooLargeError extends Error {}
@@ -142,7 +166,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 function verifyProbe(secrets: readonly string[]): void {
-  if (secrets.length === 0) throw new TypeError('webhookReceiver needs at least one secret');
+  if (secrets.length === 0) throw new ConfigError('secrets', 'pass at least one whsec_… secret');
   try {
     verifyWebhook({ 'webhook-id': 'probe', 'webhook-timestamp': '0', 'webhook-signature': 'v1,' }, '', secrets, { now: 0 });
   } catch (error) {

@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { inbox } from '@tidings/inbox';
-import type { Database, Executor } from '@tidings/outbox';
+import type { Database } from '@tidings/outbox';
 import { sseConsumer, sseFeed, type SseFeed } from '../../sse/index.ts';
 import { webhookReceiver, type WebhookReceiver } from '../../webhook/index.ts';
 
@@ -50,10 +49,11 @@ export class Destinations {
 
   /** Arms the webhook receiver with the endpoint's secret. */
   receiveWebhooks(secret: string): void {
-    const receiver = webhookReceiver<Executor>({
+    const receiver = webhookReceiver({
       secrets: secret,
-      inbox: inbox({ consumer: 'demo-webhook', schema: this.#schema }),
-      transaction: (work) => this.#db.transaction(work),
+      consumer: 'demo-webhook',
+      schema: this.#schema,
+      database: this.#db,
       handler: (trx, message) =>
         trx.query(`INSERT INTO ${this.#shop}.shipments (event_id, order_id) VALUES ($1, $2)`, [
           message.eventId,
@@ -65,13 +65,15 @@ export class Destinations {
 
   /** Starts (or restarts) the SSE consumer; it resumes from the cursor it committed. */
   startFeedConsumer(): void {
-    this.#consumer = sseConsumer<Executor>({
+    this.#consumer = sseConsumer({
       url: `http://127.0.0.1:${this.port}/events`,
       source: 'demo-feed',
+      consumer: 'demo-feed',
+      schema: this.#schema,
       database: this.#db,
-      inbox: inbox({ consumer: 'demo-feed', schema: this.#schema }),
-      backoff: { initialMs: 100, maxMs: 1_000 },
-      handle: (event, trx) =>
+      reconnect: { minDelayMs: 100, maxDelayMs: 1_000 },
+      retry: { minDelayMs: 100, maxDelayMs: 1_000 },
+      handler: (trx, event) =>
         trx.query(`INSERT INTO ${this.#shop}.feed_log (event_id, order_id) VALUES ($1, $2)`, [
           event.eventId,
           (event.payload as { orderId: string }).orderId,
@@ -80,7 +82,7 @@ export class Destinations {
   }
 
   async stopFeedConsumer(): Promise<void> {
-    await this.#consumer?.stop();
+    await this.#consumer?.close();
     this.#consumer = undefined;
   }
 
