@@ -3,7 +3,7 @@ import type { Database, Executor } from './executor.ts';
 import { applyMigrations, type MigrationResult } from './migrate.ts';
 import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
 import { decodePosition } from './position.ts';
-import type { Position } from './event.ts';
+import { commitOrderFrom, type Position } from './event.ts';
 import { refuseBeyondHorizon, resolveHorizon, type HorizonOptions } from './horizon.ts';
 import { translatingErrors } from './driver-errors.ts';
 import { quoteIdent } from './sql.ts';
@@ -144,8 +144,13 @@ export interface CleanupOptions {
 }
 
 /**
- * Deletes events older than the retention period that every relay has passed, in small batches.
- * Returns the number deleted. Feed readers behind the deleted range get `CursorExpiredError`.
+ * Deletes events older than the retention period that every relay has passed, in small batches,
+ * walking each partition's log in commit order from where the last cleanup stopped: the deleted
+ * part of a partition is always a prefix, so `retention_horizon` says exactly what is gone and a
+ * feed reader behind it gets `CursorExpiredError`. A partition stops at its first event that is too
+ * young or that some relay has not passed, so the cost per deleted row stays flat however large
+ * the table, however many relays, and a partition held back by one relay costs one look per call.
+ * Concurrent cleanups skip a partition another one is working on. Returns the number deleted.
  */
 export async function cleanup(db: Executor, options: CleanupOptions = {}): Promise<number> {
   const schema = resolveSchema(options.schema);
@@ -156,43 +161,74 @@ async function deleteExpired(db: Executor, schema: string, options: CleanupOptio
   const s = quoteIdent(schema);
   const retentionMs = positiveInteger('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
   const batchSize = positiveInteger('batchSize', options.batchSize, 1000, 100_000);
+  const { rows: settings } = await db.query<{ partitions: number }>(`SELECT partitions FROM ${s}.settings`);
+  const statement = cleanupStatement(s);
   let total = 0;
-  for (;;) {
-    // An event may go once it is old enough and no relay's cursor in its partition is still before it.
-    const { rows } = await db.query<{ deleted: number; partitions: number[] | null; seqs: string[] | null }>(
-      `WITH victims AS (
-         SELECT e.id, e.partition, c.seq FROM ${s}.events e
-         JOIN ${s}.commits c ON c.partition = e.partition AND c.tx_id = e.tx_id AND e.id BETWEEN c.first_id AND c.last_id
-         WHERE e.created_at < now() - $1 * interval '1 millisecond'
-           AND NOT EXISTS (
-             SELECT 1 FROM ${s}.relay_partitions rp
-             WHERE rp.partition = e.partition AND (rp.cursor_seq, rp.cursor_id) < (c.seq, e.id)
-           )
-         ORDER BY e.id LIMIT $2
-         FOR UPDATE OF e SKIP LOCKED
-       ),
-       gone AS (DELETE FROM ${s}.events e USING victims v WHERE e.id = v.id RETURNING e.partition, v.seq, e.id),
-       horizon AS (
-         INSERT INTO ${s}.retention_horizon (partition, seq, id)
-         SELECT DISTINCT ON (partition) partition, seq, id FROM gone ORDER BY partition, seq DESC, id DESC
-         ON CONFLICT (partition) DO UPDATE SET seq = EXCLUDED.seq, id = EXCLUDED.id
-         WHERE (${s}.retention_horizon.seq, ${s}.retention_horizon.id) < (EXCLUDED.seq, EXCLUDED.id)
-       )
-       SELECT count(*)::int AS deleted, array_agg(DISTINCT partition) AS partitions, array_agg(DISTINCT seq::text) AS seqs FROM gone`,
-      [retentionMs, batchSize],
-    );
-    // Commit rows whose events are all gone go too.
-    const seqs = rows[0]?.seqs ?? [];
-    if (seqs.length > 0) {
-      await db.query(
-        `DELETE FROM ${s}.commits c
-         WHERE c.seq = ANY($1::bigint[]) AND c.partition = ANY($2::smallint[])
-           AND NOT EXISTS (SELECT 1 FROM ${s}.events e WHERE e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id)`,
-        [seqs, rows[0]!.partitions],
-      );
+  for (let partition = 0; partition < settings[0]!.partitions; partition++) {
+    for (;;) {
+      const { rows } = await db.query<{ deleted: number }>(statement, [partition, retentionMs, batchSize, schema]);
+      const deleted = rows[0]?.deleted ?? 0;
+      total += deleted;
+      if (deleted < batchSize) break;
     }
-    const deleted = rows[0]?.deleted ?? 0;
-    total += deleted;
-    if (deleted < batchSize) return total;
   }
+  return total;
+}
+
+const cleanupStatements = new Map<string, string>();
+
+/**
+ * One batch of one partition ($1), in one statement: the next `$3` events after the partition's
+ * retention horizon in commit order, of which the prefix before the first one that must stay (as
+ * young as `$2` ms, or not passed by every relay's cursor in the partition) is deleted with the
+ * commit rows it empties, and the horizon moves to its end. A transaction-level advisory lock per
+ * schema and partition keeps two cleanups off the same prefix.
+ */
+function cleanupStatement(s: string): string {
+  let text = cleanupStatements.get(s);
+  if (text) return text;
+  text = `WITH gate AS (
+       SELECT pg_try_advisory_xact_lock(hashtext('tidings.cleanup.' || $4::text), $1::int) AS mine
+     ),
+     horizon AS (
+       SELECT coalesce((SELECT rh.seq FROM ${s}.retention_horizon rh WHERE rh.partition = $1), 0) AS seq,
+              coalesce((SELECT rh.id FROM ${s}.retention_horizon rh WHERE rh.partition = $1), 0) AS id
+     ),
+     lowest AS (
+       SELECT rp.cursor_seq AS seq, rp.cursor_id AS id FROM ${s}.relay_partitions rp
+       WHERE rp.partition = $1 ORDER BY rp.cursor_seq, rp.cursor_id LIMIT 1
+     ),
+     next AS (
+       SELECT e.id, c.seq,
+              e.created_at < now() - $2 * interval '1 millisecond'
+                AND NOT EXISTS (SELECT 1 FROM lowest l WHERE (l.seq, l.id) < (c.seq, e.id)) AS expired
+       FROM gate, horizon h, ${commitOrderFrom(s, {
+         commitWhere: 'c.partition = $1 AND c.seq >= h.seq',
+         afterSeq: 'h.seq',
+         afterId: 'h.id',
+         eventWhere: '',
+         limit: '$3',
+       })}
+       WHERE gate.mine
+       ORDER BY c.seq, e.id
+       LIMIT $3
+     ),
+     prefix AS (
+       SELECT n.id, n.seq FROM (SELECT n.*, bool_and(n.expired) OVER (ORDER BY n.seq, n.id) AS all_before FROM next n) n
+       WHERE n.all_before
+     ),
+     gone AS (DELETE FROM ${s}.events e USING prefix p WHERE e.id = p.id RETURNING p.seq, e.id),
+     last AS (SELECT seq, id FROM gone ORDER BY seq DESC, id DESC LIMIT 1),
+     moved AS (
+       INSERT INTO ${s}.retention_horizon (partition, seq, id)
+       SELECT $1, seq, id FROM last
+       ON CONFLICT (partition) DO UPDATE SET seq = EXCLUDED.seq, id = EXCLUDED.id
+     ),
+     emptied AS (
+       DELETE FROM ${s}.commits c USING last
+       WHERE c.partition = $1 AND (c.seq < last.seq OR (c.seq = last.seq AND c.last_id <= last.id))
+     )
+     SELECT count(*)::int AS deleted FROM gone`;
+  cleanupStatements.set(s, text);
+  return text;
 }

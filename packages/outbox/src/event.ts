@@ -65,10 +65,11 @@ export const eventColumns =
  * largest id a client may send).
  * So a page of a transaction that published 100 000 events reads one page of rows, not the whole
  * transaction again, and the caller's `ORDER BY c.seq, e.id LIMIT limit` sorts at most what it
- * returns per commit. Use it with `eventColumns`.
+ * returns per commit. Use it with `eventColumns`. The commits' subquery is LATERAL, so `commitWhere`
+ * may name what comes before it in the same FROM list.
  */
 export function commitOrderFrom(s: string, o: { commitWhere: string; afterSeq: string; afterId: string; eventWhere: string; limit: string }): string {
-  return `(SELECT c.partition, c.seq, c.tx_id, c.first_id, c.last_id FROM ${s}.commits c WHERE ${o.commitWhere} ORDER BY c.seq) c
+  return `LATERAL (SELECT c.partition, c.seq, c.tx_id, c.first_id, c.last_id FROM ${s}.commits c WHERE ${o.commitWhere} ORDER BY c.seq) c
       CROSS JOIN LATERAL (
         SELECT e.* FROM ${s}.events e
         WHERE e.partition = c.partition AND e.tx_id = c.tx_id
