@@ -27,11 +27,32 @@ export interface MigrateOptions {
 export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrationResult> {
   const schema = resolveSchema(options.schema);
   const partitions = positiveInteger('partitions', options.partitions, defaults.partitions, 1024);
+  if (options.partitions !== undefined) await refuseRepartition(db, schema, partitions);
   return applyMigrations(db, schema, {
     component: 'outbox',
     folder: new URL('../migrations/', import.meta.url),
     values: { partitions },
   });
+}
+
+/**
+ * An existing outbox keeps the partition count it was created with: events are spread over the
+ * partitions by key, and per-key order holds within a partition, so changing the count under
+ * running relays would reorder keys. Asking for another count is refused before anything is written.
+ */
+async function refuseRepartition(db: Executor, schema: string, partitions: number): Promise<void> {
+  const table = `${quoteIdent(schema)}.settings`;
+  const found = await db.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [table]);
+  if (!found.rows[0]!.exists) return;
+  const { rows } = await db.query<{ partitions: number }>(`SELECT partitions FROM ${table}`);
+  const existing = rows[0]?.partitions;
+  if (existing !== undefined && existing !== partitions) {
+    throw new ConfigError(
+      'partitions',
+      `the outbox in schema "${schema}" has ${existing} partitions, fixed when it was created; changing the count on a live outbox ` +
+        `is not supported (it would reorder keys). Leave partitions out (or pass ${existing}), or create a new outbox in another schema.`,
+    );
+  }
 }
 
 export interface ReplayOptions extends HorizonOptions {

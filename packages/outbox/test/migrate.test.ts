@@ -24,6 +24,12 @@ describe('migrate', () => {
     expect(second.applied).toEqual([]);
     const { rows } = await db.query<{ partitions: number }>(`SELECT partitions FROM "${schema}".settings`);
     expect(rows).toEqual([{ partitions: 4 }]);
+    // The count is fixed at creation: another one is refused, saying why and what to do, and nothing changes.
+    const refused = await migrate(db, { schema, partitions: 8 }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ name: 'ConfigError', option: 'partitions' });
+    expect((refused as Error).message).toMatch(/has 4 partitions, fixed when it was created.*Leave partitions out/);
+    expect((await db.query(`SELECT partitions FROM "${schema}".settings`)).rows).toEqual([{ partitions: 4 }]);
+    expect((await migrate(db, { schema })).applied).toEqual([]);
     await db.query(`DROP SCHEMA "${schema}" CASCADE`);
   });
 
