@@ -22,10 +22,11 @@ import { drainMemory } from './scenarios/drain-memory.ts';
 import { inboxOverhead } from './scenarios/inbox.ts';
 import { relayLatency, sseLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
+import { cleanupScaling } from './scenarios/cleanup.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -116,6 +117,10 @@ async function main(): Promise<void> {
       progress('scaling: a large backlog against a small one, and more worker processes');
       const backlog = await backlogScaling(plan.backlog);
       results.scaling = { backlog_ratio: backlog.backlog_ratio, backlog, workers: await workerScaling(plan.workers) };
+    }
+    if (only.has('cleanup')) {
+      progress(`cleanup: retention on ${plan.cleanup.events} events with 1 and ${plan.cleanup.relays} relays`);
+      results.cleanup = await cleanupScaling(plan.cleanup);
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

@@ -1,3 +1,4 @@
+import type { CleanupPlan } from './scenarios/cleanup.ts';
 import type { DrainBrokerPlan } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
@@ -16,6 +17,7 @@ export interface Plan {
   readonly latency: LatencyPlan;
   readonly backlog: BacklogPlan;
   readonly workers: WorkersPlan;
+  readonly cleanup: CleanupPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -31,6 +33,7 @@ export const fullPlan: Plan = {
   latency: { rate: 1_000, seconds: 12, warmupSeconds: 2, concurrency: 8 },
   backlog: { small: 10_000, large: 1_000_000, smallRepeats: 3, batchSize, rounds: 3 },
   workers: { events: 200_000, counts: [1, 2, 4], batchSize, rounds: 3 },
+  cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -44,4 +47,5 @@ export const quickPlan: Plan = {
   latency: { rate: 1_000, seconds: 3, warmupSeconds: 1, concurrency: 8 },
   backlog: { small: 5_000, large: 100_000, smallRepeats: 3, batchSize, rounds: 2 },
   workers: { events: 30_000, counts: [1, 2, 4], batchSize, rounds: 1 },
+  cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
 };

@@ -5,6 +5,7 @@ import type { DrainMemoryResult } from './scenarios/drain-memory.ts';
 import type { InboxResult } from './scenarios/inbox.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
+import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -20,6 +21,7 @@ export interface Results {
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
   latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
+  cleanup?: CleanupResult;
 }
 
 interface Row {
@@ -33,7 +35,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -79,6 +81,18 @@ export function report(results: Results): string {
     for (const [count, rate] of Object.entries(scaling.workers)) {
       rows.push({ figure: `scaling.workers.${count}`, value: rate, unit: '/s', note: `${count} worker process${count === '1' ? '' : 'es'}` });
     }
+  }
+  if (cleanup) {
+    const relays = format(results.plan.cleanup.relays);
+    rows.push(
+      {
+        figure: 'cleanup.relays_ratio',
+        value: cleanup.relays_ratio,
+        target: { atLeast: 0.8 },
+        note: `${relays} relays ${format(cleanup.many_relays_rows_per_s)} rows/s vs 1 relay ${format(cleanup.one_relay_rows_per_s)} rows/s, ${format(results.plan.cleanup.events)} events`,
+      },
+      { figure: 'cleanup.rows_per_s', value: cleanup.one_relay_rows_per_s, unit: '/s', note: 'deleted by retention, one relay' },
+    );
   }
   const lines = [
     `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +

@@ -203,7 +203,8 @@ const cleanupStatements = new Map<string, string>();
  * retention horizon in commit order, of which the prefix before the first one that must stay (as
  * young as `$2` ms, or not passed by every relay's cursor in the partition) is deleted with the
  * commit rows it empties, and the horizon moves to its end. A transaction-level advisory lock per
- * schema and partition keeps two cleanups off the same prefix.
+ * schema and partition keeps two cleanups off the same prefix. The lowest cursor is looked up once
+ * per statement (MATERIALIZED): inlined, it was looked up again for every event, over every relay.
  */
 function cleanupStatement(s: string): string {
   let text = cleanupStatements.get(s);
@@ -215,7 +216,7 @@ function cleanupStatement(s: string): string {
        SELECT coalesce((SELECT rh.seq FROM ${s}.retention_horizon rh WHERE rh.partition = $1), 0) AS seq,
               coalesce((SELECT rh.id FROM ${s}.retention_horizon rh WHERE rh.partition = $1), 0) AS id
      ),
-     lowest AS (
+     lowest AS MATERIALIZED (
        SELECT rp.cursor_seq AS seq, rp.cursor_id AS id FROM ${s}.relay_partitions rp
        WHERE rp.partition = $1 ORDER BY rp.cursor_seq, rp.cursor_id LIMIT 1
      ),
