@@ -162,6 +162,8 @@ export interface CleanupOptions {
   readonly retentionMs?: number;
   /** Rows deleted per statement, so that no statement holds locks for long. Default 1 000. */
   readonly batchSize?: number;
+  /** Called after each batch with the events deleted so far by this call. */
+  readonly onProgress?: (deleted: number) => void;
 }
 
 /**
@@ -190,6 +192,7 @@ async function deleteExpired(db: Executor, schema: string, options: CleanupOptio
       const { rows } = await db.query<{ deleted: number }>(statement, [partition, retentionMs, batchSize, schema]);
       const deleted = rows[0]?.deleted ?? 0;
       total += deleted;
+      if (deleted > 0) options.onProgress?.(total);
       if (deleted < batchSize) break;
     }
   }

@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<Command>> = {
   status: () => import('./commands/status.ts'),
   'dead-letters': () => import('./commands/dead-letters.ts'),
   replay: () => import('./commands/replay.ts'),
+  cleanup: () => import('./commands/cleanup.ts'),
   cluster: () => import('./commands/cluster.ts'),
   endpoints: () => import('./commands/endpoints.ts'),
   demo: () => import('./commands/demo.ts'),
@@ -21,6 +22,7 @@ const usage = `tidings: transactional outbox relays, dead letters and replay
   tidings status [--json]              cursors, lag, leases and dead letters; exit 1 when stalled
   tidings dead-letters list|retry|discard
   tidings replay --relay NAME --from TIME|CURSOR
+  tidings cleanup [--retention-days N]  delete what every relay has passed and retention allows
   tidings cluster check|move-cursors|adopt   after a restore or a move to another cluster
   tidings endpoints add|list|update|rotate-secret|rotate-key|disable|enable|remove
   tidings demo                         see tidings work on its embedded database

@@ -1,14 +1,18 @@
-import { ConfigError, createRelay, type Relay, type RelayEvent } from '@tidings/outbox';
+import { ConfigError, createRelay, dropRelay, status, type Relay, type RelayEvent } from '@tidings/outbox';
 import type { Logger } from 'pino';
 import { databaseFlags, parseFlags } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../database.ts';
 import { createLogger } from '../log.ts';
 import { requireMigrated } from '../migrated.ts';
+import { relayNames } from '../relay-names.ts';
+import { closest } from '../suggest.ts';
 import { createTransport } from '../transports.ts';
 import { UsageError } from '../usage-error.ts';
 
 export const help = `tidings relay: run relay workers from a config file until SIGINT or SIGTERM
+       tidings relay drop NAME: forget a relay that will not run again
+
 
   --config FILE    tidings.config.ts, .js or .json (default: the one in this folder)
   --worker ID      this worker's id (default: pid and a random suffix)
@@ -20,14 +24,19 @@ Webhook signing secrets are decrypted with TIDINGS_SECRET_KEY (TIDINGS_SECRET_KE
 rotation); the embedded database uses its own key file in .tidings/.
 
 Start as many workers as you like, on any machines: they share each relay's partitions.
-Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the level).`;
+Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the level).
+
+\`tidings relay drop NAME\` deletes the relay's cursors, dead letters and parked keys, so retention no
+longer waits for it; it refuses while a worker of that relay holds a lease.`;
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parseFlags('relay', args, { ...databaseFlags, config: { type: 'string' }, worker: { type: 'string' } });
+  const { values, positionals } = parseFlags('relay', args, { ...databaseFlags, config: { type: 'string' }, worker: { type: 'string' } });
   if (values.help) {
     console.log(help);
     return 0;
   }
+  if (positionals[0] === 'drop') return drop(positionals.slice(1), values.database, values.schema);
+  if (positionals.length > 0) throw new UsageError(`tidings relay takes no arguments but "drop NAME", got "${positionals.join(' ')}"`);
   const log = createLogger();
   // `tidings relay` owns its process's output: warnings (a client library's deprecation or timer
   // warning, also while the config loads) go into the JSON log instead of plain text on stderr.
@@ -145,4 +154,27 @@ function shutdownSignal(log: Logger): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/** `tidings relay drop NAME`: forgets a relay, unless one of its workers holds a lease. */
+async function drop(names: string[], database: string | undefined, schema: string | undefined): Promise<number> {
+  if (names.length !== 1) throw new UsageError('tidings relay drop takes one relay name: tidings relay drop NAME');
+  const name = names[0]!;
+  const { db, close } = await openDatabase(database ?? process.env.DATABASE_URL);
+  try {
+    const known = await relayNames(db, schema);
+    if (!known.includes(name)) {
+      const hint = closest(name, known);
+      throw new UsageError(`no relay named "${name}" has run on this database${hint ? ` (did you mean "${hint}"?)` : ''}; relays: ${known.join(', ') || 'none'}`);
+    }
+    const report = (await status(db, { schema })).relays.find((r) => r.relay === name);
+    const now = Date.now();
+    const holders = [...new Set((report?.partitions ?? []).filter((p) => p.owner !== null && p.leaseUntil !== null && p.leaseUntil.getTime() > now).map((p) => p.owner!))];
+    if (holders.length > 0) throw new UsageError(`relay "${name}" is running (workers holding leases: ${holders.sort().join(', ')}); stop its workers first`);
+    await dropRelay(db, { schema, relay: name });
+    console.log(`dropped relay ${name}: its cursors, dead letters and parked keys are gone, and retention no longer waits for it`);
+    return 0;
+  } finally {
+    await close();
+  }
 }
