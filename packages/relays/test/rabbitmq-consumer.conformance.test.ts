@@ -1,9 +1,9 @@
-import type { OutboxEvent } from '@tidings/outbox';
 import { consumeRabbitmq, rabbitmqTransport, retryQueueName, type RabbitmqConsumerEvent } from '@tidings/relays/rabbitmq';
-import { consumerConformance, createFaultProxy, testEvent, type ConsumerHarness } from '@tidings/relays/testing';
+import { consumerConformance, createFaultProxy, type ConsumerHarness } from '@tidings/relays/testing';
 import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { services } from '../../../test/support/env.ts';
+import { transportDelivery } from '../../../test/support/transport-delivery.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 import { rabbitmqctl, rabbitmqWorld, rawChannel } from '../../../test/support/rabbitmq-setup.ts';
 
@@ -28,7 +28,6 @@ async function rabbitmqConsumerHarness(): Promise<ConsumerHarness> {
       const raw = await rawChannel();
       const topic = `conformance.${randomBytes(4).toString('hex')}`;
       const queue = `test.conformance.${randomBytes(4).toString('hex')}`;
-      const sent = new Map<string, OutboxEvent>();
       let crashes = 0;
       const consumer = await consumeRabbitmq({
         url: proxied.toString(),
@@ -50,11 +49,6 @@ async function rabbitmqConsumerHarness(): Promise<ConsumerHarness> {
         },
       });
       const transport = rabbitmqTransport({ url: services.rabbitmq });
-      // Sent as the relay sends: through the transport, confirmed by the broker.
-      const send = async (events: readonly OutboxEvent[]): Promise<void> => {
-        const outcomes = await transport.send(events, AbortSignal.timeout(20_000));
-        if (outcomes.some((outcome) => outcome.status !== 'delivered')) throw new Error(`RabbitMQ refused events: ${JSON.stringify(outcomes)}`);
-      };
       const retryQueues: string[] = [];
       for (let delay = run.retry.minDelayMs; ; delay = Math.min(delay * 2, run.retry.maxDelayMs)) {
         retryQueues.push(retryQueueName(queue, delay));
@@ -66,15 +60,7 @@ async function rabbitmqConsumerHarness(): Promise<ConsumerHarness> {
         get crashes() {
           return crashes;
         },
-        async deliver(inputs) {
-          const events = inputs.map((input) => testEvent({ topic, key: input.key, payload: input.payload }));
-          for (const event of events) sent.set(event.eventId, event);
-          await send(events);
-          return events.map((event) => event.eventId);
-        },
-        async redeliver(eventIds) {
-          await send(eventIds.map((id) => sent.get(id)!));
-        },
+        ...transportDelivery(transport, topic),
         async pending() {
           // Ready and unacknowledged messages of the queue and its retry queues.
           const listing = await rabbitmqctl('list_queues', '-q', '--no-table-headers', 'name', 'messages');

@@ -49,8 +49,9 @@ const crash: ConsumerCheck = {
   async run(context) {
     const underTest = await context.start({ crashAfterFirstCommit: true });
     const delivered = await underTest.deliver([1, 2, 3].map((n) => ({ key: 'k', payload: { n } })));
-    await settled(context, underTest, delivered);
+    await context.waitUntil('the events were applied', async () => new Set(ids(await context.applied())).size === delivered.length);
     expect(underTest.crashes, 'crashes simulated').toBe(1);
+    // Acknowledgements may be cumulative (a Kafka offset): a later event of the key settles the lost one too.
     const marker = await behindMarker(context, underTest, 'k');
     const applied = await context.applied();
     expect(appliedTwice(applied), 'events applied more than once').toEqual({});
