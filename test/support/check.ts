@@ -1,3 +1,4 @@
+export { waitUntil } from '@tidings/relays/testing';
 import type { OutboxEvent } from '@tidings/outbox';
 
 export interface DeliveryReport {
@@ -36,19 +37,4 @@ export function judge(committed: readonly OutboxEvent[], arrivals: readonly { ev
     if (order.join() !== arrived.join()) outOfOrder.push(key);
   }
   return { lost, unexpected, duplicated, outOfOrder };
-}
-
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

@@ -9,7 +9,6 @@ import { waitUntil } from '../../../test/support/check.ts';
 import { services } from '../../../test/support/env.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 import {
-  applicationsOver,
   drainQueue,
   rabbitmqWorld,
   rawChannel,
@@ -71,37 +70,6 @@ function publishRaw(topic: string, body: Buffer | string | object, properties: R
 const committed = (events: RabbitmqConsumerEvent[], applied: boolean) => events.filter((e) => e.type === 'committed' && e.applied === applied).length;
 
 describe('the RabbitMQ consumer helper', () => {
-  it('applies an event once when RabbitMQ delivers the same message twice', async () => {
-    const { topic, events } = await start('twice');
-    const eventId = testEvent({ topic }).eventId;
-    publishRaw(topic, { n: 1 }, { messageId: eventId, type: topic });
-    publishRaw(topic, { n: 1 }, { messageId: eventId, type: topic });
-
-    await waitUntil('both deliveries were handled', async () => committed(events, true) + committed(events, false) === 2);
-    expect(await world.effects('twice')).toEqual([{ event_id: eventId, key: null }]);
-    expect(committed(events, false)).toBe(1);
-  });
-
-  it('applies an event once when the consumer crashes after the commit and before the ack', async () => {
-    let crashes = 0;
-    const { topic, events } = await start('crash', {
-      url: proxiedUrl(),
-      // The connection dies right after the commit: the ack that follows never reaches RabbitMQ.
-      onEvent: (event) => {
-        if (event.type === 'committed' && event.applied && crashes++ === 0) proxy.cutAll();
-      },
-    });
-    const ids = Array.from({ length: 5 }, () => testEvent({ topic }).eventId);
-    for (const [i, id] of ids.entries()) publishRaw(topic, { i }, { messageId: id, type: topic });
-
-    await waitUntil('every event was applied', async () => new Set((await world.effects('crash')).map((r) => r.event_id)).size === ids.length);
-    await waitUntil('the unacked message came back and was skipped', async () => committed(events, false) >= 1);
-    const effects = await world.effects('crash');
-    expect(applicationsOver(effects)).toEqual([]);
-    expect(effects).toHaveLength(ids.length);
-    expect(events.some((e) => e.type === 'disconnected')).toBe(true);
-  });
-
   it('retries a failing handler after a delay doubling from retry.minDelayMs, and applies the event once it succeeds', async () => {
     const { topic, events } = await start('flaky', { fail: ({ attempt }) => attempt < 3, retry: { attempts: 5, minDelayMs: 100, maxDelayMs: 1_000 } });
     const eventId = testEvent({ topic }).eventId;

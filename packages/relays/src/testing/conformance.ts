@@ -83,7 +83,7 @@ export const transportChecks: readonly TransportCheck[] = [...deliveryChecks, ..
  * one after another because faults act on the whole destination.
  *
  * @example
- * // packages/relays/test/rabbitmq.test.ts
+ * // packages/relays/test/rabbitmq.conformance.test.ts
  * describeTransport('rabbitmq', { orderedPerKey: true, persistent: true }, () => rabbitHarness(url));
  */
 export function describeTransport(

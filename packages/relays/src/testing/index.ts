@@ -1,5 +1,5 @@
 /**
- * Test kit for transports and for services that use tidings: the transport conformance suite, the
+ * Test kit for transports and for services that use tidings: the transport and consumer conformance suites, the
  * in-memory reference transport, synthetic events, and the fault proxy.
  *
  * Importing this module loads vitest (the suite declares vitest tests).
@@ -31,3 +31,18 @@ export { memoryCapabilities, MemoryTransport, memoryTransport, type MemoryTransp
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
 export { createTopicWhenReady, kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';
+export {
+  consumerConformance,
+  type AppliedEvent,
+  type ConsumerCapabilities,
+  type ConsumerCheck,
+  type ConsumerCheckContext,
+  type ConsumerConformanceOptions,
+  type ConsumerHarness,
+  type ConsumerInput,
+  type ConsumerRun,
+  type ConsumerUnderTest,
+  type SqlTransaction,
+} from './consumer-conformance.ts';
+export { consumerChecks } from './consumer-conformance-checks.ts';
+export { waitUntil } from './wait-until.ts';
