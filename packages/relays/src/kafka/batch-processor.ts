@@ -259,12 +259,19 @@ export class BatchProcessor<Source extends TransactionSource> {
   async #committed(payload: EachBatchPayload, tp: TopicPartition, lastOffset: string): Promise<boolean> {
     payload.resolveOffset(lastOffset);
     const offset = String(BigInt(lastOffset) + 1n);
-    try {
-      await payload.commitOffsetsIfNecessary({ topics: [{ topic: tp.topic, partitions: [{ partition: tp.partition, offset }] }] });
-    } catch (error) {
-      // Not fatal: the next owner starts at an older offset, and the inbox or the checkpoint skips what was applied.
-      this.#options.onEvent({ type: 'error', ...tp, error: asError(error) });
-      if (isRebalancing(error)) throw error;
+    const backoff = new Backoff(this.#options.minDelayMs, this.#options.maxDelayMs);
+    for (;;) {
+      try {
+        await payload.commitOffsetsIfNecessary({ topics: [{ topic: tp.topic, partitions: [{ partition: tp.partition, offset }] }] });
+        break;
+      } catch (error) {
+        // Not fatal: the next owner starts at an older offset, and the inbox or the checkpoint skips
+        // what was applied. But the offset is committed again until it holds, so that the group's
+        // position does not stay behind the database until more records come.
+        this.#options.onEvent({ type: 'error', ...tp, error: asError(error) });
+        if (isRebalancing(error)) throw error;
+        if (!(await this.#wait(payload, backoff.next()))) return false;
+      }
     }
     await payload.heartbeat();
     return !this.#ended(payload);
