@@ -111,7 +111,7 @@ describe('the RabbitMQ transport', () => {
   it('waits for drain when the socket backs up, reporting nothing delivered until the broker confirms', async () => {
     const routed = topic('drain');
     const subscription = await harness.subscribe(routed);
-    const transport = await harness.createTransport({ maxUnconfirmed: 100_000, publishTimeoutMs: 120_000 });
+    const transport = await harness.createTransport({ maxUnconfirmed: 100_000, sendTimeoutMs: 120_000 });
     const warmUp = testEvent({ topic: routed });
     await send(transport, [warmUp]); // connected
     const blob = 'x'.repeat(64 * 1024);
@@ -135,10 +135,10 @@ describe('the RabbitMQ transport', () => {
     assertAllArrived(all, await waitForIds(subscription, all, 60_000));
   });
 
-  it('reports retry when confirms do not come within publishTimeoutMs, and reconnects for the next send', async () => {
+  it('reports retry when confirms do not come within sendTimeoutMs, and reconnects for the next send', async () => {
     const routed = topic('timeout');
     const subscription = await harness.subscribe(routed);
-    const transport = await harness.createTransport({ publishTimeoutMs: 500 });
+    const transport = await harness.createTransport({ sendTimeoutMs: 500 });
     const warmUp = testEvent({ topic: routed });
     await send(transport, [warmUp]);
     const stuck = testEvents(20, { topic: routed });

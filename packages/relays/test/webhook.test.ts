@@ -9,7 +9,7 @@ import { startWebhookServer, type TestWebhookServer } from '../../../test/suppor
 const local = { settleMs: 100, downSendTimeoutMs: 2_000, recoveryTimeoutMs: 30_000 };
 
 describeTransport('webhook, receiver refusing connections while down', webhookCapabilities, () => webhookHarness({ downMode: 'refuse' }), local);
-describeTransport('webhook, receiver slower than the timeout while down', webhookCapabilities, () => webhookHarness({ downMode: 'slow', timeoutMs: 800 }), local);
+describeTransport('webhook, receiver slower than the timeout while down', webhookCapabilities, () => webhookHarness({ downMode: 'slow', sendTimeoutMs: 800 }), local);
 describeTransport('webhook, receiver answering 500 while down', webhookCapabilities, () => webhookHarness({ downMode: 'error' }), local);
 
 describe('webhook transport', () => {
@@ -140,10 +140,10 @@ describe('webhook transport', () => {
     expect(seen).toHaveLength(1);
   });
 
-  it('gives up on a receiver that never answers after timeoutMs', async () => {
+  it('gives up on a receiver that never answers after sendTimeoutMs', async () => {
     const { server } = await receiver(() => {});
     const started = Date.now();
-    const [outcome] = await transport(server.url, { timeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
+    const [outcome] = await transport(server.url, { sendTimeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
     expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(3_000);
   });

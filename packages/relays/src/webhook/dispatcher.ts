@@ -26,7 +26,7 @@ export type WebhookDispatcherEvent =
   | { readonly type: 'error'; readonly endpointId?: string; readonly error: Error };
 
 export interface WebhookDispatcherOptions
-  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'timeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent'> {
+  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'sendTimeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent'> {
   readonly database: Database;
   /** The schema of the outbox and the registry. Default `tidings`. */
   readonly schema?: string;
@@ -210,7 +210,7 @@ class Dispatcher implements WebhookDispatcher {
       secrets: endpoint.secrets,
       addressPolicy: this.#policy,
       connectTimeoutMs: options.connectTimeoutMs,
-      timeoutMs: options.timeoutMs,
+      sendTimeoutMs: options.sendTimeoutMs,
       maxRetryAfterMs: options.maxRetryAfterMs,
       maxConnections: options.maxConnections,
       userAgent: options.userAgent,

@@ -34,8 +34,8 @@ export interface WebhookTransportOptions {
   readonly addressPolicy?: AddressPolicy;
   /** Time to establish the TCP (and TLS) connection. Default 10 000 ms. */
   readonly connectTimeoutMs?: number;
-  /** Time for the whole attempt, until the answer is read. Default 30 000 ms. */
-  readonly timeoutMs?: number;
+  /** Time for the whole attempt, until the answer is read; then it counts as failed (`unavailable`). Default 30 000 ms. */
+  readonly sendTimeoutMs?: number;
   /** Longest `Retry-After` honoured; longer asks are cut to it. Default 1 hour. */
   readonly maxRetryAfterMs?: number;
   /** Most connections kept open to the receiver. Default 16 (one per partition). */
@@ -170,7 +170,7 @@ export class WebhookTransport implements Transport {
         agent: this.#agent,
         lookup: this.#lookup,
         connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
-        timeoutMs: this.#options.timeoutMs ?? 30_000,
+        timeoutMs: this.#options.sendTimeoutMs ?? 30_000,
         signal,
       });
       if (result.ok) {
