@@ -152,7 +152,7 @@ describe('the RabbitMQ transport', () => {
       harness.proxy.resume();
     }
     expect(Date.now() - started).toBeLessThan(3_000);
-    expect(outcomes.every((o) => o.status === 'unavailable' && (o.error as RabbitmqConnectionError).problem === 'confirm-timeout')).toBe(true);
+    expect(outcomes.every((o) => o.status === 'unavailable' && (o.error as RabbitmqConnectionError).reason === 'confirm-timeout')).toBe(true);
 
     const again = await send(transport, stuck);
     expect(again.every((o) => o.status === 'delivered')).toBe(true);
@@ -213,7 +213,7 @@ describe('the RabbitMQ transport when the broker itself fails', () => {
     try {
       await waitUntil('the broker blocked the connection', async () => {
         const [outcome] = await send(transport, events.slice(0, 1), 1_000).catch(() => [undefined]);
-        return outcome?.status === 'unavailable' && (outcome.error as RabbitmqConnectionError).problem === 'blocked';
+        return outcome?.status === 'unavailable' && (outcome.error as RabbitmqConnectionError).reason === 'blocked';
       });
     } finally {
       await rabbitmqctl('set_vm_memory_high_watermark', '0.4');

@@ -3,7 +3,7 @@ import {
   signWebhook,
   verifyWebhook,
   WebhookVerificationError,
-  type VerificationFailure,
+  type VerificationFailureReason,
 } from '@tidings/relays/webhook';
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ function headersFor(id: string, timestamp: number, signature: string) {
   return { 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': signature };
 }
 
-function failure(body: () => unknown): VerificationFailure {
+function failure(body: () => unknown): VerificationFailureReason {
   try {
     body();
   } catch (error) {

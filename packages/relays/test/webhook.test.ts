@@ -75,7 +75,7 @@ describe('webhook transport', () => {
     expect(seen).toHaveLength(2);
     const error = (outcomes[1] as { error: Error }).error as WebhookDeliveryError;
     expect(error).toBeInstanceOf(WebhookDeliveryError);
-    expect(error).toMatchObject({ failure: 'status', status: 500, responseSnippet: 'boom' });
+    expect(error).toMatchObject({ reason: 'status', status: 500, responseSnippet: 'boom' });
     expect(error.message).toContain('the receiver answered 500: boom');
   });
 
@@ -93,7 +93,7 @@ describe('webhook transport', () => {
     const { server: down } = await receiver((_req, res) => res.writeHead(204).end());
     await down.takeDown('refuse');
     const [refused] = await transport(down.url).send([testEvent({ topic: 't' })], signal());
-    expect(refused).toMatchObject({ status: 'unavailable', error: { failure: expect.any(String) } });
+    expect(refused).toMatchObject({ status: 'unavailable', error: { reason: expect.any(String) } });
   });
 
   it('honours Retry-After on 429 and 503, in seconds or as an HTTP date, up to maxRetryAfterMs', async () => {
@@ -125,17 +125,17 @@ describe('webhook transport', () => {
   it('fails an event permanently on 410 Gone, or keeps it pending and calls onGone when asked to', async () => {
     const { server } = await receiver((_req, res) => res.writeHead(410).end());
     const [plain] = await transport(server.url).send([testEvent({ topic: 't' })], signal());
-    expect(plain).toMatchObject({ status: 'failed', error: { failure: 'gone', status: 410 } });
+    expect(plain).toMatchObject({ status: 'failed', error: { reason: 'gone', status: 410 } });
     const gone: string[] = [];
     const [held] = await transport(server.url, { onGone: (error) => void gone.push(error.eventId) }).send([testEvent({ topic: 't', eventId: 'E1' })], signal());
-    expect(held).toMatchObject({ status: 'unavailable', error: { failure: 'gone' } });
+    expect(held).toMatchObject({ status: 'unavailable', error: { reason: 'gone' } });
     expect(gone).toEqual(['E1']);
   });
 
   it('does not follow redirects and says to update the URL instead', async () => {
     const { server, seen } = await receiver((_req, res) => res.writeHead(308, { location: 'http://127.0.0.1:1/elsewhere' }).end());
     const [outcome] = await transport(server.url).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'redirect', status: 308 } });
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { reason: 'redirect', status: 308 } });
     expect((outcome as { error: Error }).error.message).toMatch(/redirects are not followed, update the endpoint's URL/);
     expect(seen).toHaveLength(1);
   });
@@ -144,7 +144,7 @@ describe('webhook transport', () => {
     const { server } = await receiver(() => {});
     const started = Date.now();
     const [outcome] = await transport(server.url, { sendTimeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'timeout' } });
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { reason: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 

@@ -250,7 +250,7 @@ class Dispatcher implements WebhookDispatcher {
 
   /** Keeps the endpoint's failing run in the registry; writes only when its state changes or an attempt fails. */
   #recordHealth(id: string, health: Health, attempt: WebhookAttempt): void {
-    if (attempt.error instanceof WebhookDeliveryError && attempt.error.failure === 'aborted') return;
+    if (attempt.error instanceof WebhookDeliveryError && attempt.error.reason === 'aborted') return;
     const ok = attempt.outcome === 'delivered';
     if (ok && !health.failing) return;
     health.failing = !ok;

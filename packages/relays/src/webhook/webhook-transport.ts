@@ -4,7 +4,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { encodeEnvelope } from './envelope.ts';
-import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailure } from './errors.ts';
+import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailureReason } from './errors.ts';
 import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
 import { post } from './http-post.ts';
 import { parseRetryAfter } from './retry-after.ts';
@@ -256,12 +256,12 @@ export class WebhookTransport implements Transport {
 
   #error(
     event: OutboxEvent,
-    failure: DeliveryFailure,
+    reason: DeliveryFailureReason,
     message: string,
     extra: { status?: number; retryAfterMs?: number | undefined; responseSnippet?: string | undefined; cause?: unknown } = {},
   ): WebhookDeliveryError {
     return new WebhookDeliveryError({
-      failure,
+      reason,
       url: this.url,
       eventId: event.eventId,
       message,
