@@ -140,6 +140,10 @@ describe('Standard Webhooks signatures', () => {
     expect(generateWebhookSecret()).not.toBe(secret);
     expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, 'whsec_c2hvcnQ=')).toThrow(/24 to 64 bytes/);
     expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, 'whsec_not base64!')).toThrow(/base64/);
-    expect(() => verifyWebhook({}, '', [])).toThrow(/at least one secret/);
+  });
+
+  it('refuse an empty list of secrets with a ConfigError naming the option', () => {
+    expect(() => verifyWebhook({}, '', [])).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'secrets', message: expect.stringMatching(/at least one secret/) }));
+    expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, [])).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'secrets' }));
   });
 });

@@ -215,11 +215,12 @@ class Dispatcher implements WebhookDispatcher {
       maxConnections: options.maxConnections,
       userAgent: options.userAgent,
       name: webhookRelayName(id),
-      onAttempt: (attempt) => {
-        this.#emit({ type: 'attempt', endpointId: id, attempt });
-        this.#recordHealth(id, health, attempt);
+      gone: 'unavailable',
+      onEvent: (event) => {
+        if (event.type === 'gone') return this.#disable(id, 'gone', tenantMessage(event.error));
+        this.#emit({ type: 'attempt', endpointId: id, attempt: event.attempt });
+        this.#recordHealth(id, health, event.attempt);
       },
-      onGone: (error) => this.#disable(id, 'gone', tenantMessage(error)),
     });
     const relay = createRelay({
       name: webhookRelayName(id),

@@ -57,8 +57,9 @@ export { verifyWebhook, type HeaderSource, type VerifiedWebhook, type VerifyOpti
 export {
   webhookCapabilities,
   webhookTransport,
-  WebhookTransport,
   type SigningSecret,
   type WebhookAttempt,
+  type WebhookTransport,
+  type WebhookTransportEvent,
   type WebhookTransportOptions,
 } from './webhook-transport.ts';
