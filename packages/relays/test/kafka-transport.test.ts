@@ -189,6 +189,21 @@ describe('the Kafka transport over its client seam', () => {
     expect(made[1]!.closed).toBe(true);
   });
 
+  it('reports and delivers the same when its observer throws', async () => {
+    const { factory, made } = scriptedClients(['fail', 'ok']);
+    const transport = kafkaTransport({
+      producer: factory,
+      onEvent: () => {
+        throw new Error('observer bug');
+      },
+    });
+    const events = testEvents(3, { topic: 'orders', key: 'k' });
+    expect(statuses(await transport.send(events, signal()))).toEqual(['unavailable', 'unavailable', 'unavailable']);
+    expect(statuses(await transport.send(events, signal()))).toEqual(['delivered', 'delivered', 'delivered']);
+    expect(made).toHaveLength(2);
+    await transport.close();
+  });
+
   it('reports unavailable when Kafka does not acknowledge within sendTimeoutMs, and abandons that client', async () => {
     const { factory, made } = scriptedClients(['hang', 'ok']);
     const transport = kafkaTransport({ producer: factory, sendTimeoutMs: 200 });

@@ -93,6 +93,23 @@ describe('the RabbitMQ transport', () => {
     assertAllArrived([good1!.eventId, good2!.eventId], await waitForIds(subscription, [good1!.eventId, good2!.eventId], 10_000));
   });
 
+  it('delivers the same when its observer throws', async () => {
+    const routed = topic('observer');
+    const subscription = await harness.subscribe(routed);
+    let heard = 0;
+    const transport = await harness.createTransport({
+      onEvent: () => {
+        heard++;
+        throw new Error('observer bug');
+      },
+    });
+    const events = testEvents(3, { topic: routed });
+    const ids = events.map((e) => e.eventId);
+    expect((await send(transport, events)).map((o) => o.status)).toEqual(['delivered', 'delivered', 'delivered']);
+    assertAllArrived(ids, await waitForIds(subscription, ids, 10_000));
+    expect(heard).toBeGreaterThan(0);
+  });
+
   it('keeps at most maxUnconfirmed messages awaiting confirms', async () => {
     const routed = topic('window');
     const subscription = await harness.subscribe(routed);

@@ -1,4 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import { observer } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { ExchangeDeclaration } from './confirm-link.ts';
@@ -54,6 +55,7 @@ export interface RabbitmqTransportOptions extends ConnectionSettings {
   readonly reconnect?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
   /** Most events per send, declared to the relay. Default: no limit. */
   readonly maxBatchSize?: number;
+  /** Hears the connection's ups and downs. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: RabbitmqTransportEvent) => void;
 }
 
@@ -101,18 +103,6 @@ export function resolveTransportOptions(options: RabbitmqTransportOptions): Reso
     sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
     reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 5_000)) },
     maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
-    onEvent: safely(options.onEvent),
-  };
-}
-
-/** Observers must not break sending: what they throw is ignored. */
-function safely(observer: ((event: RabbitmqTransportEvent) => void) | undefined): (event: RabbitmqTransportEvent) => void {
-  if (!observer) return () => {};
-  return (event) => {
-    try {
-      observer(event);
-    } catch {
-      // ignored on purpose
-    }
+    onEvent: observer(options.onEvent),
   };
 }

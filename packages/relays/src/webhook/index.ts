@@ -47,7 +47,7 @@ export {
   generateSecretKey,
   oldSecretKeysVariable,
   secretKeyring,
-  SecretKeyring,
+  type SecretKeyring,
   secretKeyringFromEnv,
   secretKeyVariable,
   type SealedSecret,
