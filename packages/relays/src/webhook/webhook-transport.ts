@@ -83,8 +83,7 @@ export const webhookCapabilities: TransportCapabilities = Object.freeze({ ordere
  * 2xx is delivered. The receiver is `unavailable` (waited for, never counted against the event)
  * on a network error, a timeout, 408, 429, any 5xx and a redirect (not followed), honouring its
  * `Retry-After`; any other 4xx refuses the event (`retry`, counted toward its retries); 410 Gone
- * is `failed`, or calls `onGone`. The host is
- * resolved and checked against the address policy on every new connection, and the connection
+ * is `failed` (or `unavailable`, per the `gone` option). The host is resolved and checked against the address policy on every new connection, and the connection
  * goes to the checked address. Connections are kept alive.
  *
  * Usually created by the webhook dispatcher, one per endpoint; use it directly to relay to one
