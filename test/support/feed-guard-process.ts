@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { pgDatabase } from '@tidings/outbox';
 import { pollingFeed } from '@tidings/relays/polling';
-import { sseFeed } from '@tidings/relays/sse';
+import { sseFeed, type FeedEvent } from '@tidings/relays/sse';
 import { countingDatabase, headerAuthorize, type DatabaseCounts } from './feed-server.ts';
 
 const options = JSON.parse(process.env.FEED_OPTIONS ?? '{}') as { sse?: object; polling?: object };
@@ -21,9 +21,9 @@ const counts: DatabaseCounts = { queries: 0, feedReads: 0, listens: 0 };
 const database = countingDatabase(pool, counts);
 const schema = process.env.TIDINGS_SCHEMA!;
 const errors: string[] = [];
-const onError = (error: unknown): void => void errors.push(String(error));
-const sse = sseFeed({ database, schema, authorize: headerAuthorize, pollIntervalMs: 500, onError, ...options.sse });
-const polling = pollingFeed({ database, schema, authorize: headerAuthorize, pollIntervalMs: 500, onError, ...options.polling });
+const onEvent = (event: FeedEvent): void => void errors.push(String(event.error));
+const sse = sseFeed({ database, schema, authorize: headerAuthorize, pollIntervalMs: 500, onEvent, ...options.sse });
+const polling = pollingFeed({ database, schema, authorize: headerAuthorize, pollIntervalMs: 500, onEvent, ...options.polling });
 const server = createServer((request, response) => {
   const path = (request.url ?? '/').split('?')[0];
   if (path === '/events') sse.handle(request, response);

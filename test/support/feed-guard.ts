@@ -12,7 +12,7 @@ export interface GuardStats {
   readonly feedReads: number;
   /** The longest the process's event loop was late, in ms (perf_hooks.monitorEventLoopDelay). */
   readonly loopDelayMaxMs: number;
-  /** What the feeds' onError heard: server-side errors, each of which a client saw as a 5xx or a cut stream. */
+  /** What the feeds' onEvent heard: server-side errors, each of which a client saw as a 5xx or a cut stream. */
   readonly errors: string[];
 }
 

@@ -19,7 +19,7 @@ let commits = 0;
 
 await consumeKafka({
   brokers: env.KAFKA_BROKERS!,
-  client: { logLevel: 'nothing', connectionTimeoutMs: 1_000 },
+  client: { logLevel: 'nothing', connectTimeoutMs: 1_000 },
   topics: [env.TIDINGS_TOPIC!],
   consumer: name,
   mode: env.TIDINGS_MODE as KafkaConsumerMode,

@@ -20,7 +20,7 @@ const die = (why: string): never => {
 const inner = kafkaTransport({
   brokers: env.KAFKA_BROKERS!,
   sendTimeoutMs: 5_000,
-  client: { logLevel: 'nothing', connectionTimeoutMs: 1_000, requestTimeoutMs: 5_000 },
+  client: { logLevel: 'nothing', connectTimeoutMs: 1_000, requestTimeoutMs: 5_000 },
 });
 const [crashMode, crashAt] = (env.TIDINGS_CRASH ?? '').split(':');
 let sends = 0;

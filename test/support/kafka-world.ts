@@ -58,7 +58,7 @@ export async function kafkaWorld(label: string, brokers: string): Promise<KafkaW
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, consumer text NOT NULL, event_id text NOT NULL, key text,
     partition int, record_offset text
   )`);
-  const kafka = createKafkaClient({ brokers, logLevel: 'nothing', connectionTimeoutMs: 1_000 });
+  const kafka = createKafkaClient({ brokers, logLevel: 'nothing', connectTimeoutMs: 1_000 });
   const admin = kafka.admin();
   await admin.connect();
   const topics: string[] = [];
@@ -161,7 +161,7 @@ export async function startEffectConsumer(
   const { name, before, ...rest } = options;
   const consumer = await consumeKafka({
     brokers: world.brokers,
-    client: { logLevel: 'nothing', connectionTimeoutMs: 1_000 },
+    client: { logLevel: 'nothing', connectTimeoutMs: 1_000 },
     consumer: name,
     schema: world.schema,
     database: world.outbox.pool,

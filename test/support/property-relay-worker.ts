@@ -33,7 +33,7 @@ async function buildTransport(kind: string): Promise<Transport> {
         url: String(options.url),
         connectTimeoutMs: 2_000,
         heartbeatSeconds: 5,
-        publishTimeoutMs: 5_000,
+        sendTimeoutMs: 5_000,
         reconnect: { minDelayMs: 50, maxDelayMs: 500 },
       });
     }
@@ -43,7 +43,7 @@ async function buildTransport(kind: string): Promise<Transport> {
         url: String(options.url),
         secrets: options.secrets as string[],
         addressPolicy: { allow: ['127.0.0.1/32', '::1/128'] },
-        timeoutMs: Number(options.timeoutMs ?? 1_000),
+        sendTimeoutMs: Number(options.timeoutMs ?? 1_000),
         connectTimeoutMs: 500,
       });
     }
@@ -56,7 +56,7 @@ async function buildTransport(kind: string): Promise<Transport> {
         sendTimeoutMs: 5_000,
         client: {
           clientId: `property-${worker}`,
-          connectionTimeoutMs: 1_000,
+          connectTimeoutMs: 1_000,
           requestTimeoutMs: 3_000,
           logLevel: 'nothing',
           // Every broker connection goes through the run's fault proxy (one broker: one address).

@@ -15,7 +15,7 @@ export interface WebhookHarness extends TransportHarness {
  * verifies every signature (a bad one is answered 401, so the suite sees it as undelivered) and
  * routes each envelope to the subscription of its topic.
  */
-export async function webhookHarness(options: { downMode: DownMode; timeoutMs?: number }): Promise<WebhookHarness> {
+export async function webhookHarness(options: { downMode: DownMode; sendTimeoutMs?: number }): Promise<WebhookHarness> {
   const secret = generateWebhookSecret();
   const subscriptions = new Map<string, Set<CollectingSubscription>>();
   const transports = new Set<WebhookTransport>();
@@ -44,7 +44,7 @@ export async function webhookHarness(options: { downMode: DownMode; timeoutMs?: 
         url: server.url,
         secrets: [secret],
         addressPolicy: loopback,
-        timeoutMs: options.timeoutMs ?? 1_000,
+        sendTimeoutMs: options.sendTimeoutMs ?? 1_000,
         connectTimeoutMs: 500,
       });
       transports.add(transport);

@@ -56,7 +56,7 @@ export async function saveCheckpoint(trx: unknown, schema: string, consumer: str
   const position = validText('position', input.position, limits.position);
   const expected = input.expected;
   if (expected !== undefined && expected !== null) validText('expected', expected, limits.position);
-  const executor = toExecutor(trx);
+  const executor = toExecutor(trx, 'trx');
   await requireTransaction(trx, executor, 'saveCheckpoint()', `${quoteIdent(schema)}.checkpoints`, (error) => translateError(error, schema));
   const s = statements(schema);
   try {

@@ -120,7 +120,7 @@ export function inbox(options: InboxOptions): Inbox {
     async handle<Trx, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>> {
       const eventId = validText('eventId', eventIdOf(message), limits.eventId);
       if (typeof handler !== 'function') throw new InvalidInputError('handler', `must be a function; got ${typeof handler}`);
-      const executor = toExecutor(trx);
+      const executor = toExecutor(trx, 'trx');
       await requireTransaction(trx, executor, 'inbox.handle()', table, (error) => translateError(error, schema));
       const written = createdAtOf(message);
       const beyond = written !== undefined && Date.now() - written.getTime() > horizonMs;

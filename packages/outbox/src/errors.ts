@@ -130,15 +130,19 @@ export class CursorExpiredError extends TidingsError {
 }
 
 /**
- * A cursor string is not one that tidings produced (`reason: 'unknown'`), one of the form tidings
- * wrote before log positions became commit sequence numbers (`reason: 'legacy'`), or one beyond
- * the end of this log, such as a cursor of another cluster (`reason: 'ahead'`).
+ * Why a cursor is refused: not one tidings produced (`unknown`), of the form tidings wrote before
+ * log positions became commit sequence numbers (`legacy`), beyond the end of this log, such as a
+ * cursor of another cluster (`ahead`), or with numbers out of the range a log position can take
+ * (`out-of-range`).
  */
+export type InvalidCursorReason = 'unknown' | 'legacy' | 'ahead' | 'out-of-range';
+
+/** A cursor string cannot be placed in this log; `reason` says why. */
 export class InvalidCursorError extends TidingsError {
   override readonly name = 'InvalidCursorError';
   readonly cursor: string;
-  readonly reason: 'unknown' | 'legacy' | 'ahead';
-  constructor(cursor: string, reason: 'unknown' | 'legacy' | 'ahead' = 'unknown') {
+  readonly reason: InvalidCursorReason;
+  constructor(cursor: string, reason: InvalidCursorReason = 'unknown') {
     super(
       reason === 'legacy'
         ? `"${cursor}" is a cursor of the old (transaction id) form, which cannot be placed in commit order; ` +

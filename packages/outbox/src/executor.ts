@@ -1,4 +1,5 @@
 import { CompiledQuery } from 'kysely';
+import { ConfigError } from './errors.ts';
 
 /**
  * The one seam between tidings and a database client. Everything tidings runs goes through
@@ -43,13 +44,14 @@ interface KyselyLike {
 /**
  * Wraps what the caller passed to `publish()` or `inbox.handle()`: a kysely `Transaction` (or any
  * kysely instance), a pg `PoolClient`/`Client` inside BEGIN, or anything that already is an `Executor`.
+ * Anything else is a `ConfigError` naming `argument`.
  */
-export function toExecutor(db: unknown): Executor {
+export function toExecutor(db: unknown, argument = 'db'): Executor {
   if (isKysely(db)) return kyselyExecutor(db);
   if (isQueryable(db)) return pgExecutor(db);
-  throw new TypeError(
-    'tidings needs a kysely Transaction, a pg PoolClient/Client inside BEGIN, or an object with ' +
-      `query(text, params); got ${describe(db)}.`,
+  throw new ConfigError(
+    argument,
+    'expected a kysely Transaction, a pg PoolClient/Client inside BEGIN, or an object with ' + `query(text, params); got ${describe(db)}.`,
   );
 }
 

@@ -14,6 +14,7 @@ export {
   TransactionAbortedError,
   TransportClosedError,
   type ClusterIdentity,
+  type InvalidCursorReason,
   type InvalidEventReason,
 } from './errors.ts';
 export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';

@@ -37,7 +37,7 @@ export async function publish(
   const schema = resolveSchema(options.schema);
   const maxPayloadBytes = positiveInteger('maxPayloadBytes', options.maxPayloadBytes, defaults.maxPayloadBytes);
   const valid = list.map((event, index) => validateEvent(event, index, maxPayloadBytes));
-  const executor = toExecutor(trx);
+  const executor = toExecutor(trx, 'trx');
   await requireTransaction(trx, executor, 'publish()', `${quoteIdent(schema)}.events`, (error) => translateDriverError(error, schema));
   if (valid.length === 0) return [];
 

@@ -1,4 +1,4 @@
-import { InvalidEventError, logStart, NotInTransactionError, payloadJson, publish, readPartition, SchemaMissingError, type EventInput } from '@tidings/outbox';
+import { ConfigError, InvalidEventError, logStart, NotInTransactionError, payloadJson, publish, readPartition, SchemaMissingError, type EventInput } from '@tidings/outbox';
 import { Kysely, PostgresDialect } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
@@ -60,6 +60,12 @@ describe('publish', () => {
       }),
     ).rejects.toThrow('business rule failed');
     expect(await countEvents(outbox)).toBe(before);
+  });
+
+  it('refuses a transaction argument that is no database handle with a ConfigError saying what to pass', async () => {
+    const error = await publish({ begin: true } as never, { topic: 't', payload: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ option: 'trx', message: expect.stringMatching(/expected a kysely Transaction, a pg PoolClient\/Client inside BEGIN.*got/) });
   });
 
   it("keeps the publisher's JSON text: relays read back the very bytes that were written", async () => {

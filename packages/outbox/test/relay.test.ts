@@ -124,6 +124,26 @@ describe('the relay', () => {
     }
   });
 
+  it('delivers the same, retries included, when its observer throws on every event', async () => {
+    const topic = 'observer-throws';
+    let calls = 0;
+    let heard = 0;
+    const { relay } = startRelay(topic, {
+      fault: () => (++calls % 3 === 0 ? retry(new Error('broker busy')) : undefined),
+      onEvent: () => {
+        heard++;
+        throw new Error('observer bug');
+      },
+    });
+    await relay.start();
+    const published = await inTransaction(outbox.pool, (c) => publishIn(c, topic, [1, 2, 3, 4, 5, 6], (i) => `key-${i % 2}`));
+    await waitUntil('all arrived', async () => new Set((await arrivals(topic)).map((r) => r.event_id)).size === published.length);
+    const report = judge(published, await arrivals(topic));
+    expect(report.lost).toEqual([]);
+    expect(report.outOfOrder).toEqual([]);
+    expect(heard).toBeGreaterThan(0);
+  });
+
   it('retries transient failures with backoff and keeps per-key order', async () => {
     const topic = 'flaky';
     let calls = 0;

@@ -69,7 +69,7 @@ describe('the tidings command tells the truth', () => {
       [{ relays: [{ name: 'r', transport: { type: 'rabbitmq', ulr: 'amqp://127.0.0.1' } }] }, /relays\[0\]\.transport has an unknown key "ulr" \(did you mean "url"\?\)/],
       [{ relays: [{ name: 'r', transport: { type: 'kafka', brokers: ['127.0.0.1:9092'], client: { clientID: 'x' } } }] }, /relays\[0\]\.transport\.client has an unknown key "clientID" \(did you mean "clientId"\?\)/],
       [{ relays: [{ name: 'r', retry: { retrys: 3 }, transport: rabbit }] }, /relays\[0\]\.retry has an unknown key "retrys" \(did you mean "retries"\?\)/],
-      [{ webhooks: { timeoutMS: 5_000 } }, /webhooks has an unknown key "timeoutMS" \(did you mean "timeoutMs"\?\)/],
+      [{ webhooks: { sendTimeoutMS: 5_000 } }, /webhooks has an unknown key "sendTimeoutMS" \(did you mean "sendTimeoutMs"\?\)/],
       [{ webhooks: { relay: { pollInterval: 100 } } }, /webhooks\.relay has an unknown key "pollInterval" \(did you mean "pollIntervalMs"\?\)/],
       [{ relays: [{ name: 'r', batchSize: '500', transport: rabbit }] }, /relays\[0\]\.batchSize must be a whole number of at least 1, got "500"/],
       [{ relays: [{ name: 'r', topics: 'orders.*', transport: rabbit }] }, /relays\[0\]\.topics must be a list of strings .*got "orders\.\*"/],

@@ -73,7 +73,7 @@ const wrongValues = [
 ] as const;
 
 function configWith(change: { unknownKeyAt?: readonly (string | number)[]; key?: string; setAt?: readonly (string | number)[]; value?: unknown }): Record<string, unknown> {
-  const config: Record<string, unknown> = { relays: [structuredClone({ ...validRelay, retry: { retries: 3 } })], webhooks: { timeoutMs: 1000 } };
+  const config: Record<string, unknown> = { relays: [structuredClone({ ...validRelay, retry: { retries: 3 } })], webhooks: { sendTimeoutMs: 1000 } };
   if (change.unknownKeyAt) {
     let at: Record<string | number, unknown> = config;
     for (const step of change.unknownKeyAt) at = at[step] as Record<string | number, unknown>;
@@ -93,7 +93,7 @@ describe('fuzzing the tidings command', () => {
   it('refuses every config file with an unknown key or a wrong value: exit 2, one line naming the file, no relay started', { timeout: 300_000 }, async () => {
     let n = 0;
     const broken = fc.oneof(
-      fc.record({ place: fc.constantFrom(...places), key: identifier }).filter(({ place, key }) => !(place.known as readonly string[]).includes(key) && key !== 'type' && key !== 'url' && key !== 'timeoutMs')
+      fc.record({ place: fc.constantFrom(...places), key: identifier }).filter(({ place, key }) => !(place.known as readonly string[]).includes(key) && key !== 'type' && key !== 'url' && key !== 'sendTimeoutMs')
         .map(({ place, key }) => configWith({ unknownKeyAt: place.path, key })),
       fc.constantFrom(...wrongValues).map(([setAt, value]) => configWith({ setAt, value })),
     );

@@ -146,7 +146,7 @@ describe('the SSE consumer against a server that sends an endless line', () => {
     try {
       await waitUntil('the consumer gave up on two streams', async () => errors.filter((e) => e instanceof SseLimitError).length >= 2);
       expect(requests).toBeGreaterThanOrEqual(2);
-      expect(errors[0]).toMatchObject({ part: 'line', maxLength: 1024 * 1024 });
+      expect(errors[0]).toMatchObject({ reason: 'line', maxLength: 1024 * 1024 });
     } finally {
       await consumer.close();
       hostile.closeAllConnections();

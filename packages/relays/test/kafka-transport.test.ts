@@ -104,11 +104,11 @@ describe('the Kafka transport', () => {
     const outcomes = await transport.send([before!, huge, after!], signal());
     expect(statuses(outcomes)).toEqual(['delivered', 'failed', 'retry']);
     expect(outcomes[1]).toMatchObject({ error: expect.any(KafkaEncodeError) });
-    expect(outcomes[1]).toMatchObject({ error: { problem: 'too-large' } });
+    expect(outcomes[1]).toMatchObject({ error: { reason: 'too-large' } });
 
     const badName = kafkaTransport({ brokers: services.kafka, client: quiet, topic: () => 'no spaces/allowed' });
     const [bad] = await badName.send([testEvent({ topic })], signal());
-    expect(bad).toMatchObject({ status: 'failed', error: { problem: 'invalid-topic' } });
+    expect(bad).toMatchObject({ status: 'failed', error: { reason: 'invalid-topic' } });
     await Promise.all([transport.close(), badName.close()]);
     expect((await readRaw(topic)).map((r) => String(r.headers![kafkaHeaders.eventId]))).toEqual([before!.eventId]);
   });
@@ -189,13 +189,28 @@ describe('the Kafka transport over its client seam', () => {
     expect(made[1]!.closed).toBe(true);
   });
 
+  it('reports and delivers the same when its observer throws', async () => {
+    const { factory, made } = scriptedClients(['fail', 'ok']);
+    const transport = kafkaTransport({
+      producer: factory,
+      onEvent: () => {
+        throw new Error('observer bug');
+      },
+    });
+    const events = testEvents(3, { topic: 'orders', key: 'k' });
+    expect(statuses(await transport.send(events, signal()))).toEqual(['unavailable', 'unavailable', 'unavailable']);
+    expect(statuses(await transport.send(events, signal()))).toEqual(['delivered', 'delivered', 'delivered']);
+    expect(made).toHaveLength(2);
+    await transport.close();
+  });
+
   it('reports unavailable when Kafka does not acknowledge within sendTimeoutMs, and abandons that client', async () => {
     const { factory, made } = scriptedClients(['hang', 'ok']);
     const transport = kafkaTransport({ producer: factory, sendTimeoutMs: 200 });
     const started = Date.now();
     const outcomes = await transport.send(testEvents(2, { topic: 'orders' }), signal());
     expect(statuses(outcomes)).toEqual(['unavailable', 'unavailable']);
-    expect(outcomes[0]).toMatchObject({ error: { problem: 'timeout' } });
+    expect(outcomes[0]).toMatchObject({ error: { reason: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(statuses(await transport.send(testEvents(1, { topic: 'orders' }), signal()))).toEqual(['delivered']);
     expect(made).toHaveLength(2);

@@ -2,7 +2,8 @@ import { encodePosition, type Position } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poll, pollAll } from '../../../test/support/feed-clients.ts';
-import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
+import type { FeedEvent, SseFeedOptions } from '@tidings/relays/sse';
+import { headerAuthorize, startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
 const unique = (name: string): string => `${name}.${randomBytes(3).toString('hex')}`;
@@ -132,5 +133,34 @@ describe('the polling feed', () => {
 
   it('answers 405 to a method other than GET', async () => {
     expect((await fetch(`${feed.origin}/feed`, { method: 'DELETE' })).status).toBe(405);
+  });
+});
+
+describe('the feeds’ observer', () => {
+  it('answers the same, the failing request a 503 and the next its events, when onEvent throws', async () => {
+    const heard: string[] = [];
+    const onEvent = (event: FeedEvent) => {
+      heard.push(event.error.message);
+      throw new Error('observer bug');
+    };
+    const failing: SseFeedOptions['authorize'] = (request) => {
+      if (request.headers['x-fail']) throw new Error('the token service is down');
+      return headerAuthorize(request);
+    };
+    const server = await startFeedServer('feed_observer', { authorize: failing, polling: { onEvent }, sse: { onEvent } });
+    try {
+      const topic = unique('observed');
+      await server.publish([{ topic, payload: 1 }, { topic, payload: 2 }]);
+      expect((await poll(server.origin, { after: 'start', topics: topic }, { 'x-fail': '1' })).status).toBe(503);
+      const sse = await fetch(new URL('/events?after=start', server.origin), { headers: { 'x-fail': '1' } });
+      expect(sse.status).toBe(503);
+      await sse.body?.cancel();
+      expect(heard).toEqual(['the token service is down', 'the token service is down']);
+      const answer = await poll(server.origin, { after: 'start', topics: topic });
+      expect(answer.status).toBe(200);
+      expect(answer.body.events.map((e) => e.payload)).toEqual([1, 2]);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -93,6 +93,23 @@ describe('the RabbitMQ transport', () => {
     assertAllArrived([good1!.eventId, good2!.eventId], await waitForIds(subscription, [good1!.eventId, good2!.eventId], 10_000));
   });
 
+  it('delivers the same when its observer throws', async () => {
+    const routed = topic('observer');
+    const subscription = await harness.subscribe(routed);
+    let heard = 0;
+    const transport = await harness.createTransport({
+      onEvent: () => {
+        heard++;
+        throw new Error('observer bug');
+      },
+    });
+    const events = testEvents(3, { topic: routed });
+    const ids = events.map((e) => e.eventId);
+    expect((await send(transport, events)).map((o) => o.status)).toEqual(['delivered', 'delivered', 'delivered']);
+    assertAllArrived(ids, await waitForIds(subscription, ids, 10_000));
+    expect(heard).toBeGreaterThan(0);
+  });
+
   it('keeps at most maxUnconfirmed messages awaiting confirms', async () => {
     const routed = topic('window');
     const subscription = await harness.subscribe(routed);
@@ -111,7 +128,7 @@ describe('the RabbitMQ transport', () => {
   it('waits for drain when the socket backs up, reporting nothing delivered until the broker confirms', async () => {
     const routed = topic('drain');
     const subscription = await harness.subscribe(routed);
-    const transport = await harness.createTransport({ maxUnconfirmed: 100_000, publishTimeoutMs: 120_000 });
+    const transport = await harness.createTransport({ maxUnconfirmed: 100_000, sendTimeoutMs: 120_000 });
     const warmUp = testEvent({ topic: routed });
     await send(transport, [warmUp]); // connected
     const blob = 'x'.repeat(64 * 1024);
@@ -135,10 +152,10 @@ describe('the RabbitMQ transport', () => {
     assertAllArrived(all, await waitForIds(subscription, all, 60_000));
   });
 
-  it('reports retry when confirms do not come within publishTimeoutMs, and reconnects for the next send', async () => {
+  it('reports retry when confirms do not come within sendTimeoutMs, and reconnects for the next send', async () => {
     const routed = topic('timeout');
     const subscription = await harness.subscribe(routed);
-    const transport = await harness.createTransport({ publishTimeoutMs: 500 });
+    const transport = await harness.createTransport({ sendTimeoutMs: 500 });
     const warmUp = testEvent({ topic: routed });
     await send(transport, [warmUp]);
     const stuck = testEvents(20, { topic: routed });
@@ -152,7 +169,7 @@ describe('the RabbitMQ transport', () => {
       harness.proxy.resume();
     }
     expect(Date.now() - started).toBeLessThan(3_000);
-    expect(outcomes.every((o) => o.status === 'unavailable' && (o.error as RabbitmqConnectionError).problem === 'confirm-timeout')).toBe(true);
+    expect(outcomes.every((o) => o.status === 'unavailable' && (o.error as RabbitmqConnectionError).reason === 'confirm-timeout')).toBe(true);
 
     const again = await send(transport, stuck);
     expect(again.every((o) => o.status === 'delivered')).toBe(true);
@@ -213,7 +230,7 @@ describe('the RabbitMQ transport when the broker itself fails', () => {
     try {
       await waitUntil('the broker blocked the connection', async () => {
         const [outcome] = await send(transport, events.slice(0, 1), 1_000).catch(() => [undefined]);
-        return outcome?.status === 'unavailable' && (outcome.error as RabbitmqConnectionError).problem === 'blocked';
+        return outcome?.status === 'unavailable' && (outcome.error as RabbitmqConnectionError).reason === 'blocked';
       });
     } finally {
       await rabbitmqctl('set_vm_memory_high_watermark', '0.4');

@@ -55,7 +55,7 @@ describe('the SSE parser against a hostile stream', () => {
       error = caught;
     }
     expect(error).toBeInstanceOf(SseLimitError);
-    expect(error).toMatchObject({ part: 'line', maxLength: 1_000 });
+    expect(error).toMatchObject({ reason: 'line', maxLength: 1_000 });
     expect((error as Error).message).toMatch(/a line longer than 1000 characters; the connection was closed/);
     // It stops at the limit, not after everything was buffered.
     expect(pushed).toBe(100);

@@ -44,7 +44,7 @@ describe('webhook dispatcher', () => {
       addressPolicy: loopback,
       keyring: testKeyring,
       retry: { retries: 1_000, minDelayMs: 50, maxDelayMs: 400, factor: 2 },
-      timeoutMs: 2_000,
+      sendTimeoutMs: 2_000,
       refreshIntervalMs: 500,
       relay: { pollIntervalMs: 200 },
       onEvent: (event) => events.push(event),

@@ -101,7 +101,7 @@ describe('webhook signing secrets at rest', () => {
     const stranger = webhookEndpoints({ schema: o.schema, keyring: secretKeyring({ current: generateSecretKey() }) });
     const unknown = await stranger.secrets(o.db, a.id).catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(SecretDecryptionError);
-    expect(unknown).toMatchObject({ failure: 'unknown-key', endpointId: a.id, keyId: testKeyring.currentKeyId });
+    expect(unknown).toMatchObject({ reason: 'unknown-key', endpointId: a.id, keyId: testKeyring.currentKeyId });
     expect((unknown as Error).message).toMatch(/not in the keyring .*TIDINGS_SECRET_KEY_OLD/);
 
     // b's row now holds a's ciphertext: the associated data (the endpoint id) no longer matches.
@@ -111,11 +111,11 @@ describe('webhook signing secrets at rest', () => {
       [a.id, b.id],
     );
     const copied = await endpoints.secrets(o.db, b.id).catch((e: unknown) => e);
-    expect(copied).toMatchObject({ name: 'SecretDecryptionError', failure: 'authentication', endpointId: b.id });
+    expect(copied).toMatchObject({ name: 'SecretDecryptionError', reason: 'authentication', endpointId: b.id });
     expect((copied as Error).message).toMatch(/does not decrypt/);
 
     await o.db.query(`UPDATE "${o.schema}".webhook_secrets SET ciphertext = translate(ciphertext, 'ABCabc', 'BCAbca') WHERE endpoint_id = $1`, [a.id]);
-    await expect(endpoints.secrets(o.db, a.id)).rejects.toMatchObject({ failure: 'authentication' });
+    await expect(endpoints.secrets(o.db, a.id)).rejects.toMatchObject({ reason: 'authentication' });
   });
 
   it('need a key: without one, creating an endpoint or starting a dispatcher says how to set it and writes nothing', async () => {
@@ -159,7 +159,7 @@ describe('webhook signing secrets at rest', () => {
 
     const after = webhookEndpoints({ schema: o.schema, keyring: lacking });
     for (const [id, expected] of secrets) expect((await after.secrets(o.db, id)).map((s) => s.secret)).toEqual(expected);
-    await expect(before.secrets(o.db, first!)).rejects.toMatchObject({ failure: 'unknown-key' });
+    await expect(before.secrets(o.db, first!)).rejects.toMatchObject({ reason: 'unknown-key' });
     expect(await rotateWebhookSecretKey(o.db, { schema: o.schema, keyring: lacking })).toEqual({ keyId: lacking.currentKeyId, encrypted: 0, reencrypted: 0 });
   });
 

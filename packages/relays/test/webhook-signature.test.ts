@@ -3,7 +3,7 @@ import {
   signWebhook,
   verifyWebhook,
   WebhookVerificationError,
-  type VerificationFailure,
+  type VerificationFailureReason,
 } from '@tidings/relays/webhook';
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ function headersFor(id: string, timestamp: number, signature: string) {
   return { 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': signature };
 }
 
-function failure(body: () => unknown): VerificationFailure {
+function failure(body: () => unknown): VerificationFailureReason {
   try {
     body();
   } catch (error) {
@@ -140,6 +140,10 @@ describe('Standard Webhooks signatures', () => {
     expect(generateWebhookSecret()).not.toBe(secret);
     expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, 'whsec_c2hvcnQ=')).toThrow(/24 to 64 bytes/);
     expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, 'whsec_not base64!')).toThrow(/base64/);
-    expect(() => verifyWebhook({}, '', [])).toThrow(/at least one secret/);
+  });
+
+  it('refuse an empty list of secrets with a ConfigError naming the option', () => {
+    expect(() => verifyWebhook({}, '', [])).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'secrets', message: expect.stringMatching(/at least one secret/) }));
+    expect(() => signWebhook({ id: 'E', timestamp: 1, body: '' }, [])).toThrow(expect.objectContaining({ name: 'ConfigError', option: 'secrets' }));
   });
 });

@@ -108,13 +108,13 @@ describe('the SSRF guard', () => {
         ['https://nowhere.example.com/hooks', 'unresolvable', undefined],
         ['file:///etc/passwd', 'scheme', undefined],
       ];
-      for (const [url, category, address] of refused) {
+      for (const [url, reason, address] of refused) {
         const error = await endpoints.create(outbox.db, { url }).then(
           () => undefined,
           (e: unknown) => e,
         );
         expect(error, url).toBeInstanceOf(WebhookAddressRefusedError);
-        expect(error, url).toMatchObject({ category, address });
+        expect(error, url).toMatchObject({ reason, address });
       }
       const error = (await endpoints.create(outbox.db, { url: 'https://internal.example.com/hooks' }).catch((e: unknown) => e)) as Error;
       expect(error.message).toBe(
@@ -160,7 +160,7 @@ describe('the SSRF guard', () => {
         answer = ['10.0.0.9']; // the name now points inside the network (DNS rebinding)
         server.cutConnections(); // the next request needs a new connection
         const [outcome] = await transport.send([testEvent({ topic: 't' })], signal);
-        expect(outcome).toMatchObject({ status: 'unavailable', error: { name: 'WebhookAddressRefusedError', category: 'private', address: '10.0.0.9' } });
+        expect(outcome).toMatchObject({ status: 'unavailable', error: { name: 'WebhookAddressRefusedError', reason: 'private', address: '10.0.0.9' } });
         expect((outcome as { error: Error }).error.message).toMatch(/^webhook URL http:\/\/hooks\.test:\d+\/in is refused: 10\.0\.0\.9 is a private address/);
         expect(server.handled).toBe(1);
         expect(lookups).toEqual(['hooks.test', 'hooks.test']);
@@ -175,7 +175,7 @@ describe('the SSRF guard', () => {
       const transport = webhookTransport({ url: server.url, secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'] });
       try {
         const [outcome] = await transport.send([testEvent({ topic: 't' })], AbortSignal.timeout(5_000));
-        expect(outcome).toMatchObject({ status: 'unavailable', error: { category: 'loopback', address: '127.0.0.1' } });
+        expect(outcome).toMatchObject({ status: 'unavailable', error: { reason: 'loopback', address: '127.0.0.1' } });
         expect(server.handled).toBe(0);
       } finally {
         await transport.close();

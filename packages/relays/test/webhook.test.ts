@@ -1,5 +1,5 @@
 import { testEvent, testEvents } from '@tidings/relays/testing';
-import { verifyWebhook, webhookTransport, WebhookDeliveryError, WebhookSecretsExpiredError, type WebhookTransport } from '@tidings/relays/webhook';
+import { verifyWebhook, webhookTransport, WebhookDeliveryError, WebhookSecretsExpiredError, type WebhookTransport, type WebhookTransportEvent } from '@tidings/relays/webhook';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loopback } from '../../../test/support/webhook-harness.ts';
@@ -68,7 +68,7 @@ describe('webhook transport', () => {
     expect(seen).toHaveLength(2);
     const error = (outcomes[1] as { error: Error }).error as WebhookDeliveryError;
     expect(error).toBeInstanceOf(WebhookDeliveryError);
-    expect(error).toMatchObject({ failure: 'status', status: 500, responseSnippet: 'boom' });
+    expect(error).toMatchObject({ reason: 'status', status: 500, responseSnippet: 'boom' });
     expect(error.message).toContain('the receiver answered 500: boom');
   });
 
@@ -86,7 +86,7 @@ describe('webhook transport', () => {
     const { server: down } = await receiver((_req, res) => res.writeHead(204).end());
     await down.takeDown('refuse');
     const [refused] = await transport(down.url).send([testEvent({ topic: 't' })], signal());
-    expect(refused).toMatchObject({ status: 'unavailable', error: { failure: expect.any(String) } });
+    expect(refused).toMatchObject({ status: 'unavailable', error: { reason: expect.any(String) } });
   });
 
   it('honours Retry-After on 429 and 503, in seconds or as an HTTP date, up to maxRetryAfterMs', async () => {
@@ -115,29 +115,51 @@ describe('webhook transport', () => {
     expect(hints[3]).toBeUndefined();
   });
 
-  it('fails an event permanently on 410 Gone, or keeps it pending and calls onGone when asked to', async () => {
+  it("fails an event permanently on 410 Gone, or with gone: 'unavailable' keeps it pending once onEvent's gone work is done", async () => {
     const { server } = await receiver((_req, res) => res.writeHead(410).end());
-    const [plain] = await transport(server.url).send([testEvent({ topic: 't' })], signal());
-    expect(plain).toMatchObject({ status: 'failed', error: { failure: 'gone', status: 410 } });
+    const heard: string[] = [];
+    const [plain] = await transport(server.url, { onEvent: (e) => void heard.push(`${e.type}`) }).send([testEvent({ topic: 't' })], signal());
+    expect(plain).toMatchObject({ status: 'failed', error: { reason: 'gone', status: 410 } });
+    expect(heard).toEqual(['gone', 'attempt']);
     const gone: string[] = [];
-    const [held] = await transport(server.url, { onGone: (error) => void gone.push(error.eventId) }).send([testEvent({ topic: 't', eventId: 'E1' })], signal());
-    expect(held).toMatchObject({ status: 'unavailable', error: { failure: 'gone' } });
+    const onEvent = async (event: WebhookTransportEvent) => {
+      if (event.type !== 'gone') return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      gone.push(event.error.eventId);
+    };
+    const [held] = await transport(server.url, { gone: 'unavailable', onEvent }).send([testEvent({ topic: 't', eventId: 'E1' })], signal());
+    expect(held).toMatchObject({ status: 'unavailable', error: { reason: 'gone' } });
     expect(gone).toEqual(['E1']);
+  });
+
+  it('delivers the same whatever its observer throws or rejects with', async () => {
+    const { server, seen } = await receiver((req, res) => res.writeHead(req.url === '/gone' ? 410 : 204).end());
+    const throwing = transport(server.url, { onEvent: () => { throw new Error('observer bug'); } });
+    const rejecting = transport(server.url, { onEvent: () => Promise.reject(new Error('observer bug')) });
+    for (const t of [throwing, rejecting]) {
+      expect(await t.send(testEvents(3, { topic: 't' }), signal())).toEqual([{ status: 'delivered' }, { status: 'delivered' }, { status: 'delivered' }]);
+    }
+    expect(seen).toHaveLength(6);
+    const [held] = await transport(`${server.url.replace(/\/[^/]*$/, '')}/gone`, { gone: 'unavailable', onEvent: () => Promise.reject(new Error('observer bug')) }).send(
+      [testEvent({ topic: 't' })],
+      signal(),
+    );
+    expect(held).toMatchObject({ status: 'unavailable', error: { reason: 'gone' } });
   });
 
   it('does not follow redirects and says to update the URL instead', async () => {
     const { server, seen } = await receiver((_req, res) => res.writeHead(308, { location: 'http://127.0.0.1:1/elsewhere' }).end());
     const [outcome] = await transport(server.url).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'redirect', status: 308 } });
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { reason: 'redirect', status: 308 } });
     expect((outcome as { error: Error }).error.message).toMatch(/redirects are not followed, update the endpoint's URL/);
     expect(seen).toHaveLength(1);
   });
 
-  it('gives up on a receiver that never answers after timeoutMs', async () => {
+  it('gives up on a receiver that never answers after sendTimeoutMs', async () => {
     const { server } = await receiver(() => {});
     const started = Date.now();
-    const [outcome] = await transport(server.url, { timeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
-    expect(outcome).toMatchObject({ status: 'unavailable', error: { failure: 'timeout' } });
+    const [outcome] = await transport(server.url, { sendTimeoutMs: 300 }).send([testEvent({ topic: 't' })], signal());
+    expect(outcome).toMatchObject({ status: 'unavailable', error: { reason: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 
@@ -189,5 +211,23 @@ describe('webhook transport', () => {
     const t = transport(server.url);
     await t.close();
     await expect(t.send([testEvent({ topic: 't' })], signal())).rejects.toThrow(/is closed/);
+  });
+
+  it('refuses bad options with a ConfigError naming the option and what to pass', () => {
+    const url = 'http://127.0.0.1:1/hooks';
+    const refused = (options: object) => {
+      try {
+        webhookTransport({ url, secrets: [secret], addressPolicy: loopback, ...options } as never);
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    expect(refused({ secrets: [] })).toMatchObject({ name: 'ConfigError', option: 'secrets', message: expect.stringMatching(/at least one signing secret/) });
+    expect(refused({ addressPolicy: { allow: ['10.0.0.0/33'] } })).toMatchObject({ name: 'ConfigError', option: 'addressPolicy.allow', message: expect.stringMatching(/"127.0.0.1\/32"/) });
+    expect(refused({ addressPolicy: { allow: [7] } })).toMatchObject({ name: 'ConfigError', option: 'addressPolicy.allow' });
+    expect(refused({ sendTimeoutMs: 0 })).toMatchObject({ name: 'ConfigError', option: 'sendTimeoutMs' });
+    expect(refused({ connectTimeoutMs: '5s' })).toMatchObject({ name: 'ConfigError', option: 'connectTimeoutMs' });
+    expect(refused({ gone: 'ignore' })).toMatchObject({ name: 'ConfigError', option: 'gone' });
   });
 });

@@ -57,7 +57,7 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
       const errors: string[] = [];
       const consumer: KafkaConsumer = await consumeKafka({
         brokers: services.kafka,
-        client: { clientId: 'property-effects', logLevel: 'nothing', connectionTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(consumerProxy) },
+        client: { clientId: 'property-effects', logLevel: 'nothing', connectTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(consumerProxy) },
         topics: [topic],
         consumer: 'property',
         groupId: `${topic}.effects`,

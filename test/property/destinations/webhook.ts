@@ -98,7 +98,7 @@ export const webhookDestination: DestinationSpec = {
         relay: context.relay,
         leaseMs: context.leaseMs,
         transport: 'webhook',
-        transportOptions: { url: `http://127.0.0.1:${proxy.port}/hooks`, secrets: [secret], timeoutMs: relayTimeoutMs },
+        transportOptions: { url: `http://127.0.0.1:${proxy.port}/hooks`, secrets: [secret], sendTimeoutMs: relayTimeoutMs },
       }),
       cutBroker: async () => proxy.cutAll(),
       brokerDown: async () => {

@@ -78,6 +78,7 @@ export interface RelayOptions {
   readonly workerId?: string;
   /** Close the transport when the relay stops. Default true. */
   readonly closeTransport?: boolean;
+  /** Hears what the relay does. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: RelayEvent) => void;
 }
 
@@ -164,7 +165,18 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     startFrom,
     workerId: options.workerId ?? `${process.pid}-${Math.random().toString(36).slice(2, 10)}`,
     closeTransport: options.closeTransport ?? true,
-    onEvent: options.onEvent ?? (() => {}),
+    onEvent: safeObserver(options.onEvent),
+  };
+}
+
+/** The relay's observer, made safe: what it throws is ignored, so it never breaks delivery. */
+function safeObserver(onEvent: ((event: RelayEvent) => void) | undefined): (event: RelayEvent) => void {
+  return (event) => {
+    try {
+      onEvent?.(event);
+    } catch {
+      // The observer's failure is its own.
+    }
   };
 }
 

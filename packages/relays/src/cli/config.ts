@@ -81,7 +81,7 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
   check.optional(config.webhooks, 'webhooks', (v, at) => {
     if (typeof v === 'boolean') return;
     const webhooks = check.object(v, at, configKeys.webhooks, 'must be true, false or an object of dispatcher options');
-    for (const key of ['connectTimeoutMs', 'timeoutMs', 'maxRetryAfterMs', 'maxConnections', 'disableAfterMs', 'refreshIntervalMs']) {
+    for (const key of ['connectTimeoutMs', 'sendTimeoutMs', 'maxRetryAfterMs', 'maxConnections', 'disableAfterMs', 'refreshIntervalMs']) {
       check.optional(webhooks[key], `${at}.${key}`, (n, where) => check.wholeNumber(n, where, 1));
     }
     check.optional(webhooks.stopGraceMs, `${at}.stopGraceMs`, (n, where) => check.wholeNumber(n, where, 0));

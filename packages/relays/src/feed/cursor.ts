@@ -61,7 +61,7 @@ export function parseCursor(text: string): Position {
           'resume from your own state and restart the feed from start or now.',
       );
     }
-    throw new FeedCursorError(shown, 'malformed', `${JSON.stringify(shown)} is not a tidings cursor; ${whatToDo}.`);
+    throw new FeedCursorError(shown, 'unknown', `${JSON.stringify(shown)} is not a tidings cursor; ${whatToDo}.`);
   }
   const seq = BigInt(match[1]!);
   const id = BigInt(match[2]!);
@@ -132,7 +132,7 @@ export class LogHead {
     const cursor = cursorText(start);
     throw new FeedCursorError(
       cursor,
-      'beyond-head',
+      'ahead',
       `cursor ${JSON.stringify(cursor)} is beyond the head of the log: commit number ${start.seq} has not been ` +
         `drawn yet (the last is ${this.#lastSeq}), so no feed of this database handed it out (a cursor from another ` +
         `database or cluster?); ${whatToDo}.`,

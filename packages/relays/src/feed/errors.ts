@@ -1,4 +1,4 @@
-import { InvalidCursorError, TidingsError } from '@tidings/outbox';
+import { InvalidCursorError, TidingsError, type InvalidCursorReason } from '@tidings/outbox';
 
 /**
  * The authorization hook refused the caller. Throw it from `authorize` to choose the status
@@ -34,16 +34,19 @@ export class AccessDeniedError extends TidingsError {
 export class FeedResponseError extends TidingsError {
   override readonly name = 'FeedResponseError';
   readonly status: number;
-  /** The `error` code of the server's JSON problem body, when it sent one. */
-  readonly code: string | undefined;
+  /**
+   * The `error` of the server's JSON problem body, when it sent one (a tidings feed sends
+   * `invalid-request`, `too-many-connections`, `unavailable` …; another server anything).
+   */
+  readonly reason: string | undefined;
   readonly url: string;
   /** How long the server asked to wait before the next request (its `Retry-After`), if it did. */
   readonly retryAfterMs: number | undefined;
-  constructor(url: string, status: number, code: string | undefined, detail: string, retryAfterMs?: number) {
-    super(`the feed at ${url} answered ${status}${code ? ` (${code})` : ''}: ${detail}`);
+  constructor(url: string, status: number, reason: string | undefined, detail: string, retryAfterMs?: number) {
+    super(`the feed at ${url} answered ${status}${reason ? ` (${reason})` : ''}: ${detail}`);
     this.url = url;
     this.status = status;
-    this.code = code;
+    this.reason = reason;
     this.retryAfterMs = retryAfterMs;
   }
 
@@ -63,22 +66,20 @@ export class FeedRequestError extends TidingsError {
   }
 }
 
-/** Why a feed refused a cursor. */
-export type CursorProblem = 'malformed' | 'legacy' | 'out-of-range' | 'beyond-head';
-
 /**
  * A feed request's cursor (`Last-Event-ID`, `?after=`) cannot be served: it is not a cursor, its
  * numbers are out of range, or it lies beyond the head of the log. Answered with 400
  * (`invalid-cursor`); an `InvalidCursorError`, so client helpers stop on it as on any invalid cursor.
  */
 export class FeedCursorError extends InvalidCursorError {
-  readonly problem: CursorProblem;
-  constructor(cursor: string, problem: CursorProblem, detail: string) {
-    super(cursor, problem === 'legacy' ? 'legacy' : problem === 'beyond-head' ? 'ahead' : 'unknown');
-    this.problem = problem;
+  constructor(cursor: string, reason: InvalidCursorReason, detail: string) {
+    super(cursor, reason);
     this.message = detail;
   }
 }
+
+/** Which limit was reached: the feed's total, or the caller's tenant's share. */
+export type TooManyConnectionsReason = 'total' | 'tenant';
 
 /**
  * A feed already holds as many long-lived requests (SSE streams, long polls) as it allows, in
@@ -87,19 +88,18 @@ export class FeedCursorError extends InvalidCursorError {
  */
 export class TooManyConnectionsError extends TidingsError {
   override readonly name = 'TooManyConnectionsError';
-  /** Which limit was reached: the feed's total, or the caller's tenant's share. */
-  readonly limit: 'total' | 'tenant';
+  readonly reason: TooManyConnectionsReason;
   readonly max: number;
   readonly tenant: string | undefined;
   readonly retryAfterSeconds: number;
-  constructor(limit: 'total' | 'tenant', max: number, tenant: string | undefined, what: string, retryAfterSeconds: number) {
+  constructor(reason: TooManyConnectionsReason, max: number, tenant: string | undefined, what: string, retryAfterSeconds: number) {
     super(
-      limit === 'tenant'
+      reason === 'tenant'
         ? `${tenant === undefined ? 'callers without a tenant have' : `tenant ${JSON.stringify(tenant)} has`} ${max} ${what} open, the most this feed allows per tenant; ` +
             `close one or retry after ${retryAfterSeconds} s (the feed's maxConnectionsPerTenant option sets the limit)`
         : `this feed serves ${max} ${what}, the most it allows; retry after ${retryAfterSeconds} s (the feed's maxConnections option sets the limit)`,
     );
-    this.limit = limit;
+    this.reason = reason;
     this.max = max;
     this.tenant = tenant;
     this.retryAfterSeconds = retryAfterSeconds;

@@ -1,7 +1,12 @@
+import { asError } from '../shared/backoff.ts';
+import { observer } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
 import { ConfigError, type Database } from '@tidings/outbox';
 import type { SlotLimits } from './connection-slots.ts';
 import type { Authorize } from './scope.ts';
+
+/** What a feed hears that no request can be told about (the LISTEN connection, the shared tail read, a failing request). */
+export type FeedEvent = { readonly type: 'error'; readonly error: Error };
 
 /** What the SSE feed and the polling feed are both configured with. */
 export interface FeedOptions {
@@ -25,8 +30,11 @@ export interface FeedOptions {
    * connection. Default 2 000 ms.
    */
   readonly pollIntervalMs?: number;
-  /** Reports errors no request can be told about (the LISTEN connection, the shared tail read). */
-  readonly onError?: (error: unknown) => void;
+  /**
+   * Hears errors no request can be told about (the LISTEN connection, the shared tail read) and
+   * the server-side failures of requests. What it throws is ignored: an observer never breaks a feed.
+   */
+  readonly onEvent?: (event: FeedEvent) => void;
   /**
    * The most long-lived requests this feed serves at once (SSE streams; long polls, i.e. requests
    * with `?wait=`); one more is answered 429 with `Retry-After`. Default 10 000.
@@ -44,6 +52,11 @@ export interface ResolvedFeedOptions {
   readonly pollIntervalMs: number;
   readonly onError: (error: unknown) => void;
   readonly limits: SlotLimits;
+}
+
+/** The feed's parts report bare errors; the observer hears them as `error` events. */
+function errorsTo(onEvent: (event: FeedEvent) => void): (error: unknown) => void {
+  return (error) => onEvent({ type: 'error', error: asError(error) });
 }
 
 /** What a refused request is told to wait before it tries again. */
@@ -73,7 +86,7 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
     authorize,
     from,
     pollIntervalMs: wholeOption('pollIntervalMs', options.pollIntervalMs, 2_000),
-    onError: options.onError ?? (() => {}),
+    onError: errorsTo(observer(options.onEvent)),
     limits: {
       total: wholeOption('maxConnections', options.maxConnections, 10_000),
       perTenant: wholeOption('maxConnectionsPerTenant', options.maxConnectionsPerTenant, 1_000),

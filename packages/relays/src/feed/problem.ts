@@ -30,11 +30,11 @@ export function problemOf(error: unknown): Problem {
   if (error instanceof TooManyConnectionsError) {
     return { status: 429, error: 'too-many-connections', message: error.message, retryAfterSeconds: error.retryAfterSeconds };
   }
-  // Database trouble and bugs: say nothing about the internals; the feed's onError hears the rest.
+  // Database trouble and bugs: say nothing about the internals; the feed's onEvent hears the rest.
   return { status: 503, error: 'unavailable', message: 'the feed cannot be read right now; try again shortly' };
 }
 
-/** Whether the problem is one the feed's `onError` should hear about (not the client's own mistake). */
+/** Whether the problem is one the feed's `onEvent` should hear about (not the client's own mistake). */
 export function isServerSide(problem: Problem): boolean {
   return problem.status >= 500;
 }

@@ -10,11 +10,11 @@ export interface ProblemBody {
 
 /** The error a client helper raises for a problem the server reported. */
 export function problemError(url: string, status: number, body: ProblemBody | undefined, retryAfterMs?: number): Error {
-  const code = body?.error;
-  if (code === 'cursor-expired' || status === 410) return new CursorExpiredError(body?.cursor ?? '(unknown)');
-  if (code === 'invalid-cursor') return new InvalidCursorError(body?.cursor ?? '(unknown)');
+  const reason = body?.error;
+  if (reason === 'cursor-expired' || status === 410) return new CursorExpiredError(body?.cursor ?? '(unknown)');
+  if (reason === 'invalid-cursor') return new InvalidCursorError(body?.cursor ?? '(unknown)');
   if (status === 401 || status === 403) return new AccessDeniedError(status, body?.message);
-  return new FeedResponseError(url, status, code, body?.message ?? 'unexpected answer', retryAfterMs);
+  return new FeedResponseError(url, status, reason, body?.message ?? 'unexpected answer', retryAfterMs);
 }
 
 /** Reads a non-2xx answer (JSON, or an event stream holding one `feed-error` frame) into an error. */

@@ -1,7 +1,7 @@
 import { TidingsError } from '@tidings/outbox';
 
 /** Why an event cannot become a Kafka record as it is. */
-export type KafkaEncodeProblem = 'too-large' | 'invalid-topic';
+export type KafkaEncodeReason = 'too-large' | 'invalid-topic';
 
 /**
  * An event that Kafka cannot take as it is: its record is larger than `maxRecordBytes`, or the
@@ -10,19 +10,19 @@ export type KafkaEncodeProblem = 'too-large' | 'invalid-topic';
  */
 export class KafkaEncodeError extends TidingsError {
   override readonly name = 'KafkaEncodeError';
-  readonly problem: KafkaEncodeProblem;
+  readonly reason: KafkaEncodeReason;
   readonly eventId: string;
   readonly topic: string;
-  constructor(problem: KafkaEncodeProblem, event: { eventId: string; topic: string }, detail: string) {
+  constructor(reason: KafkaEncodeReason, event: { eventId: string; topic: string }, detail: string) {
     super(`event ${event.eventId} (topic "${event.topic}") cannot be sent to Kafka: ${detail}`);
-    this.problem = problem;
+    this.reason = reason;
     this.eventId = event.eventId;
     this.topic = event.topic;
   }
 }
 
 /** What went wrong with a produce request. */
-export type KafkaSendProblem = 'timeout' | 'aborted' | 'client';
+export type KafkaSendReason = 'timeout' | 'aborted' | 'client';
 
 /**
  * Kafka did not acknowledge the records of a send (acks=all): the request failed, timed out, or
@@ -31,12 +31,12 @@ export type KafkaSendProblem = 'timeout' | 'aborted' | 'client';
  */
 export class KafkaSendError extends TidingsError {
   override readonly name = 'KafkaSendError';
-  readonly problem: KafkaSendProblem;
+  readonly reason: KafkaSendReason;
   /** False when the client says the failure will not go away by itself (e.g. an authorization error). */
   readonly retriable: boolean;
-  constructor(problem: KafkaSendProblem, detail: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+  constructor(reason: KafkaSendReason, detail: string, options: { cause?: unknown; retriable?: boolean } = {}) {
     super(detail, { cause: options.cause });
-    this.problem = problem;
+    this.reason = reason;
     this.retriable = options.retriable ?? true;
   }
 }

@@ -34,8 +34,8 @@ export {
   KafkaEncodeError,
   KafkaSendError,
   type InvalidRecordReason,
-  type KafkaEncodeProblem,
-  type KafkaSendProblem,
+  type KafkaEncodeReason,
+  type KafkaSendReason,
 } from './errors.ts';
 export { consumeKafka, type KafkaConsumer } from './consume-kafka.ts';
 export { checkpointSource } from './batch-processor.ts';

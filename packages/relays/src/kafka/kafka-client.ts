@@ -32,7 +32,7 @@ export interface KafkaClientOptions {
   readonly ssl?: KafkaConfig['ssl'];
   readonly sasl?: KafkaConfig['sasl'];
   /** Opening a TCP connection gives up after this long. Default 3 000 ms. */
-  readonly connectionTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
   /** A request without a response after this long fails (and the send reports `retry`). Default 30 000 ms. */
   readonly requestTimeoutMs?: number;
   /** Default `warn`. */
@@ -77,7 +77,7 @@ export function createKafkaClient(options: KafkaClientOptions): Kafka {
   const config: KafkaConfig = {
     brokers: brokerList(options.brokers),
     clientId: options.clientId ?? 'tidings',
-    connectionTimeout: options.connectionTimeoutMs ?? 3_000,
+    connectionTimeout: options.connectTimeoutMs ?? 3_000,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
     retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 5 },
     logLevel: levels[level],

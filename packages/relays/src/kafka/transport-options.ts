@@ -1,4 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import { observer } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
 import type { KafkaSendError } from './errors.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
@@ -52,6 +53,7 @@ export interface KafkaTransportOptions {
   readonly sendTimeoutMs?: number;
   /** Most events per send, declared to the relay. Default: no limit. */
   readonly maxBatchSize?: number;
+  /** Hears client replacements and failed requests. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: KafkaTransportEvent) => void;
 }
 
@@ -91,7 +93,7 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
     maxRequestBytes,
     sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
     maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
-    onEvent: options.onEvent ?? (() => {}),
+    onEvent: observer(options.onEvent),
   };
 }
 

@@ -12,7 +12,7 @@ export { pollingConsumer, type PollingConsumerOptions } from './polling-consumer
 export { AccessDeniedError, FeedResponseError } from '../feed/errors.ts';
 export type { Authorize, FeedScope } from '../feed/scope.ts';
 export type { FeedEnvelope } from '../feed/envelope.ts';
-export type { FeedOptions } from '../feed/feed-options.ts';
+export type { FeedEvent, FeedOptions } from '../feed/feed-options.ts';
 export type { FeedConsumerEvent, FeedConsumerOptions } from '../feed/consumer-options.ts';
 export { HandlerFailedError } from '../shared/consumer.ts';
 export type * from '../shared/consumer-exports.ts';

@@ -55,7 +55,7 @@ export class RabbitmqNackError extends TidingsError {
   }
 }
 
-export type ConnectionProblem = 'connect-failed' | 'connection-lost' | 'blocked' | 'confirm-timeout' | 'backing-off';
+export type RabbitmqConnectionReason = 'connect-failed' | 'connection-lost' | 'blocked' | 'confirm-timeout' | 'backing-off';
 
 /**
  * The event may or may not have reached RabbitMQ, and RabbitMQ never confirmed it: the connection
@@ -64,10 +64,10 @@ export type ConnectionProblem = 'connect-failed' | 'connection-lost' | 'blocked'
  */
 export class RabbitmqConnectionError extends TidingsError {
   override readonly name = 'RabbitmqConnectionError';
-  readonly problem: ConnectionProblem;
-  constructor(problem: ConnectionProblem, detail: string, options?: { cause?: unknown }) {
+  readonly reason: RabbitmqConnectionReason;
+  constructor(reason: RabbitmqConnectionReason, detail: string, options?: { cause?: unknown }) {
     super(detail, options);
-    this.problem = problem;
+    this.reason = reason;
   }
 }
 

@@ -23,8 +23,8 @@ export {
   RabbitmqEncodeError,
   RabbitmqNackError,
   RabbitmqUnroutableError,
-  type ConnectionProblem,
   type DeadLetterReason,
+  type RabbitmqConnectionReason,
   type UnroutableReason,
 } from './errors.ts';
 export { consumeRabbitmq, type RabbitmqConsumer } from './consume-rabbitmq.ts';

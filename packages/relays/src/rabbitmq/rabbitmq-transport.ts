@@ -126,7 +126,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
       await Promise.all([...this.#active]);
       this.#lifetime.abort(new TransportClosedError(this.name));
       await this.#connecting?.catch(() => {});
-      await this.#link?.close(this.#options.publishTimeoutMs);
+      await this.#link?.close(this.#options.sendTimeoutMs);
     })();
     return this.#closing;
   }
@@ -148,7 +148,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
     const confirmations: (Promise<Confirmation> | undefined)[] = new Array(batch.length);
     const routes: (RabbitmqRoute | undefined)[] = new Array(batch.length);
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(this.#timeoutError()), this.#options.publishTimeoutMs);
+    const timer = setTimeout(() => timeout.abort(this.#timeoutError()), this.#options.sendTimeoutMs);
     const deadline = AbortSignal.any([signal, timeout.signal]);
     let link: ConfirmLink | undefined;
     try {
@@ -169,7 +169,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
       // Not published, or published and not confirmed: the broker cannot be reached or did not
       // answer, which says nothing against the events: `unavailable`, never `delivered`.
       if (!timeout.signal.aborted) return fill(outcomes, unavailable(error));
-      // Unconfirmed after publishTimeoutMs: this connection is unhealthy (blocked, stalled). Dropping
+      // Unconfirmed after sendTimeoutMs: this connection is unhealthy (blocked, stalled). Dropping
       // it settles everything it has in flight, and the next send opens a new one.
       const reason = timeout.signal.reason as RabbitmqConnectionError;
       if (link && confirmations.some((c) => c !== undefined)) link.destroy(reason);
@@ -290,7 +290,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
   #timeoutError(): RabbitmqConnectionError {
     return new RabbitmqConnectionError(
       'confirm-timeout',
-      `RabbitMQ did not confirm within ${this.#options.publishTimeoutMs} ms (publishTimeoutMs); the connection is dropped and reopened on the next send`,
+      `RabbitMQ did not confirm within ${this.#options.sendTimeoutMs} ms (sendTimeoutMs); the connection is dropped and reopened on the next send`,
     );
   }
 }

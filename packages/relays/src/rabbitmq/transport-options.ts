@@ -1,4 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import { observer } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { ExchangeDeclaration } from './confirm-link.ts';
@@ -49,11 +50,12 @@ export interface RabbitmqTransportOptions extends ConnectionSettings {
    * A send that has not been confirmed after this long reports `retry` for what is unconfirmed,
    * and the connection is dropped and reopened on the next send. Default 30 000 ms.
    */
-  readonly publishTimeoutMs?: number;
+  readonly sendTimeoutMs?: number;
   /** Delays between reconnection attempts (exponential, with jitter). Default 200 to 5 000 ms. */
   readonly reconnect?: { readonly minDelayMs?: number; readonly maxDelayMs?: number };
   /** Most events per send, declared to the relay. Default: no limit. */
   readonly maxBatchSize?: number;
+  /** Hears the connection's ups and downs. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: RabbitmqTransportEvent) => void;
 }
 
@@ -64,7 +66,7 @@ export interface ResolvedTransportOptions {
   readonly exchanges: readonly ExchangeDeclaration[];
   readonly unroutable: 'retry' | 'failed';
   readonly maxUnconfirmed: number;
-  readonly publishTimeoutMs: number;
+  readonly sendTimeoutMs: number;
   readonly reconnect: { readonly minDelayMs: number; readonly maxDelayMs: number };
   readonly maxBatchSize: number | undefined;
   readonly onEvent: (event: RabbitmqTransportEvent) => void;
@@ -98,21 +100,9 @@ export function resolveTransportOptions(options: RabbitmqTransportOptions): Reso
     exchanges,
     unroutable,
     maxUnconfirmed: wholeOption('maxUnconfirmed', options.maxUnconfirmed, 1_000),
-    publishTimeoutMs: wholeOption('publishTimeoutMs', options.publishTimeoutMs, 30_000),
+    sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
     reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 5_000)) },
     maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
-    onEvent: safely(options.onEvent),
-  };
-}
-
-/** Observers must not break sending: what they throw is ignored. */
-function safely(observer: ((event: RabbitmqTransportEvent) => void) | undefined): (event: RabbitmqTransportEvent) => void {
-  if (!observer) return () => {};
-  return (event) => {
-    try {
-      observer(event);
-    } catch {
-      // ignored on purpose
-    }
+    onEvent: observer(options.onEvent),
   };
 }

@@ -1,4 +1,4 @@
-import { inPgTransaction, type Database, type Executor, type PgTransactionClient } from '@tidings/outbox';
+import { ConfigError, inPgTransaction, type Database, type Executor, type PgTransactionClient } from '@tidings/outbox';
 
 /** Runs `fn` in a transaction of your own and commits it when `fn` resolves. */
 export type TransactionRunner<Trx> = <R>(fn: (trx: Trx) => Promise<R>) => Promise<R>;
@@ -43,7 +43,7 @@ export async function runInTransaction<Source extends TransactionSource, R>(sour
   }
   if (typeof any.transaction === 'function') return (source as unknown as Database).transaction(fn as unknown as (trx: Executor) => Promise<R>);
   if (typeof any.connect === 'function') return inPgTransaction(source as unknown as PgPoolLike<PgTransactionClient>, fn as unknown as (trx: PgTransactionClient) => Promise<R>);
-  throw new TypeError('database must be a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
+  throw new ConfigError('database', 'expected a kysely instance, a pg Pool, a tidings Database, or a function (work) => … that runs work in a transaction');
 }
 
 export function isTransactionSource(value: unknown): value is TransactionSource {

@@ -16,7 +16,7 @@ export interface SseConsumerOptions<Source extends TransactionSource> extends Fe
   readonly idleTimeoutMs?: number;
   /**
    * The most characters one line of the stream, and the data of one event, may hold. A stream
-   * that sends more is closed with `SseLimitError` (heard by `onError`) and opened again after a
+   * that sends more is closed with `SseLimitError` (heard by `onEvent` as `disconnected`) and opened again after a
    * backoff, so a broken or hostile server cannot grow the consumer's memory without bound.
    * Default 8 Mi.
    */

@@ -9,19 +9,21 @@ export interface SseMessage {
   readonly lastEventId: string;
 }
 
+/** What grew too long: one line, or the data of one event. */
+export type SseLimitReason = 'line' | 'event';
+
 /** A `text/event-stream` line or event is longer than the parser allows. */
 export class SseLimitError extends TidingsError {
   override readonly name = 'SseLimitError';
-  /** What grew too long: one line, or the data of one event. */
-  readonly part: 'line' | 'event';
+  readonly reason: SseLimitReason;
   /** The limit, in characters. */
   readonly maxLength: number;
-  constructor(part: 'line' | 'event', maxLength: number) {
+  constructor(reason: SseLimitReason, maxLength: number) {
     super(
-      `the event stream sent ${part === 'line' ? 'a line' : 'an event whose data is'} longer than ${maxLength} characters; ` +
+      `the event stream sent ${reason === 'line' ? 'a line' : 'an event whose data is'} longer than ${maxLength} characters; ` +
         'the connection was closed. If the feed really sends events that large, raise maxLength (sseConsumer: maxEventLength).',
     );
-    this.part = part;
+    this.reason = reason;
     this.maxLength = maxLength;
   }
 }

@@ -2,7 +2,7 @@ import { collectingSubscription } from './conformance-subscription.ts';
 import type { Subscription, TransportHarness } from './harness.ts';
 import { MemoryBroker } from './memory-broker.ts';
 import type { DownBehaviour } from './memory-broker-faults.ts';
-import { MemoryTransport } from './memory-transport.ts';
+import { memoryTransport, type MemoryTransport } from './memory-transport.ts';
 
 export interface MemoryHarnessOptions {
   /** Broker latency, so that sends are in flight long enough to be cut or aborted. Default 0. */
@@ -35,7 +35,7 @@ export async function memoryHarness(options: MemoryHarnessOptions = {}): Promise
   return {
     broker,
     async createTransport() {
-      const transport = new MemoryTransport({ broker, maxBatchSize: options.maxBatchSize });
+      const transport = memoryTransport({ broker, maxBatchSize: options.maxBatchSize });
       transports.add(transport);
       return transport;
     },

@@ -27,7 +27,7 @@ export { newEventId, sampleEvents, testEvent, testEvents, type SampleEvent, type
 export type { ReceivedMessage, Subscription, TransportFaults, TransportHarness } from './harness.ts';
 export { MemoryBroker, type MemoryBrokerOptions } from './memory-broker.ts';
 export { MemoryBrokerError, type DownBehaviour, type FailurePredicate, type MemoryFailureReason } from './memory-broker-faults.ts';
-export { memoryCapabilities, MemoryTransport, memoryTransport, type MemoryTransportOptions } from './memory-transport.ts';
+export { memoryCapabilities, memoryTransport, type MemoryTransport, type MemoryTransportOptions } from './memory-transport.ts';
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
 export { createTopicWhenReady, kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';

@@ -80,11 +80,11 @@ export async function kafkaHarness(options: KafkaHarnessOptions = {}): Promise<K
   const proxy = proxies.values().next().value!;
   const proxiedClient: Omit<KafkaClientOptions, 'brokers'> = {
     logLevel: options.logLevel ?? 'nothing',
-    connectionTimeoutMs: 1_000,
+    connectTimeoutMs: 1_000,
     requestTimeoutMs: 10_000,
     socketFactory: throughProxies(proxies),
   };
-  const kafka = createKafkaClient({ brokers, logLevel: 'nothing', connectionTimeoutMs: 1_000 });
+  const kafka = createKafkaClient({ brokers, logLevel: 'nothing', connectTimeoutMs: 1_000 });
   const admin = kafka.admin();
   await admin.connect();
   const transports = new Set<KafkaTransport>();

@@ -20,6 +20,14 @@ export interface MemoryTransportOptions {
  */
 export const memoryCapabilities: TransportCapabilities = Object.freeze({ orderedPerKey: true, persistent: false });
 
+/** The in-process reference transport, as {@link memoryTransport} returns it. */
+export interface MemoryTransport extends Transport {
+  /** Where its events arrive; inspect it in tests. */
+  readonly broker: MemoryBroker;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+}
+
 /**
  * The in-process reference transport: events arrive on a {@link MemoryBroker} in send order,
  * synchronously unless the broker has latency, with no per-event await or copy (fast enough to
@@ -32,7 +40,7 @@ export const memoryCapabilities: TransportCapabilities = Object.freeze({ ordered
  * await relay.start();
  * const arrived = await transport.broker.waitFor('orders.created', 10);
  */
-export class MemoryTransport implements Transport {
+class BrokerTransport implements MemoryTransport {
   readonly name: string;
   readonly capabilities: TransportCapabilities;
   readonly broker: MemoryBroker;
@@ -68,7 +76,7 @@ export class MemoryTransport implements Transport {
 }
 
 /**
- * A new {@link MemoryTransport}.
+ * A new in-process reference transport.
  *
  * @example
  * const transport = memoryTransport();
@@ -76,5 +84,5 @@ export class MemoryTransport implements Transport {
  * transport.broker.messages('orders'); // [the event]
  */
 export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTransport {
-  return new MemoryTransport(options);
+  return new BrokerTransport(options);
 }

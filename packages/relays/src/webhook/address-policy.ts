@@ -1,3 +1,4 @@
+import { ConfigError } from '@tidings/outbox';
 import { isIP } from 'node:net';
 import type { AddressCategory } from './errors.ts';
 
@@ -129,9 +130,12 @@ const parsedPolicies = new WeakMap<AddressPolicy, Range[]>();
 function allowRanges(policy: AddressPolicy): Range[] {
   let ranges = parsedPolicies.get(policy);
   if (ranges) return ranges;
+  if (policy.allow !== undefined && !Array.isArray(policy.allow)) throw new ConfigError('addressPolicy.allow', 'expected a list of IP addresses or CIDR ranges, e.g. ["10.0.0.0/8"]');
   ranges = (policy.allow ?? []).map((entry) => {
-    const range = parseRange(entry.includes('/') ? entry : `${entry}/${isIP(entry) === 6 ? 128 : 32}`, true);
-    if (!range) throw new TypeError(`addressPolicy.allow entry "${entry}" is not an IP address or CIDR range like "127.0.0.1/32" or "::1/128"`);
+    const range = typeof entry === 'string' ? parseRange(entry.includes('/') ? entry : `${entry}/${isIP(entry) === 6 ? 128 : 32}`, true) : undefined;
+    if (!range) {
+      throw new ConfigError('addressPolicy.allow', `${JSON.stringify(entry)} is not an IP address or CIDR range; pass entries like "127.0.0.1/32" or "::1/128"`);
+    }
     return range;
   });
   parsedPolicies.set(policy, ranges);

@@ -26,7 +26,7 @@ export type WebhookDispatcherEvent =
   | { readonly type: 'error'; readonly endpointId?: string; readonly error: Error };
 
 export interface WebhookDispatcherOptions
-  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'timeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent'> {
+  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'sendTimeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent'> {
   readonly database: Database;
   /** The schema of the outbox and the registry. Default `tidings`. */
   readonly schema?: string;
@@ -210,16 +210,17 @@ class Dispatcher implements WebhookDispatcher {
       secrets: endpoint.secrets,
       addressPolicy: this.#policy,
       connectTimeoutMs: options.connectTimeoutMs,
-      timeoutMs: options.timeoutMs,
+      sendTimeoutMs: options.sendTimeoutMs,
       maxRetryAfterMs: options.maxRetryAfterMs,
       maxConnections: options.maxConnections,
       userAgent: options.userAgent,
       name: webhookRelayName(id),
-      onAttempt: (attempt) => {
-        this.#emit({ type: 'attempt', endpointId: id, attempt });
-        this.#recordHealth(id, health, attempt);
+      gone: 'unavailable',
+      onEvent: (event) => {
+        if (event.type === 'gone') return this.#disable(id, 'gone', tenantMessage(event.error));
+        this.#emit({ type: 'attempt', endpointId: id, attempt: event.attempt });
+        this.#recordHealth(id, health, event.attempt);
       },
-      onGone: (error) => this.#disable(id, 'gone', tenantMessage(error)),
     });
     const relay = createRelay({
       name: webhookRelayName(id),
@@ -250,7 +251,7 @@ class Dispatcher implements WebhookDispatcher {
 
   /** Keeps the endpoint's failing run in the registry; writes only when its state changes or an attempt fails. */
   #recordHealth(id: string, health: Health, attempt: WebhookAttempt): void {
-    if (attempt.error instanceof WebhookDeliveryError && attempt.error.failure === 'aborted') return;
+    if (attempt.error instanceof WebhookDeliveryError && attempt.error.reason === 'aborted') return;
     const ok = attempt.outcome === 'delivered';
     if (ok && !health.failing) return;
     health.failing = !ok;

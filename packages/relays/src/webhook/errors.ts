@@ -17,6 +17,9 @@ export type AddressCategory =
   | 'site-local'
   | 'translation';
 
+/** Why a webhook URL is refused: the category of its address, no address at all, or a scheme other than http(s). */
+export type AddressRefusedReason = AddressCategory | 'unresolvable' | 'scheme';
+
 /**
  * A webhook URL points, directly or through DNS, at an address that tidings refuses to call
  * (server-side request forgery guard). Thrown at registration; at send time it is the error of a
@@ -29,22 +32,22 @@ export class WebhookAddressRefusedError extends TidingsError {
   readonly hostname: string;
   /** The refused address, or undefined when the host could not be resolved at all. */
   readonly address: string | undefined;
-  readonly category: AddressCategory | 'unresolvable' | 'scheme';
-  constructor(url: string, hostname: string, address: string | undefined, category: WebhookAddressRefusedError['category'], detail?: string) {
-    super(refusalMessage(url, hostname, address, category, detail));
+  readonly reason: AddressRefusedReason;
+  constructor(url: string, hostname: string, address: string | undefined, reason: AddressRefusedReason, detail?: string) {
+    super(refusalMessage(url, hostname, address, reason, detail));
     this.url = url;
     this.hostname = hostname;
     this.address = address;
-    this.category = category;
+    this.reason = reason;
   }
 }
 
-function refusalMessage(url: string, hostname: string, address: string | undefined, category: string, detail?: string): string {
-  if (category === 'scheme') return `webhook URL ${url} is refused: ${detail ?? 'only http: and https: URLs can receive webhooks'}.`;
-  if (category === 'unresolvable') return `webhook URL ${url} is refused: its host "${hostname}" could not be resolved (${detail ?? 'no address'}).`;
+function refusalMessage(url: string, hostname: string, address: string | undefined, reason: AddressRefusedReason, detail?: string): string {
+  if (reason === 'scheme') return `webhook URL ${url} is refused: ${detail ?? 'only http: and https: URLs can receive webhooks'}.`;
+  if (reason === 'unresolvable') return `webhook URL ${url} is refused: its host "${hostname}" could not be resolved (${detail ?? 'no address'}).`;
   const via = address === hostname ? '' : ` (${hostname} resolves to ${address})`;
   return (
-    `webhook URL ${url} is refused: ${address} is a ${category} address${via}. Webhooks are not sent to ` +
+    `webhook URL ${url} is refused: ${address} is a ${reason} address${via}. Webhooks are not sent to ` +
     'loopback, private, link-local, shared, multicast, reserved or cloud metadata addresses, to prevent ' +
     "server-side request forgery. For local development or tests, allow the range explicitly: " +
     `addressPolicy({ allow: ['${address?.includes(':') ? `${address}/128` : `${address}/32`}'] }).`
@@ -52,7 +55,7 @@ function refusalMessage(url: string, hostname: string, address: string | undefin
 }
 
 /** Why a received webhook was rejected. The receiver answers 401 for each of them. */
-export type VerificationFailure =
+export type VerificationFailureReason =
   | 'missing-headers'
   | 'invalid-timestamp'
   | 'timestamp-too-old'
@@ -62,10 +65,10 @@ export type VerificationFailure =
 /** A received webhook does not carry a valid Standard Webhooks signature within the time tolerance. */
 export class WebhookVerificationError extends TidingsError {
   override readonly name = 'WebhookVerificationError';
-  readonly reason: VerificationFailure;
+  readonly reason: VerificationFailureReason;
   /** The `webhook-id` header, when there was one. */
   readonly webhookId: string | undefined;
-  constructor(reason: VerificationFailure, webhookId: string | undefined, detail: string) {
+  constructor(reason: VerificationFailureReason, webhookId: string | undefined, detail: string) {
     super(`webhook${webhookId ? ` ${webhookId}` : ''} rejected: ${detail}`);
     this.reason = reason;
     this.webhookId = webhookId;
@@ -73,7 +76,7 @@ export class WebhookVerificationError extends TidingsError {
 }
 
 /** How a delivery attempt failed. */
-export type DeliveryFailure =
+export type DeliveryFailureReason =
   | 'connect-timeout'
   | 'timeout'
   | 'network'
@@ -85,7 +88,7 @@ export type DeliveryFailure =
 /** One delivery attempt did not get a 2xx answer: the error of a `retry` or `failed` outcome. */
 export class WebhookDeliveryError extends TidingsError {
   override readonly name = 'WebhookDeliveryError';
-  readonly failure: DeliveryFailure;
+  readonly reason: DeliveryFailureReason;
   /** The URL with any credentials removed. */
   readonly url: string;
   readonly eventId: string;
@@ -96,7 +99,7 @@ export class WebhookDeliveryError extends TidingsError {
   /** The first bytes of the answer's body, for the dead letter and the endpoint's last error. */
   readonly responseSnippet: string | undefined;
   constructor(init: {
-    failure: DeliveryFailure;
+    reason: DeliveryFailureReason;
     url: string;
     eventId: string;
     message: string;
@@ -106,7 +109,7 @@ export class WebhookDeliveryError extends TidingsError {
     cause?: unknown;
   }) {
     super(`webhook ${init.eventId} to ${init.url}: ${init.message}`, init.cause === undefined ? undefined : { cause: init.cause });
-    this.failure = init.failure;
+    this.reason = init.reason;
     this.url = init.url;
     this.eventId = init.eventId;
     this.status = init.status;

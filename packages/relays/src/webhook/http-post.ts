@@ -62,7 +62,7 @@ function postOnce(request: PostRequest): Promise<PostResult> {
       req.destroy();
     };
     const onAbort = (): void => fail('aborted', 'the send was aborted', signal.reason);
-    const totalTimer = setTimeout(() => fail('timeout', `no complete answer within ${request.timeoutMs} ms`), request.timeoutMs);
+    const totalTimer = setTimeout(() => fail('timeout', `no complete answer within ${request.timeoutMs} ms (sendTimeoutMs)`), request.timeoutMs);
     signal.addEventListener('abort', onAbort, { once: true });
 
     req.on('socket', (socket) => {

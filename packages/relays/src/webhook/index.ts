@@ -31,8 +31,9 @@ export {
   WebhookSecretsExpiredError,
   WebhookVerificationError,
   type AddressCategory,
-  type DeliveryFailure,
-  type VerificationFailure,
+  type AddressRefusedReason,
+  type DeliveryFailureReason,
+  type VerificationFailureReason,
 } from './errors.ts';
 export { checkWebhookUrl } from './guarded-lookup.ts';
 export { expressWebhookHandler, fastifyWebhookHandler, type FastifyLikeReply, type FastifyLikeRequest } from './receiver-adapters.ts';
@@ -41,12 +42,12 @@ export { parseRetryAfter } from './retry-after.ts';
 export { migrateWebhooks, type MigrateWebhooksOptions } from './schema.ts';
 export { rotateWebhookSecretKey, type RotateSecretKeyOptions, type SecretKeyRotation } from './sealed-secrets.ts';
 export { generateWebhookSecret } from './secret.ts';
-export { MissingSecretKeyError, SecretDecryptionError, SecretKeyFormatError, type SecretDecryptionFailure } from './secret-errors.ts';
+export { MissingSecretKeyError, SecretDecryptionError, SecretKeyFormatError, type SecretDecryptionReason } from './secret-errors.ts';
 export {
   generateSecretKey,
   oldSecretKeysVariable,
   secretKeyring,
-  SecretKeyring,
+  type SecretKeyring,
   secretKeyringFromEnv,
   secretKeyVariable,
   type SealedSecret,
@@ -56,8 +57,9 @@ export { verifyWebhook, type HeaderSource, type VerifiedWebhook, type VerifyOpti
 export {
   webhookCapabilities,
   webhookTransport,
-  WebhookTransport,
   type SigningSecret,
   type WebhookAttempt,
+  type WebhookTransport,
+  type WebhookTransportEvent,
   type WebhookTransportOptions,
 } from './webhook-transport.ts';

@@ -31,7 +31,7 @@ export class SecretKeyFormatError extends TidingsError {
 }
 
 /** Why a stored secret could not be decrypted. */
-export type SecretDecryptionFailure = 'unknown-key' | 'authentication' | 'malformed';
+export type SecretDecryptionReason = 'unknown-key' | 'authentication' | 'malformed';
 
 /**
  * A stored webhook secret could not be decrypted: it was sealed under a key the keyring does not
@@ -43,20 +43,20 @@ export class SecretDecryptionError extends TidingsError {
   readonly endpointId: string;
   /** The key id stored with the secret. */
   readonly keyId: string;
-  readonly failure: SecretDecryptionFailure;
-  constructor(endpointId: string, keyId: string, failure: SecretDecryptionFailure, known: readonly string[], options?: { cause?: unknown }) {
+  readonly reason: SecretDecryptionReason;
+  constructor(endpointId: string, keyId: string, reason: SecretDecryptionReason, known: readonly string[], options?: { cause?: unknown }) {
     super(
-      failure === 'unknown-key'
+      reason === 'unknown-key'
         ? `the signing secret of webhook endpoint ${endpointId} is encrypted under key id ${keyId}, which is not in the keyring ` +
             `(keys held: ${known.join(', ')}). Add that key to TIDINGS_SECRET_KEY_OLD (or make it TIDINGS_SECRET_KEY).`
         : `the signing secret of webhook endpoint ${endpointId} (key id ${keyId}) does not decrypt: ` +
-            (failure === 'malformed'
+            (reason === 'malformed'
               ? 'the stored ciphertext is malformed.'
               : 'the key, the ciphertext or the endpoint it is bound to does not match (altered or copied between endpoints?).'),
       options,
     );
     this.endpointId = endpointId;
     this.keyId = keyId;
-    this.failure = failure;
+    this.reason = reason;
   }
 }

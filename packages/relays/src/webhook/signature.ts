@@ -1,3 +1,4 @@
+import { ConfigError } from '@tidings/outbox';
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { secretKey } from './secret.ts';
 
@@ -30,7 +31,7 @@ export function hmac(key: Uint8Array | KeyObject, content: SignedContent): Buffe
  */
 export function signWebhook(content: SignedContent, secrets: string | readonly string[]): string {
   const list = typeof secrets === 'string' ? [secrets] : secrets;
-  if (list.length === 0) throw new TypeError('signWebhook needs at least one secret');
+  if (list.length === 0) throw new ConfigError('secrets', 'signWebhook needs at least one secret; pass a "whsec_…" secret (generateWebhookSecret() makes one)');
   return list.map((secret) => `v1,${hmac(signingKey(secret), content).toString('base64')}`).join(' ');
 }
 

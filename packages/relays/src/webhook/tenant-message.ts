@@ -10,14 +10,14 @@ import { WebhookAddressRefusedError, WebhookDeliveryError } from './errors.ts';
 export function tenantMessage(error: Error | undefined): string {
   if (error === undefined) return 'delivery failed';
   if (error instanceof WebhookAddressRefusedError) {
-    if (error.category === 'scheme') return error.message;
-    if (error.category === 'unresolvable') return `webhook URL ${error.url} is refused: its host "${error.hostname}" could not be resolved.`;
+    if (error.reason === 'scheme') return error.message;
+    if (error.reason === 'unresolvable') return `webhook URL ${error.url} is refused: its host "${error.hostname}" could not be resolved.`;
     if (error.address !== undefined && isIP(error.hostname) && error.address === error.hostname) {
-      return `webhook URL ${error.url} is refused: ${error.address} is a ${error.category} address; webhooks are sent to public addresses only.`;
+      return `webhook URL ${error.url} is refused: ${error.address} is a ${error.reason} address; webhooks are sent to public addresses only.`;
     }
     return `webhook URL ${error.url} is refused: its host "${error.hostname}" resolves to an address webhooks are not sent to (public addresses only).`;
   }
-  if (error instanceof WebhookDeliveryError && error.failure === 'network') {
+  if (error instanceof WebhookDeliveryError && error.reason === 'network') {
     const code = (error.cause as { code?: unknown } | undefined)?.code;
     return `webhook ${error.eventId} to ${error.url}: network error${typeof code === 'string' ? ` (${code})` : ''}: the connection failed or was cut`;
   }

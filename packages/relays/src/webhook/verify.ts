@@ -1,3 +1,4 @@
+import { ConfigError } from '@tidings/outbox';
 import { WebhookVerificationError } from './errors.ts';
 import { secretKey } from './secret.ts';
 import { signatureMatches } from './signature.ts';
@@ -41,7 +42,7 @@ export function verifyWebhook(
   options: VerifyOptions = {},
 ): VerifiedWebhook {
   const keys = (typeof secrets === 'string' ? [secrets] : secrets).map(secretKey);
-  if (keys.length === 0) throw new TypeError('verifyWebhook needs at least one secret');
+  if (keys.length === 0) throw new ConfigError('secrets', 'verifyWebhook needs at least one secret; pass the endpoint\'s "whsec_…" secret, or a list of them during a rotation');
   const id = header(headers, 'webhook-id');
   const stamp = header(headers, 'webhook-timestamp');
   const signature = header(headers, 'webhook-signature');

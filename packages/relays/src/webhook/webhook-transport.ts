@@ -1,11 +1,12 @@
-import { delivered, failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
+import { ConfigError, delivered, failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { encodeEnvelope } from './envelope.ts';
-import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailure } from './errors.ts';
+import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailureReason } from './errors.ts';
 import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
+import { wholeOption } from '../shared/options.ts';
 import { post } from './http-post.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { signWebhook } from './signature.ts';
@@ -25,6 +26,15 @@ export interface WebhookAttempt {
   readonly error: Error | undefined;
 }
 
+/**
+ * What the transport did; for endpoint health, metrics and logs. `gone`: the receiver answered
+ * 410 Gone (with `gone: 'unavailable'`, what `onEvent` returns for it is awaited before the event
+ * is reported pending, so it can disable the endpoint first).
+ */
+export type WebhookTransportEvent =
+  | { readonly type: 'attempt'; readonly attempt: WebhookAttempt }
+  | { readonly type: 'gone'; readonly error: WebhookDeliveryError };
+
 export interface WebhookTransportOptions {
   /** Where to POST: an http(s) URL. Credentials in it are sent as Basic authentication. */
   readonly url: string;
@@ -34,8 +44,8 @@ export interface WebhookTransportOptions {
   readonly addressPolicy?: AddressPolicy;
   /** Time to establish the TCP (and TLS) connection. Default 10 000 ms. */
   readonly connectTimeoutMs?: number;
-  /** Time for the whole attempt, until the answer is read. Default 30 000 ms. */
-  readonly timeoutMs?: number;
+  /** Time for the whole attempt, until the answer is read; then it counts as failed (`unavailable`). Default 30 000 ms. */
+  readonly sendTimeoutMs?: number;
   /** Longest `Retry-After` honoured; longer asks are cut to it. Default 1 hour. */
   readonly maxRetryAfterMs?: number;
   /** Most connections kept open to the receiver. Default 16 (one per partition). */
@@ -45,11 +55,23 @@ export interface WebhookTransportOptions {
   /** Default `webhook:<host>`. */
   readonly name?: string;
   /**
-   * Called when the receiver answers 410 Gone. Without it, the event fails permanently (dead
-   * letter). With it, the event stays pending (`unavailable`) while the callback disables the endpoint.
+   * What an event answered with 410 Gone counts as; either way `onEvent` hears a `gone` event.
+   * - `failed` (default): a dead letter at once.
+   * - `unavailable`: the event stays pending (tried again after `maxRetryAfterMs`), for a caller
+   *   that disables the endpoint when it hears `gone` (the webhook dispatcher does).
    */
-  readonly onGone?: (error: WebhookDeliveryError) => void | Promise<void>;
-  readonly onAttempt?: (attempt: WebhookAttempt) => void;
+  readonly gone?: 'failed' | 'unavailable';
+  /**
+   * Hears every attempt and every 410 Gone. What it throws, or a promise it returns rejects with,
+   * is ignored: an observer never breaks delivery.
+   */
+  readonly onEvent?: (event: WebhookTransportEvent) => void | Promise<void>;
+}
+
+/** A transport that POSTs each event to one webhook URL. */
+export interface WebhookTransport extends Transport {
+  /** The URL with any credentials removed. */
+  readonly url: string;
 }
 
 /** One request per event, in batch order, stopping at the first event not delivered. */
@@ -61,8 +83,7 @@ export const webhookCapabilities: TransportCapabilities = Object.freeze({ ordere
  * 2xx is delivered. The receiver is `unavailable` (waited for, never counted against the event)
  * on a network error, a timeout, 408, 429, any 5xx and a redirect (not followed), honouring its
  * `Retry-After`; any other 4xx refuses the event (`retry`, counted toward its retries); 410 Gone
- * is `failed`, or calls `onGone`. The host is
- * resolved and checked against the address policy on every new connection, and the connection
+ * is `failed` (or `unavailable`, per the `gone` option). The host is resolved and checked against the address policy on every new connection, and the connection
  * goes to the checked address. Connections are kept alive.
  *
  * Usually created by the webhook dispatcher, one per endpoint; use it directly to relay to one
@@ -75,10 +96,19 @@ export const webhookCapabilities: TransportCapabilities = Object.freeze({ ordere
  * });
  */
 export function webhookTransport(options: WebhookTransportOptions): WebhookTransport {
-  return new WebhookTransport(options);
+  return new HttpWebhookTransport(options);
 }
 
-export class WebhookTransport implements Transport {
+interface ResolvedWebhookOptions {
+  readonly connectTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly maxRetryAfterMs: number;
+  readonly userAgent: string;
+  readonly gone: 'failed' | 'unavailable';
+  readonly onEvent: (event: WebhookTransportEvent) => void | Promise<void>;
+}
+
+class HttpWebhookTransport implements WebhookTransport {
   readonly name: string;
   readonly capabilities = webhookCapabilities;
   readonly url: string;
@@ -88,7 +118,7 @@ export class WebhookTransport implements Transport {
   /** Why the URL's IP literal is not allowed, when it is one that is not. */
   readonly #refusedLiteral: Error | undefined;
   readonly #agent: http.Agent;
-  readonly #options: WebhookTransportOptions;
+  readonly #options: ResolvedWebhookOptions;
   readonly #lookup;
   readonly #inFlight = new Set<Promise<unknown>>();
   #closing: Promise<void> | undefined;
@@ -96,13 +126,24 @@ export class WebhookTransport implements Transport {
   constructor(options: WebhookTransportOptions) {
     this.#url = parseWebhookUrl(options.url);
     this.url = redactUrl(this.#url);
-    if (!Array.isArray(options.secrets) || options.secrets.length === 0) throw new TypeError('webhookTransport needs at least one signing secret');
+    if (!Array.isArray(options.secrets) || options.secrets.length === 0) {
+      throw new ConfigError('secrets', 'webhookTransport needs a list of at least one signing secret, e.g. [process.env.HOOK_SECRET] (generateWebhookSecret() makes one)');
+    }
     signWebhook({ id: 'check', timestamp: 0, body: '' }, options.secrets.map(secretOf)); // fails early on a malformed secret
     this.#secrets = options.secrets;
     this.#policy = validatePolicy(options.addressPolicy);
-    this.#options = options;
+    const gone = options.gone ?? 'failed';
+    if (gone !== 'failed' && gone !== 'unavailable') throw new ConfigError('gone', `expected "failed" or "unavailable", got ${JSON.stringify(gone)}`);
+    this.#options = {
+      connectTimeoutMs: wholeOption('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+      sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
+      maxRetryAfterMs: wholeOption('maxRetryAfterMs', options.maxRetryAfterMs, 3_600_000),
+      userAgent: options.userAgent ?? 'tidings-webhooks/1',
+      gone,
+      onEvent: observeAsync(options.onEvent),
+    };
     this.name = options.name ?? `webhook:${this.#url.host}`;
-    const agentOptions = { keepAlive: true, maxSockets: options.maxConnections ?? 16, scheduling: 'lifo' as const };
+    const agentOptions = { keepAlive: true, maxSockets: wholeOption('maxConnections', options.maxConnections, 16), scheduling: 'lifo' as const };
     this.#agent = this.#url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
     this.#lookup = guardedLookup(this.#url, this.#policy);
     // An IP literal never reaches the lookup: it is judged here, once (the URL and policy are fixed).
@@ -169,8 +210,8 @@ export class WebhookTransport implements Transport {
         body,
         agent: this.#agent,
         lookup: this.#lookup,
-        connectTimeoutMs: this.#options.connectTimeoutMs ?? 10_000,
-        timeoutMs: this.#options.timeoutMs ?? 30_000,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        timeoutMs: this.#options.sendTimeoutMs,
         signal,
       });
       if (result.ok) {
@@ -184,14 +225,15 @@ export class WebhookTransport implements Transport {
     } catch (error) {
       outcome = unavailable(error);
     }
-    this.#options.onAttempt?.({
+    const attempt: WebhookAttempt = {
       eventId: event.eventId,
       url: this.url,
       outcome: outcome.status,
       status,
       durationMs: performance.now() - started,
       error: outcome.status === 'delivered' ? undefined : outcome.error,
-    });
+    };
+    this.#options.onEvent({ type: 'attempt', attempt });
     return outcome;
   }
 
@@ -200,12 +242,15 @@ export class WebhookTransport implements Transport {
     const answer = { status, responseSnippet: snippet || undefined };
     if (status === 410) {
       const error = this.#error(event, 'gone', 'the receiver answered 410 Gone: it wants no more webhooks', answer);
-      if (!this.#options.onGone) return failed(error);
-      await this.#options.onGone(error);
-      return unavailable(error, this.#maxRetryAfterMs);
+      if (this.#options.gone === 'failed') {
+        this.#options.onEvent({ type: 'gone', error });
+        return failed(error);
+      }
+      await this.#options.onEvent({ type: 'gone', error });
+      return unavailable(error, this.#options.maxRetryAfterMs);
     }
     const asked = parseRetryAfter(headers['retry-after']);
-    const retryAfterMs = asked === undefined ? undefined : Math.min(asked, this.#maxRetryAfterMs);
+    const retryAfterMs = asked === undefined ? undefined : Math.min(asked, this.#options.maxRetryAfterMs);
     const hint = retryAfterMs === undefined ? '' : `; Retry-After ${headers['retry-after']} (${retryAfterMs} ms)`;
     if (status >= 300 && status < 400) {
       const location = typeof headers.location === 'string' ? ` to ${headers.location.slice(0, 200)}` : '';
@@ -226,7 +271,7 @@ export class WebhookTransport implements Transport {
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/json',
       'content-length': body.length,
-      'user-agent': this.#options.userAgent ?? 'tidings-webhooks/1',
+      'user-agent': this.#options.userAgent,
       'webhook-id': event.eventId,
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, this.#validSecrets()),
@@ -250,18 +295,14 @@ export class WebhookTransport implements Transport {
     return valid;
   }
 
-  get #maxRetryAfterMs(): number {
-    return this.#options.maxRetryAfterMs ?? 3_600_000;
-  }
-
   #error(
     event: OutboxEvent,
-    failure: DeliveryFailure,
+    reason: DeliveryFailureReason,
     message: string,
     extra: { status?: number; retryAfterMs?: number | undefined; responseSnippet?: string | undefined; cause?: unknown } = {},
   ): WebhookDeliveryError {
     return new WebhookDeliveryError({
-      failure,
+      reason,
       url: this.url,
       eventId: event.eventId,
       message,
@@ -271,6 +312,19 @@ export class WebhookTransport implements Transport {
       ...(extra.cause === undefined ? {} : { cause: extra.cause }),
     });
   }
+}
+
+/** An observer whose throw, or whose returned promise's rejection, never reaches delivery; the promise is returned to be awaited. */
+function observeAsync(onEvent: WebhookTransportOptions['onEvent']): (event: WebhookTransportEvent) => void | Promise<void> {
+  if (!onEvent) return () => {};
+  return (event) => {
+    try {
+      const returned = onEvent(event);
+      if (returned instanceof Promise) return returned.then(() => {}, () => {});
+    } catch {
+      // An observer's failure is its own; delivery goes on.
+    }
+  };
 }
 
 function secretOf(secret: SigningSecret): string {
