@@ -14,13 +14,12 @@
  * - `xid-order`: relays and feeds read the log in (tx_id, id) order under the visibility watermark,
  *   the order in which transactions got their id (first write), not the order they committed.
  *
- * The shipped code has no mutant in it. Each behaviour a mutant replaces is a module of its own,
- * imported through its package's `imports` map (`#read-statement`, `#relay-options`, ...), and the
+ * The shipped code has no mutant in it: each behaviour a mutant replaces is a module that its
+ * package imports through its `imports` map (`#read-statement`, `#relay-options`, ...), and a
  * mutant is a module under `packages/<package>/mutants/<name>/` listed there behind the export
- * condition `tidings-mutant-<name>`, nested inside `tidings-source`. So a mutant is only ever
- * loaded from the TypeScript sources with its condition given: vitest gets the conditions from
- * vitest.config.ts, and the processes the tests spawn from `sourceNodeArgs`. The built `dist` and
- * the published package (whose `files` leave `mutants/` out) cannot load one.
+ * condition `tidings-mutant-<name>`, inside `tidings-source`. vitest.config.ts resolves with
+ * `sourceConditions`, and every process the tests spawn from the sources must be started with
+ * `sourceNodeArgs`. How it all fits: test/property/README.md, "Mutants".
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
