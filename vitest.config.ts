@@ -1,10 +1,13 @@
 import { defineConfig } from 'vitest/config';
+import { sourceConditions } from './test/support/mutants.ts';
 
 // Tests import workspace packages from their TypeScript sources (the `tidings-source` export
-// condition), so a test run never depends on a stale build.
+// condition), so a test run never depends on a stale build; TIDINGS_MUTANT adds the conditions of
+// the mutants it names (test/support/mutants.ts).
+const conditions = [...sourceConditions];
 const shared = {
-  resolve: { conditions: ['tidings-source'] },
-  ssr: { resolve: { conditions: ['tidings-source'] } },
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
 };
 
 export default defineConfig({

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { waitUntil } from './check.ts';
 import { services } from './env.ts';
+import { sourceNodeArgs } from './mutants.ts';
 
 const script = fileURLToPath(new URL('./feed-guard-process.ts', import.meta.url));
 
@@ -28,7 +29,7 @@ export interface GuardedFeed {
 
 /** Starts the feeds of `schema` in a process of their own; `options` are passed to the feeds. */
 export async function startGuardedFeed(schema: string, options: { sse?: object; polling?: object } = {}): Promise<GuardedFeed> {
-  const child: ChildProcess = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+  const child: ChildProcess = spawn(process.execPath, sourceNodeArgs(script), {
     env: { ...process.env, DATABASE_URL: services.postgres, TIDINGS_SCHEMA: schema, FEED_OPTIONS: JSON.stringify(options) },
     stdio: ['pipe', 'pipe', 'inherit'],
   });

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { services } from './env.ts';
+import { sourceNodeArgs } from './mutants.ts';
 
 /** One JSON line a worker printed. */
 export interface WorkerLine {
@@ -30,7 +31,7 @@ const scripts = {
  * sources, configured through `env` (see each script for its variables).
  */
 export function startKafkaWorker(kind: keyof typeof scripts, name: string, env: Record<string, string>): KafkaWorkerProcess {
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', scripts[kind]], {
+  const child = spawn(process.execPath, sourceNodeArgs(scripts[kind]), {
     env: { ...process.env, DATABASE_URL: services.postgres, TIDINGS_WORKER: name, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { sourceNodeArgs } from './mutants.ts';
 
 /** The relay workers of a run, whatever they run in. */
 export interface RelayFleet {
@@ -60,7 +61,7 @@ export function processFleet(options: ProcessFleetOptions): RelayFleet {
 
   const spawnWorker = (): Worker => {
     const id = `w${++started}`;
-    const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+    const child = spawn(process.execPath, sourceNodeArgs(script), {
       env: {
         ...process.env,
         DATABASE_URL: options.databaseUrl,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { services } from './env.ts';
+import { sourceNodeArgs } from './mutants.ts';
 
 export interface RelayProcess {
   readonly process: ChildProcess;
@@ -15,7 +16,7 @@ const script = fileURLToPath(new URL('./rabbitmq-relay-worker.ts', import.meta.u
 
 /** Starts a relay worker process with the RabbitMQ transport, running the TypeScript sources on this Node. */
 export function startRelayProcess(env: { schema: string; relay: string; topic: string; worker: string }): RelayProcess {
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+  const child = spawn(process.execPath, sourceNodeArgs(script), {
     env: {
       ...process.env,
       DATABASE_URL: services.postgres,

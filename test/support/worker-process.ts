@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { services } from './env.ts';
+import { sourceNodeArgs } from './mutants.ts';
 
 export interface WorkerLine {
   type: string;
@@ -23,7 +24,7 @@ const script = fileURLToPath(new URL('./relay-worker.ts', import.meta.url));
 
 /** Starts a relay worker process running the TypeScript sources directly on this Node. */
 export function startWorker(id: string, env: { schema: string; relay: string; leaseMs?: number; heartbeatMs?: number }): WorkerProcess {
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+  const child = spawn(process.execPath, sourceNodeArgs(script), {
     env: {
       ...process.env,
       DATABASE_URL: services.postgres,

@@ -1,5 +1,4 @@
-import { TransactionAbortedError } from './errors.ts';
-import { isMutant } from './mutants.ts';
+import { requireCommitted } from '#commit-check';
 import { forgetMark, markTransaction } from './transaction-check.ts';
 
 /** What `inPgTransaction` needs of a node-postgres `Pool` and its clients. */
@@ -19,8 +18,6 @@ export interface PgTransactionClient {
  * flight rejects anyway, so the event itself needs no handling.
  */
 const ignoreClientError = (): void => {};
-
-const commitTagIgnored = isMutant('commit-tag-ignored');
 
 /**
  * Runs `fn` inside BEGIN … COMMIT on one client of `pool`; rolls back when it throws. A client
@@ -64,7 +61,7 @@ export async function inPgTransaction<Client extends PgTransactionClient, R>(poo
     throw error;
   }
   release();
-  if (tag === 'ROLLBACK' && !commitTagIgnored) throw new TransactionAbortedError('transaction', 'PostgreSQL answered COMMIT with ROLLBACK');
+  requireCommitted(tag);
   return result;
 }
 

@@ -1,8 +1,8 @@
 import { translatingErrors } from './driver-errors.ts';
-import { commitOrderFrom, eventColumns, rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
+import { partitionReadStatement, pastHead } from '#read-statement';
+import { rowToEvent, type EventRow, type OutboxEvent, type Position } from './event.ts';
 import type { Executor } from './executor.ts';
 import { maxPosition } from './position.ts';
-import { isMutant } from './mutants.ts';
 import { quoteIdent } from './sql.ts';
 
 export interface ReadOptions {
@@ -43,9 +43,7 @@ export async function readPartition(executor: Executor, schema: string, options:
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;
   if (events.length === options.limit && last) return { events, scannedTo: last };
-  if (isMutant('id-cursor')) return { events, scannedTo: last ?? options.after };
-  // head is the last commit visible, or (xid-order mutant) the watermark, both final.
-  const past: Position = head === null ? options.after : isMutant('xid-order') ? { seq: head, id: '0' } : { seq: (BigInt(head) + 1n).toString(), id: '0' };
+  const past: Position = head === null ? options.after : pastHead(head);
   return { events, scannedTo: maxPosition(options.after, past) };
 }
 
@@ -57,54 +55,9 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
   if (text) return text;
   const s = quoteIdent(schema);
   const filters = `${byTopic ? 'AND e.topic LIKE ANY($5::text[])' : ''} ${byTenant ? `AND e.tenant = $${byTopic ? 6 : 5}` : ''}`;
-  text = isMutant('xid-order') ? xidOrderStatement(s, filters) : isMutant('id-cursor') ? idOrderStatement(s, filters) : commitOrderStatement(s, filters);
+  text = partitionReadStatement(s, filters);
   readStatements.set(cacheKey, text);
   return text;
-}
-
-function commitOrderStatement(s: string, filters: string): string {
-  const from = commitOrderFrom(s, {
-    commitWhere: 'c.partition = $1 AND c.seq >= $2::bigint',
-    afterSeq: '$2::bigint',
-    afterId: '$3::bigint',
-    eventWhere: filters,
-    limit: '$4',
-  });
-  return `SELECT h.head::text AS head, x.*
-    FROM (SELECT max(seq) AS head FROM ${s}.commits WHERE partition = $1) h
-    LEFT JOIN LATERAL (
-      SELECT ${eventColumns}
-      FROM ${from}
-      ORDER BY c.seq, e.id
-      LIMIT $4
-    ) x ON true`;
-}
-
-/**
- * Mutant `xid-order`: the log as it was read before commit sequencing, in (tx_id, id) order below
- * the visibility watermark: first-write order, not commit order.
- */
-function xidOrderStatement(s: string, filters: string): string {
-  return `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head, x.*
-    FROM (SELECT 1) one LEFT JOIN LATERAL (
-      SELECT ${eventColumns.replace('c.seq::text AS seq', 'e.tx_id::text AS seq')}
-      FROM ${s}.events e
-      WHERE e.partition = $1 AND (e.tx_id, e.id) > ($2::text::xid8, $3::bigint) AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) ${filters}
-      ORDER BY e.tx_id, e.id
-      LIMIT $4
-    ) x ON true`;
-}
-
-/** Mutant `id-cursor`: `id > cursor` with nothing to tell a gap from a late commit. */
-function idOrderStatement(s: string, filters: string): string {
-  return `SELECT NULL::text AS head, x.*
-    FROM (SELECT 1) one LEFT JOIN LATERAL (
-      SELECT ${eventColumns.replace('c.seq::text AS seq', "'0' AS seq")}
-      FROM ${s}.events e
-      WHERE e.partition = $1 AND e.id > $3::bigint AND $2::bigint IS NOT NULL ${filters}
-      ORDER BY e.id
-      LIMIT $4
-    ) x ON true`;
 }
 
 /** Turns `orders.*` into the LIKE pattern `orders.%`, escaping LIKE's own wildcards. */

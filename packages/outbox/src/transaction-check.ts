@@ -1,6 +1,5 @@
-import { NotInTransactionError, TransactionAbortedError } from './errors.ts';
+import { NotInTransactionError } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { isMutant } from './mutants.ts';
 
 /**
  * What the handle itself can tell, without a round trip, about whether it is inside a transaction
@@ -8,7 +7,8 @@ import { isMutant } from './mutants.ts';
  */
 export type TransactionVerdict = 'inside' | 'outside' | 'ask-server';
 
-interface HandleShape {
+/** @internal What tidings looks at on a handle it was given. */
+export interface HandleShape {
   executeQuery?: unknown;
   isTransaction?: unknown;
   getTransactionStatus?: unknown;
@@ -33,6 +33,11 @@ export function markTransaction<T extends object>(handle: T): T {
 export function markAutocommit<T extends object>(handle: T): T {
   known.set(handle, 'outside');
   return handle;
+}
+
+/** @internal Whether `markTransaction` recorded `handle` (and nothing forgot it since). */
+export function isMarkedTransaction(handle: object): boolean {
+  return known.get(handle) === 'inside';
 }
 
 /** @internal Forgets what `markTransaction` recorded: the handle goes back to a pool that others use. */
@@ -91,41 +96,5 @@ export async function requireTransaction(
   } catch (error) {
     if ((error as { code?: unknown } | null)?.code === '25P01') throw new NotInTransactionError(what);
     throw translate(error);
-  }
-}
-
-const abortIgnored = isMutant('commit-tag-ignored');
-
-/**
- * Fails when the caller's transaction was aborted by a statement whose error was caught (by a
- * handler, say) instead of propagating. Committing such a transaction silently rolls it back, and
- * a consumer that then acknowledged the message would lose it; throwing here makes the runner roll
- * back and the message be redelivered.
- *
- * Free where the COMMIT is checked anyway: kysely, PGlite and tidings' own transactions (a tidings
- * `Database`, a consumer helper's pg Pool) refuse a COMMIT that PostgreSQL answered with ROLLBACK.
- * A pg client whose last reply already said "failed transaction" is refused at once. Any other
- * handle (a pg client whose transaction the caller commits, an ORM's wrapper) is asked with one
- * `SELECT 1`, which an aborted transaction refuses with SQLSTATE 25P02: node-postgres rejects a
- * failed statement before the server's next status arrives, so the status alone cannot tell.
- *
- * @internal Used by `inbox.handle()` after the handler and by the consumer helpers.
- */
-export async function requireHealthyTransaction(handle: unknown, executor: Executor, what: string): Promise<void> {
-  if (abortIgnored || typeof handle !== 'object' || handle === null) return;
-  const h = handle as HandleShape & { closed?: unknown; rollback?: unknown };
-  if (known.get(handle) === 'inside') return;
-  if (typeof h.getTransactionStatus === 'function' && (h.getTransactionStatus as () => unknown).call(handle) === 'E') {
-    throw new TransactionAbortedError(what, 'a statement failed inside it and its error was caught');
-  }
-  if (typeof h.executeQuery === 'function' && h.isTransaction === true) return; // kysely checks COMMIT
-  if (typeof h.rollback === 'function' && typeof h.closed === 'boolean') return; // PGlite checks COMMIT
-  try {
-    await executor.query('SELECT 1');
-  } catch (error) {
-    if ((error as { code?: unknown } | null)?.code === '25P02') {
-      throw new TransactionAbortedError(what, 'a statement failed inside it and its error was caught');
-    }
-    throw error;
   }
 }

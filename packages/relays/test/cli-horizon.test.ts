@@ -5,12 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
 function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--conditions=tidings-source', '--no-warnings', main, ...args], { env: { ...process.env, DATABASE_URL: '' }, timeout: 120_000, cwd: tmpdir() }, (error, stdout, stderr) =>
+    execFile(process.execPath, [...sourceNodeArgs(main), ...args], { env: { ...process.env, DATABASE_URL: '' }, timeout: 120_000, cwd: tmpdir() }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { createSink, received, tableTransport } from '../../../test/support/table-transport.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -15,7 +16,7 @@ function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--conditions=tidings-source', '--no-warnings', main, ...args],
+      [...sourceNodeArgs(main), ...args],
       { env: { ...process.env, DATABASE_URL: '' }, timeout: 60_000, cwd: tmpdir() },
       (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );

@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { inCommitOrder, inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -42,7 +43,7 @@ interface TidingsProcess {
 
 /** Starts the `tidings` command as cli.test.ts does: its TypeScript sources on this Node, in `cwd`. */
 function spawnTidings(args: string[], cwd: string, env: Record<string, string> = {}): TidingsProcess {
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', main, ...args], {
+  const child = spawn(process.execPath, [...sourceNodeArgs(main), ...args], {
     cwd,
     env: { ...process.env, DATABASE_URL: '', TIDINGS_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

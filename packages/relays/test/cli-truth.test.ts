@@ -10,6 +10,7 @@ import { publish } from '@tidings/outbox';
 import { generateSecretKey, secretKeyring } from '@tidings/relays/webhook';
 import { inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
@@ -25,7 +26,7 @@ function tidings(args: string[], options: { env?: Record<string, string>; cwd?: 
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--conditions=tidings-source', '--no-warnings', main, ...args],
+      [...sourceNodeArgs(main), ...args],
       { env: { ...inherited, DATABASE_URL: '', ...options.env }, timeout: 120_000, cwd: options.cwd ?? tmpdir() },
       (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );

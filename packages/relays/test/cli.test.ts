@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey } from '@tidings/relays/webhook';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
@@ -21,7 +22,7 @@ function tidings(args: string[], env: Record<string, string> = {}, timeoutMs = 1
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--conditions=tidings-source', '--no-warnings', main, ...args],
+      [...sourceNodeArgs(main), ...args],
       { env: { ...process.env, DATABASE_URL: '', ...env }, timeout: timeoutMs, cwd: tmpdir() },
       (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );

@@ -9,6 +9,7 @@ import { waitUntil } from '../../../test/support/check.ts';
 import { services } from '../../../test/support/env.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 import { inTransaction } from '../../../test/support/db.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { comparePositions, decodePosition, publish } from '@tidings/outbox';
 
 const script = fileURLToPath(new URL('../../../test/support/feed-consumer-process.ts', import.meta.url));
@@ -23,7 +24,7 @@ afterAll(async () => {
 
 function startConsumer(kind: 'sse' | 'polling', schema: string, topic: string) {
   const path = kind === 'sse' ? '/events' : '/feed';
-  const child = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', script], {
+  const child = spawn(process.execPath, sourceNodeArgs(script), {
     env: { ...process.env, DATABASE_URL: services.postgres, CONSUMER_SCHEMA: schema, FEED_KIND: kind, FEED_URL: `${feed.origin}${path}?topics=${topic}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

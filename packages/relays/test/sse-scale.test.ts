@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
+import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { publish } from '@tidings/outbox';
 
 const script = fileURLToPath(new URL('../../../test/support/feed-server-process.ts', import.meta.url));
@@ -22,7 +23,7 @@ const replies: Array<Record<string, number>> = [];
 
 beforeAll(async () => {
   outbox = await freshOutbox('sse_scale');
-  server = spawn(process.execPath, ['--conditions=tidings-source', '--no-warnings', '--expose-gc', script], {
+  server = spawn(process.execPath, ['--expose-gc', ...sourceNodeArgs(script)], {
     env: { ...process.env, DATABASE_URL: services.postgres, TIDINGS_SCHEMA: outbox.schema },
     stdio: ['pipe', 'pipe', 'inherit'],
   });

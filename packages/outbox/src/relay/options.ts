@@ -1,6 +1,5 @@
 import { ConfigError } from '../errors.ts';
 import type { Database } from '../executor.ts';
-import { isMutant } from '../mutants.ts';
 import { positiveInteger, resolveSchema } from '../options.ts';
 import type { Transport } from '../transport.ts';
 
@@ -103,6 +102,10 @@ export interface ResolvedRelayOptions {
 
 const relayName = /^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$/;
 
+/**
+ * Checks `options` and fills in the defaults. `createRelay` imports it as `#relay-options` (see
+ * package.json `imports`), the module the relay's test mutants replace.
+ */
 export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions {
   if (typeof options.name !== 'string' || !relayName.test(options.name)) {
     throw new ConfigError('name', `relay name ${JSON.stringify(options.name)} must be 1 to 128 letters, digits, ".", "_", ":" or "-"`);
@@ -152,7 +155,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     topics: options.topics,
     tenant: options.tenant,
     batchSize: Math.min(positiveInteger('batchSize', options.batchSize, 500, 10_000), transportLimit),
-    pollIntervalMs: isMutant('notify-only') ? 2 ** 31 - 1 : positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
+    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
     leaseTtlMs,
     heartbeatIntervalMs,
     retry: {

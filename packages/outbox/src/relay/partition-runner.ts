@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeaseLostError } from '../errors.ts';
 import type { OutboxEvent, Position } from '../event.ts';
-import { isMutant } from '../mutants.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
 import { unavailable, type SendOutcome } from '../transport.ts';
@@ -47,7 +46,6 @@ export class PartitionRunner {
   /** Ends every wait at once: stopping, released, or the lease is gone. */
   readonly #halt = new AbortController();
   readonly #parks: boolean;
-  readonly #countOutages: boolean;
   /** Parked keys of this partition and the dead letter (event id) each waits behind; undefined until loaded. */
   #parked: Map<string, string> | undefined;
   #resolveParked = true;
@@ -68,8 +66,7 @@ export class PartitionRunner {
     this.lease = lease;
     this.#readFrom = lease.cursor;
     this.#saved = lease.cursor;
-    this.#parks = options.onFailure === 'park' && !isMutant('no-parking');
-    this.#countOutages = isMutant('outage-dead-letters');
+    this.#parks = options.onFailure === 'park';
   }
 
   get partition(): number {
@@ -189,7 +186,6 @@ export class PartitionRunner {
       },
     };
     const pending = await this.#setAside(events, scannedTo);
-    if (isMutant('ack-before-send') && pending.length > 0) await this.#save(pending.at(-1)!.position);
     if (pending.length > 0) await this.#sendInOrder(pending, lane);
     return this.#running;
   }
@@ -276,7 +272,7 @@ export class PartitionRunner {
       }
       const head = pending[0]!;
       const outcome = outcomes[k] as Failure;
-      if (outcome.status === 'unavailable' && !this.#countOutages) {
+      if (outcome.status === 'unavailable') {
         const since = this.#outage?.since ?? new Date();
         const attempt = (this.#outage?.attempts ?? 0) + 1;
         this.#outage = { since, attempts: attempt, error: outcome.error };

@@ -1,7 +1,8 @@
+import { resolveRelayOptions } from '#relay-options';
 import { assertClusterFits } from '../cluster.ts';
 import { notifyChannel } from '../options.ts';
 import { DeadLetterRetrier } from './dead-letter-retrier.ts';
-import { resolveRelayOptions, type RelayEvent, type RelayOptions, type ResolvedRelayOptions } from './options.ts';
+import type { RelayEvent, RelayOptions, ResolvedRelayOptions } from './options.ts';
 import { PartitionRunner } from './partition-runner.ts';
 import { ParkingStore } from './parking-store.ts';
 import { RelayStore } from './store.ts';
