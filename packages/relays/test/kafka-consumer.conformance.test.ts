@@ -25,7 +25,7 @@ async function kafkaConsumerHarness(): Promise<ConsumerHarness> {
       let crashes = 0;
       const consumer = await consumeKafka({
         brokers: services.kafka,
-        client: { ...faults.proxiedClient, connectionTimeoutMs: 1_000 },
+        client: { ...faults.proxiedClient, connectTimeoutMs: 1_000 },
         topics: [topic],
         consumer: run.consumer,
         schema: world.schema,

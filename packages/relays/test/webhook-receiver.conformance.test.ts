@@ -48,7 +48,7 @@ async function webhookConsumerHarness(): Promise<ConsumerHarness> {
         }
         res.writeHead(reply.status, reply.headers).end(reply.body);
       });
-      const transport = webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopback, timeoutMs: 10_000 });
+      const transport = webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopback, sendTimeoutMs: 10_000 });
       const sent = new Map<string, OutboxEvent>();
       const unanswered = new Set<string>();
       const sending = new Set<Promise<void>>();
