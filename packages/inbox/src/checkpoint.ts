@@ -1,4 +1,4 @@
-import { requireTransaction, toExecutor } from '@tidings/outbox';
+import { requireTransaction, toExecutor } from '@tidings/outbox/internal';
 import { CheckpointConflictError, InvalidInputError } from './errors.ts';
 import { quoteIdent, translateError } from './schema.ts';
 import { limits, validText } from './validate.ts';

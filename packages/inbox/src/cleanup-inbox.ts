@@ -1,4 +1,6 @@
-import { ConfigError, defaultRedeliveryHorizonMs, toExecutor } from '@tidings/outbox';
+import { wholeOption } from '@tidings/outbox/internal';
+import { ConfigError, defaultRedeliveryHorizonMs } from '@tidings/outbox';
+import { toExecutor } from '@tidings/outbox/internal';
 import { quoteIdent, resolveSchema, translateError } from './schema.ts';
 import { validConsumer } from './validate.ts';
 
@@ -52,8 +54,8 @@ function deleteStatement(schema: string, byConsumer: boolean): string {
  */
 export async function cleanupInbox(db: unknown, options: CleanupOptions = {}): Promise<number> {
   const schema = resolveSchema(options.schema);
-  const retentionMs = wholeNumber('retentionMs', options.retentionMs, defaultRedeliveryHorizonMs, 100 * 365 * day);
-  const batchSize = wholeNumber('batchSize', options.batchSize, 1000, 100_000);
+  const retentionMs = wholeOption('retentionMs', options.retentionMs, defaultRedeliveryHorizonMs, 1, 100 * 365 * day);
+  const batchSize = wholeOption('batchSize', options.batchSize, 1000, 1, 100_000);
   const consumer = options.consumer === undefined ? undefined : validConsumer(options.consumer);
   const executor = toExecutor(db);
   const text = deleteStatement(schema, consumer !== undefined);
@@ -70,12 +72,4 @@ export async function cleanupInbox(db: unknown, options: CleanupOptions = {}): P
     total += deleted;
     if (deleted < batchSize) return total;
   }
-}
-
-function wholeNumber(option: string, value: number | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new ConfigError(option, `expected a whole number from 1 to ${max}, got ${String(value)}`);
-  }
-  return value;
 }

@@ -1,4 +1,5 @@
-import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs, requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox';
+import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs } from '@tidings/outbox';
+import { requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox/internal';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
 import { markReceived } from './mark-received.ts';

@@ -1,4 +1,5 @@
-import { applyMigrations, type Database, type MigrationResult } from '@tidings/outbox';
+import { type Database, type MigrationResult } from '@tidings/outbox';
+import { applyMigrations } from '@tidings/outbox/internal';
 import { resolveSchema } from './schema.ts';
 
 export interface MigrateInboxOptions {

@@ -1,12 +1,8 @@
-import { SchemaMissingError } from '@tidings/outbox';
+import { translateDriverError } from '@tidings/outbox/internal';
 
-export { quoteIdent, resolveSchema } from '@tidings/outbox';
+export { quoteIdent, resolveSchema } from '@tidings/outbox/internal';
 
-/** The one place driver errors are translated: a missing table or schema means "run migrateInbox()". */
+/** The outbox's driver-error translation, naming the inbox's tables and what creates them. */
 export function translateError(error: unknown, schema: string): unknown {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === '42P01' || code === '3F000') {
-    return new SchemaMissingError(schema, { cause: error, tables: 'inbox', fix: 'migrateInbox()' });
-  }
-  return error;
+  return translateDriverError(error, schema, { tables: 'inbox', fix: 'migrateInbox()' });
 }

@@ -1,5 +1,6 @@
 import { inbox } from '@tidings/inbox';
-import { toExecutor, TransactionAbortedError, type Executor } from '@tidings/outbox';
+import { TransactionAbortedError, type Executor } from '@tidings/outbox';
+import { toExecutor } from '@tidings/outbox/internal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshSchema, type TestDb } from './support.ts';
 

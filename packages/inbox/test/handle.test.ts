@@ -1,5 +1,6 @@
 import { inbox, InvalidInputError, NotInTransactionError, SchemaMissingError, ConfigError } from '@tidings/inbox';
-import { pgDatabase, toExecutor } from '@tidings/outbox';
+import { pgDatabase } from '@tidings/outbox';
+import { toExecutor } from '@tidings/outbox/internal';
 import type { Transaction } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

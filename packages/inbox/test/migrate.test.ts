@@ -1,5 +1,5 @@
 import { ConfigError, migrateInbox } from '@tidings/inbox';
-import { applyMigrations } from '@tidings/outbox';
+import { applyMigrations } from '@tidings/outbox/internal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshSchema, type TestDb } from './support.ts';
 

@@ -1,7 +1,7 @@
 import { ConfigError } from './errors.ts';
 import type { Database, Executor } from './executor.ts';
 import { applyMigrations, type MigrationResult } from './migrate.ts';
-import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
+import { defaults, notifyChannel, wholeOption, resolveSchema } from './options.ts';
 import { decodePosition } from './position.ts';
 import { commitOrderFrom, type Position } from './event.ts';
 import { refuseBeyondHorizon, resolveHorizon, type HorizonOptions } from './horizon.ts';
@@ -26,7 +26,7 @@ export interface MigrateOptions {
  */
 export async function migrate(db: Database, options: MigrateOptions = {}): Promise<MigrationResult> {
   const schema = resolveSchema(options.schema);
-  const partitions = positiveInteger('partitions', options.partitions, defaults.partitions, 1024);
+  const partitions = wholeOption('partitions', options.partitions, defaults.partitions, 1, 1024);
   if (options.partitions !== undefined) await refuseRepartition(db, schema, partitions);
   return applyMigrations(db, schema, {
     component: 'outbox',
@@ -182,8 +182,8 @@ export async function cleanup(db: Executor, options: CleanupOptions = {}): Promi
 
 async function deleteExpired(db: Executor, schema: string, options: CleanupOptions): Promise<number> {
   const s = quoteIdent(schema);
-  const retentionMs = positiveInteger('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
-  const batchSize = positiveInteger('batchSize', options.batchSize, 1000, 100_000);
+  const retentionMs = wholeOption('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
+  const batchSize = wholeOption('batchSize', options.batchSize, 1000, 1, 100_000);
   const { rows: settings } = await db.query<{ partitions: number }>(`SELECT partitions FROM ${s}.settings`);
   const statement = cleanupStatement(s);
   let total = 0;

@@ -2,7 +2,7 @@ import { translatingErrors } from './driver-errors.ts';
 import { ClusterChangedError, ConfigError, CursorAheadError, type ClusterIdentity } from './errors.ts';
 import type { Database, Executor } from './executor.ts';
 import { notifyChannel, resolveSchema } from './options.ts';
-import { quoteIdent } from './sql.ts';
+import { lastDrawnSql, quoteIdent } from './sql.ts';
 
 /** What `inspectCluster` finds: the recorded and the current identity, and how cursors fit the log. */
 export interface ClusterReport {
@@ -41,7 +41,7 @@ export async function inspectCluster(db: Executor, options: { schema?: string } 
               ARRAY(SELECT rp.relay || '/' || rp.partition FROM ${s}.relay_partitions rp
                     WHERE rp.cursor_seq > q.drawn + 1 ORDER BY rp.relay, rp.partition) AS ahead
        FROM ${s}.settings st,
-            (SELECT CASE WHEN sq.is_called THEN sq.last_value ELSE sq.last_value - 1 END AS drawn FROM ${s}.commit_seq sq) q`,
+            (${lastDrawnSql(s)}) q`,
     );
     const row = rows[0]!;
     const current: ClusterIdentity = { eventsOid: row.current_oid, systemIdentifier: await systemIdentifier(db) };
@@ -80,7 +80,7 @@ export async function adoptCluster(db: Database, options: { schema?: string } = 
       await trx.query(
         `SELECT setval('${s}.commit_seq', m.highest)
          FROM (SELECT max(c.seq) AS highest FROM ${s}.commits c) m
-         WHERE m.highest > (SELECT CASE WHEN sq.is_called THEN sq.last_value ELSE sq.last_value - 1 END FROM ${s}.commit_seq sq)`,
+         WHERE m.highest > (SELECT q.drawn FROM (${lastDrawnSql(s)}) q)`,
       );
     }),
   );

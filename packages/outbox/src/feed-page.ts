@@ -4,7 +4,7 @@ import type { Executor } from './executor.ts';
 import type { FeedPage, FeedReadOptions } from './feed.ts';
 import { comparePositions, encodePosition, maxPosition, start } from './position.ts';
 import { topicPatterns } from './read.ts';
-import { quoteIdent } from './sql.ts';
+import { lastDrawnSql, quoteIdent } from './sql.ts';
 
 /**
  * One page of the feed, read as `readFeed` describes: up to the horizon below which every commit
@@ -76,7 +76,7 @@ function horizonStatement(schema: string): string {
               WHERE q.drawn IS NOT NULL AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                 AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
                 AND l.classid = (hashtext('tidings.commits:' || $1)::bigint & 4294967295)::oid) AS held
-      FROM (SELECT CASE WHEN sq.is_called THEN sq.last_value ELSE sq.last_value - 1 END AS drawn FROM ${s}.commit_seq sq) q`;
+      FROM (${lastDrawnSql(s)}) q`;
     horizonStatements.set(schema, text);
   }
   return text;

@@ -1,6 +1,6 @@
 import { BeyondHorizonError, ConfigError } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { positiveInteger } from './options.ts';
+import { wholeOption } from './options.ts';
 
 const day = 24 * 60 * 60 * 1000;
 
@@ -29,7 +29,7 @@ export interface ResolvedHorizon {
 }
 
 export function resolveHorizon(options: HorizonOptions): ResolvedHorizon {
-  const horizonMs = positiveInteger('horizonMs', options.horizonMs, defaultRedeliveryHorizonMs);
+  const horizonMs = wholeOption('horizonMs', options.horizonMs, defaultRedeliveryHorizonMs);
   if (options.beyondHorizon !== undefined && typeof options.beyondHorizon !== 'boolean') {
     throw new ConfigError('beyondHorizon', `expected true or false, got ${JSON.stringify(options.beyondHorizon)}`);
   }

@@ -17,10 +17,10 @@ export {
   type InvalidCursorReason,
   type InvalidEventReason,
 } from './errors.ts';
-export { toExecutor, type Database, type Executor, type QueryResult } from './executor.ts';
-export { applyMigrations, type MigrationResult, type MigrationSet } from './migrate.ts';
+export { type Database, type Executor, type QueryResult } from './executor.ts';
+export { type MigrationResult } from './migrate.ts';
 export { pgDatabase, type PgDatabaseOptions } from './pg-database.ts';
-export { comparePositions, decodePosition, encodePosition, maxPosition, start as logStart } from './position.ts';
+export { comparePositions, decodePosition, encodePosition, start as logStart } from './position.ts';
 export { publish, type PublishOptions } from './publish.ts';
 export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
 export { delivered, failed, retry, unavailable, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
@@ -41,11 +41,6 @@ export { defaultRedeliveryHorizonMs, type HorizonOptions } from './horizon.ts';
 export type { AttemptError } from './relay/store.ts';
 export { pgliteDatabase, type PGliteLike } from './pglite-database.ts';
 export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
-export { quoteIdent, validateSchemaName } from './sql.ts';
-export { resolveSchema, notifyChannel } from './options.ts';
-export { requireHealthyTransaction } from '#commit-check';
-export { requireTransaction, transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
-export { keyHash, partitionOf } from './partition.ts';
+export { partitionOf } from './partition.ts';
 export { status, type CommitLockHolder, type FeedHoldReport, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
-export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
 export { adoptCluster, inspectCluster, moveCursors, type ClusterReport, type MoveCursorsOptions } from './cluster.ts';

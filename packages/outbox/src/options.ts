@@ -21,10 +21,17 @@ export function resolveSchema(schema: string | undefined): string {
   return name;
 }
 
-export function positiveInteger(option: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+/**
+ * The one check of a whole-number option in tidings: `value` if it is a whole number from `min` to
+ * `max`, `fallback` if it is undefined, otherwise a `ConfigError` that names the option and the range.
+ *
+ * @example
+ * const prefetch = wholeOption('prefetch', options.prefetch, 20, 1, 65_535);
+ */
+export function wholeOption(option: string, value: number | undefined, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new ConfigError(option, `expected a whole number from 1 to ${max}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(option, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(value) ?? String(value)}`);
   }
   return value;
 }

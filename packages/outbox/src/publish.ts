@@ -2,7 +2,7 @@ import { newEventId } from './event-id.ts';
 import { translateDriverError, translatingErrors } from './driver-errors.ts';
 import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
 import { toExecutor } from './executor.ts';
-import { defaults, notifyChannel, positiveInteger, resolveSchema } from './options.ts';
+import { defaults, notifyChannel, wholeOption, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
 import { requireTransaction } from './transaction-check.ts';
@@ -35,7 +35,7 @@ export async function publish(
 ): Promise<OutboxEvent[]> {
   const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
   const schema = resolveSchema(options.schema);
-  const maxPayloadBytes = positiveInteger('maxPayloadBytes', options.maxPayloadBytes, defaults.maxPayloadBytes);
+  const maxPayloadBytes = wholeOption('maxPayloadBytes', options.maxPayloadBytes, defaults.maxPayloadBytes);
   const valid = list.map((event, index) => validateEvent(event, index, maxPayloadBytes));
   const executor = toExecutor(trx, 'trx');
   await requireTransaction(trx, executor, 'publish()', `${quoteIdent(schema)}.events`, (error) => translateDriverError(error, schema));

@@ -2,7 +2,7 @@ import type { Executor } from './executor.ts';
 import { resolveSchema } from './options.ts';
 import { translatingErrors } from './driver-errors.ts';
 import { topicPatterns } from './read.ts';
-import { quoteIdent } from './sql.ts';
+import { lastDrawnSql, quoteIdent } from './sql.ts';
 
 export interface PartitionStatus {
   readonly partition: number;
@@ -200,7 +200,7 @@ async function feedHold(db: Executor, schema: string, limit: number, stalledAfte
     waited_seconds: number;
     drawn: string;
   }>(
-    `WITH q AS (SELECT CASE WHEN sq.is_called THEN sq.last_value ELSE sq.last_value - 1 END AS drawn FROM ${s}.commit_seq sq),
+    `WITH q AS (${lastDrawnSql(s)}),
      ours AS (
        SELECT l.objid::text::int AS partition, l.pid, l.virtualtransaction, l.granted, l.waitstart
        FROM pg_locks l, q

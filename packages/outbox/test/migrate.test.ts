@@ -1,4 +1,5 @@
-import { applyMigrations, logStart, migrate, pgDatabase, publish, readPartition, type Executor, type Position } from '@tidings/outbox';
+import { logStart, migrate, pgDatabase, publish, readPartition, type Executor, type Position } from '@tidings/outbox';
+import { applyMigrations } from '@tidings/outbox/internal';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { services } from '../../../test/support/env.ts';

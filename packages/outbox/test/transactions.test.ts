@@ -1,13 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
-import {
-  inPgTransaction,
-  NotInTransactionError,
-  pgliteDatabase,
-  publish,
-  toExecutor,
-  TransactionAbortedError,
-  type Executor,
-} from '@tidings/outbox';
+import { NotInTransactionError, pgliteDatabase, publish, TransactionAbortedError, type Executor } from '@tidings/outbox';
+import { inPgTransaction, toExecutor } from '@tidings/outbox/internal';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countEvents, freshOutbox, type TestOutbox } from '../../../test/support/db.ts';

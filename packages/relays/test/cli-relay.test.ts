@@ -1,4 +1,5 @@
-import { comparePositions, publish, toExecutor, type OutboxEvent } from '@tidings/outbox';
+import { comparePositions, publish, type OutboxEvent } from '@tidings/outbox';
+import { toExecutor } from '@tidings/outbox/internal';
 import { kafkaHeaders } from '@tidings/relays/kafka';
 import { amqpHeaders } from '@tidings/relays/rabbitmq';
 import amqp from 'amqplib';

@@ -1,4 +1,5 @@
-import { applyMigrations, type Database, type Executor } from '@tidings/outbox';
+import { type Database, type Executor } from '@tidings/outbox';
+import { applyMigrations } from '@tidings/outbox/internal';
 import {
   generateSecretKey,
   migrateWebhooks,

@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.ts';
 import type { Database } from '../executor.ts';
-import { positiveInteger, resolveSchema } from '../options.ts';
+import { wholeOption, resolveSchema } from '../options.ts';
 import type { Transport } from '../transport.ts';
 
 /**
@@ -123,8 +123,8 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (options.tenant !== undefined && (typeof options.tenant !== 'string' || options.tenant === '')) {
     throw new ConfigError('tenant', 'expected a non-empty tenant id');
   }
-  const leaseTtlMs = positiveInteger('leaseTtlMs', options.leaseTtlMs, 15_000);
-  const heartbeatIntervalMs = positiveInteger('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.max(1, Math.floor(leaseTtlMs / 5)));
+  const leaseTtlMs = wholeOption('leaseTtlMs', options.leaseTtlMs, 15_000);
+  const heartbeatIntervalMs = wholeOption('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.max(1, Math.floor(leaseTtlMs / 5)));
   if (heartbeatIntervalMs * 2 > leaseTtlMs) {
     throw new ConfigError('heartbeatIntervalMs', `must be at most half of leaseTtlMs (${leaseTtlMs}) so a lease is renewed before it runs out`);
   }
@@ -154,14 +154,14 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
     schema: resolveSchema(options.schema),
     topics: options.topics,
     tenant: options.tenant,
-    batchSize: Math.min(positiveInteger('batchSize', options.batchSize, 500, 10_000), transportLimit),
-    pollIntervalMs: positiveInteger('pollIntervalMs', options.pollIntervalMs, 1_000),
+    batchSize: Math.min(wholeOption('batchSize', options.batchSize, 500, 1, 10_000), transportLimit),
+    pollIntervalMs: wholeOption('pollIntervalMs', options.pollIntervalMs, 1_000),
     leaseTtlMs,
     heartbeatIntervalMs,
     retry: {
-      retries: retry.retries === undefined ? 10 : nonNegative('retry.retries', retry.retries),
-      minDelayMs: positiveInteger('retry.minDelayMs', retry.minDelayMs, 100),
-      maxDelayMs: positiveInteger('retry.maxDelayMs', retry.maxDelayMs, 30_000),
+      retries: retry.retries === undefined ? 10 : wholeOption('retry.retries', retry.retries, 10, 0),
+      minDelayMs: wholeOption('retry.minDelayMs', retry.minDelayMs, 100),
+      maxDelayMs: wholeOption('retry.maxDelayMs', retry.maxDelayMs, 30_000),
       factor,
     },
     onFailure,
@@ -181,9 +181,4 @@ function safeObserver(onEvent: ((event: RelayEvent) => void) | undefined): (even
       // The observer's failure is its own.
     }
   };
-}
-
-function nonNegative(option: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0) throw new ConfigError(option, `expected a whole number of at least 0, got ${String(value)}`);
-  return value;
 }

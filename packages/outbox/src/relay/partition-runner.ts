@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { LeaseLostError } from '../errors.ts';
+import { asError, pause } from '../waits.ts';
 import type { OutboxEvent, Position } from '../event.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
@@ -327,7 +327,7 @@ export class PartitionRunner {
 
   /** Waits `ms`, or less when the partition stops. */
   async #pause(ms: number): Promise<void> {
-    await sleep(ms, undefined, { signal: this.#halt.signal }).catch(() => {});
+    await pause(ms, this.#halt.signal);
   }
 
   async #save(to: Position): Promise<void> {
@@ -363,8 +363,4 @@ export class PartitionRunner {
   #report(error: unknown): void {
     this.#options.onEvent({ type: 'error', partition: this.partition, error: asError(error) });
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

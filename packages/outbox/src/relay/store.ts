@@ -37,12 +37,7 @@ export class RelayStore {
   async register(startFrom: 'beginning' | 'now'): Promise<number> {
     const { rows } = await this.#db.query<{ partitions: number }>(
       `WITH st AS (SELECT partitions FROM ${this.#s}.settings),
-       ins AS (
-         INSERT INTO ${this.#s}.relay_partitions (relay, partition, cursor_seq)
-         SELECT $1, p, CASE WHEN $2 THEN coalesce((SELECT max(c.seq) + 1 FROM ${this.#s}.commits c WHERE c.partition = p), 0) ELSE 0 END
-         FROM st, generate_series(0, st.partitions - 1) AS p
-         ON CONFLICT (relay, partition) DO NOTHING
-       )
+       ins AS (${relayRegistrationSql(this.#s, '$1', '$2')})
        SELECT partitions FROM st`,
       [this.relay, startFrom === 'now'],
     );
@@ -185,4 +180,18 @@ export class RelayStore {
   async deregister(): Promise<void> {
     await this.#db.query(`DELETE FROM ${this.#s}.relay_workers WHERE relay = $1 AND worker = $2`, [this.relay, this.worker]);
   }
+}
+
+/**
+ * The statement that registers a relay (`relay`, an SQL expression) with a cursor row per
+ * partition, unless it has them: at the start of the log, or, when `fromNow` (an SQL boolean) is
+ * true, after the last commit of each partition, so that what commits later is delivered. A
+ * statement of its own or a CTE: the webhook registry runs it in the transaction that creates an
+ * endpoint.
+ */
+export function relayRegistrationSql(s: string, relay: string, fromNow: string): string {
+  return `INSERT INTO ${s}.relay_partitions (relay, partition, cursor_seq)
+         SELECT ${relay}, p, CASE WHEN ${fromNow} THEN coalesce((SELECT max(c.seq) + 1 FROM ${s}.commits c WHERE c.partition = p), 0) ELSE 0 END
+         FROM ${s}.settings st, generate_series(0, st.partitions - 1) AS p
+         ON CONFLICT (relay, partition) DO NOTHING`;
 }

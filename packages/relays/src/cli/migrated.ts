@@ -1,4 +1,5 @@
-import { quoteIdent, resolveSchema, TidingsError, type Executor } from '@tidings/outbox';
+import { TidingsError, type Executor } from '@tidings/outbox';
+import { quoteIdent, resolveSchema } from '@tidings/outbox/internal';
 
 /** The database has not been migrated (or not for webhooks): `tidings migrate` is the fix. */
 export class NotMigratedError extends TidingsError {

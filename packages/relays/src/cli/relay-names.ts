@@ -1,4 +1,5 @@
-import { quoteIdent, resolveSchema, SchemaMissingError, type Executor } from '@tidings/outbox';
+import { SchemaMissingError, type Executor } from '@tidings/outbox';
+import { quoteIdent, resolveSchema } from '@tidings/outbox/internal';
 
 /** The relays that have cursors in the schema (every relay that has ever started), by name. */
 export async function relayNames(db: Executor, schema: string | undefined): Promise<string[]> {

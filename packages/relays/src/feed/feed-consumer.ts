@@ -1,6 +1,5 @@
 import { CheckpointConflictError, inbox } from '@tidings/inbox';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { asError, Backoff } from '../shared/backoff.ts';
+import { asError, Backoff, pause } from '../shared/backoff.ts';
 import { HandlerFailedError, lifecycle, type Consumer, type FeedDelivery, type ReceivedEvent } from '../shared/consumer.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
@@ -180,7 +179,7 @@ export function runConsumer<Source extends TransactionSource>(
         if (signal.aborted) return;
         delayMs = await afterFailure(error);
       }
-      await sleep(delayMs, undefined, { signal }).catch(() => {});
+      await pause(delayMs, signal);
     }
   };
 

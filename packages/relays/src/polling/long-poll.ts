@@ -1,4 +1,5 @@
-import { maxPosition, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
+import { type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
+import { maxPosition } from '@tidings/outbox/internal';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
 import type { ResolvedScope } from '../feed/scope.ts';

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { pause } from '../shared/backoff.ts';
 import { resolveConsumerOptions, type FeedConsumerOptions } from '../feed/consumer-options.ts';
 import { FeedResponseError } from '../feed/errors.ts';
 import { wholeOption } from '../shared/options.ts';
@@ -52,7 +52,7 @@ export function pollingConsumer<Source extends TransactionSource>(options: Polli
       const last = page.events.length - 1;
       for (const [i, event] of page.events.entries()) await session.apply(event, i === last ? page.next : event.cursor);
       session.advance(page.next);
-      if (page.events.length === 0 && waitSeconds === 0) await sleep(intervalMs, undefined, { signal: session.signal }).catch(() => {});
+      if (page.events.length === 0 && waitSeconds === 0) await pause(intervalMs, session.signal);
     }
     return {};
   });

@@ -1,6 +1,6 @@
 import { inbox, type Inbox } from '@tidings/inbox';
 import type { ConsumeMessage } from 'amqplib';
-import { Backoff, pause } from '../shared/backoff.ts';
+import { asError, Backoff, pause } from '../shared/backoff.ts';
 import {
   resolveConsumerOptions,
   retryQueueName,
@@ -292,8 +292,4 @@ function republishError(what: string, eventId: string, confirmation: Exclude<Con
         ? 'RabbitMQ refused it (basic.nack)'
         : `the connection was lost (${confirmation.error.message})`;
   return new RabbitmqConnectionError('connection-lost', `could not ${what} message ${eventId}: ${why}. It was returned to the queue.`);
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

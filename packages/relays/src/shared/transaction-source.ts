@@ -1,4 +1,5 @@
-import { ConfigError, inPgTransaction, type Database, type Executor, type PgTransactionClient } from '@tidings/outbox';
+import { ConfigError, type Database, type Executor } from '@tidings/outbox';
+import { inPgTransaction, type PgTransactionClient } from '@tidings/outbox/internal';
 
 /** Runs `fn` in a transaction of your own and commits it when `fn` resolves. */
 export type TransactionRunner<Trx> = <R>(fn: (trx: Trx) => Promise<R>) => Promise<R>;

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import { comparePositions, maxPosition, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
+import { comparePositions, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
+import { maxPosition } from '@tidings/outbox/internal';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
 import { isServerSide, problemOf } from '../feed/problem.ts';

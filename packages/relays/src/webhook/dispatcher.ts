@@ -1,4 +1,5 @@
-import { createRelay, dropRelay, resolveSchema, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
+import { createRelay, dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
+import { resolveSchema } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';

@@ -1,4 +1,5 @@
-import { notifyChannel, quoteIdent, type Executor } from '@tidings/outbox';
+import { type Executor } from '@tidings/outbox';
+import { notifyChannel, quoteIdent } from '@tidings/outbox/internal';
 import type { DisabledReason } from './endpoint.ts';
 import { webhookChannel, webhookTables } from './schema.ts';
 import { openStoredSecret, storedSecretJson, type StoredSecret } from './sealed-secrets.ts';

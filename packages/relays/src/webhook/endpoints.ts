@@ -1,4 +1,5 @@
-import { resolveSchema, toExecutor, type Executor } from '@tidings/outbox';
+import { type Executor } from '@tidings/outbox';
+import { relayRegistrationSql, resolveSchema, toExecutor } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import {
   endpointColumns,
@@ -208,12 +209,7 @@ function registry(schema: string, policy: AddressPolicy, keys: SecretKeyring | u
            VALUES ($1, $2, $3, $4::text[], $5, $6::jsonb) RETURNING *
          ), secret AS (
            INSERT INTO ${secrets} (endpoint_id, digest, key_id, nonce, ciphertext) SELECT id, $7, $10, $11, $12 FROM ep
-         ), cursors AS (
-           INSERT INTO ${s}.relay_partitions (relay, partition, cursor_seq)
-           SELECT $8, p, coalesce((SELECT max(c.seq) + 1 FROM ${s}.commits c WHERE c.partition = p), 0)
-           FROM ${s}.settings st, generate_series(0, st.partitions - 1) AS p
-           ON CONFLICT (relay, partition) DO NOTHING
-         )
+         ), cursors AS (${relayRegistrationSql(s, '$8', 'true')})
          SELECT ${endpointColumns}, pg_notify($9, id) IS NULL AS _ FROM ep`,
         params,
       );

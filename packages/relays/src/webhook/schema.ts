@@ -1,4 +1,5 @@
-import { applyMigrations, quoteIdent, resolveSchema, SchemaMissingError, type Database, type MigrationResult } from '@tidings/outbox';
+import type { Database, MigrationResult } from '@tidings/outbox';
+import { applyMigrations, quoteIdent, resolveSchema, translateDriverError } from '@tidings/outbox/internal';
 import { countPlaintextSecrets, sealPlaintextSecrets } from './sealed-secrets.ts';
 import { MissingSecretKeyError } from './secret-errors.ts';
 import { secretKeyringFromEnv, type SecretKeyring } from './secret-keyring.ts';
@@ -50,11 +51,7 @@ export function webhookTables(schema: string): { readonly s: string; readonly en
   return { s, endpoints: `${s}.webhook_endpoints`, secrets: `${s}.webhook_secrets` };
 }
 
-/** The one place driver errors are translated: a missing table means "run migrateWebhooks()". */
+/** The outbox's driver-error translation, naming the webhook registry's tables and what creates them. */
 export function translateError(error: unknown, schema: string): unknown {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === '42P01' || code === '3F000') {
-    return new SchemaMissingError(schema, { cause: error, tables: 'webhook', fix: 'migrate() and migrateWebhooks()' });
-  }
-  return error;
+  return translateDriverError(error, schema, { tables: 'webhook', fix: 'migrate() and migrateWebhooks()' });
 }

@@ -1,4 +1,5 @@
-import { resolveSchema, TidingsError, toExecutor, type Executor } from '@tidings/outbox';
+import { TidingsError, type Executor } from '@tidings/outbox';
+import { resolveSchema, toExecutor } from '@tidings/outbox/internal';
 import { translateError, webhookTables } from './schema.ts';
 import { SecretDecryptionError } from './secret-errors.ts';
 import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';

@@ -1,0 +1,18 @@
+/**
+ * `@tidings/outbox/internal`: what tidings' own packages (the inbox, the relays and the command
+ * line) share with the outbox and users do not call: statement helpers, transaction checks,
+ * migrations of a component's own tables. It follows the packages' versions, not semver: import
+ * it only from a tidings package.
+ */
+export { toExecutor } from './executor.ts';
+export { applyMigrations, type MigrationSet } from './migrate.ts';
+export { maxPosition } from './position.ts';
+export { lastCommitDrawn, lastDrawnSql, quoteIdent, validateSchemaName } from './sql.ts';
+export { relayRegistrationSql } from './relay/store.ts';
+export { resolveSchema, notifyChannel, wholeOption } from './options.ts';
+export { requireHealthyTransaction } from '#commit-check';
+export { requireTransaction, transactionVerdict, type TransactionVerdict } from './transaction-check.ts';
+export { keyHash } from './partition.ts';
+export { abortable, asError, pause } from './waits.ts';
+export { translateDriverError, translatingErrors } from './driver-errors.ts';
+export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
