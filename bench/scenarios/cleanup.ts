@@ -34,7 +34,7 @@ export async function cleanupScaling(plan: CleanupPlan): Promise<CleanupResult> 
     const step = async (outbox: BenchOutbox, slices: Bound[][], round: number): Promise<number> => {
       await moveLaggard(outbox, slices[round]!);
       const started = performance.now();
-      const deleted = await cleanup(outbox.db, { schema: outbox.schema, retentionMs: 1 });
+      const deleted = (await cleanup(outbox.db, { schema: outbox.schema, retentionMs: 1 })).events;
       const seconds = (performance.now() - started) / 1000;
       const expected = slices[round]!.reduce((sum, b) => sum + b.count, 0);
       if (deleted !== expected) throw new Error(`bench: cleanup deleted ${deleted} events in round ${round + 1}, expected ${expected}`);

@@ -160,10 +160,25 @@ export interface CleanupOptions {
   readonly schema?: string;
   /** Keep events younger than this. Default 7 days. */
   readonly retentionMs?: number;
+  /**
+   * Also delete dead letters (status `dead`, not being retried) that died longer ago than this,
+   * oldest first. Default: keep dead letters until they are retried or discarded. A dead letter
+   * that holds its key parked (`onFailure: 'park'`) is never deleted by age: that stays an
+   * operator's decision (`retryDeadLetters` or `discardDeadLetters`).
+   */
+  readonly deadLetterRetentionMs?: number;
   /** Rows deleted per statement, so that no statement holds locks for long. Default 1 000. */
   readonly batchSize?: number;
   /** Called after each batch with the events deleted so far by this call. */
   readonly onProgress?: (deleted: number) => void;
+  /** Stops between batches when aborted; what was deleted stays deleted and is counted. */
+  readonly signal?: AbortSignal;
+}
+
+/** What one `cleanup()` call deleted. */
+export interface CleanupResult {
+  readonly events: number;
+  readonly deadLetters: number;
 }
 
 /**
@@ -173,22 +188,46 @@ export interface CleanupOptions {
  * feed reader behind it gets `CursorExpiredError`. A partition stops at its first event that is too
  * young or that some relay has not passed, so the cost per deleted row stays flat however large
  * the table, however many relays, and a partition held back by one relay costs one look per call.
- * Concurrent cleanups skip a partition another one is working on. Returns the number deleted.
+ * Concurrent cleanups skip a partition another one is working on. With `deadLetterRetentionMs`,
+ * old dead letters go too.
+ *
+ * @example
+ * const { events, deadLetters } = await cleanup(db, { retentionMs: 3 * 86_400_000, deadLetterRetentionMs: 30 * 86_400_000 });
  */
-export async function cleanup(db: Executor, options: CleanupOptions = {}): Promise<number> {
+export async function cleanup(db: Executor, options: CleanupOptions = {}): Promise<CleanupResult> {
   const schema = resolveSchema(options.schema);
-  return translatingErrors(schema, () => deleteExpired(db, schema, options));
+  const settings = cleanupSettings(options);
+  return translatingErrors(schema, async () => {
+    const events = await deleteExpired(db, schema, settings, options);
+    const deadLetters = settings.deadLetterRetentionMs === null ? 0 : await deleteOldDeadLetters(db, schema, settings.deadLetterRetentionMs, settings.batchSize, options.signal);
+    return { events, deadLetters };
+  });
 }
 
-async function deleteExpired(db: Executor, schema: string, options: CleanupOptions): Promise<number> {
+interface CleanupSettings {
+  readonly retentionMs: number;
+  readonly deadLetterRetentionMs: number | null;
+  readonly batchSize: number;
+}
+
+/** Checks every cleanup option before anything is deleted. */
+export function cleanupSettings(options: CleanupOptions): CleanupSettings {
+  return {
+    retentionMs: wholeOption('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000),
+    deadLetterRetentionMs: options.deadLetterRetentionMs === undefined ? null : wholeOption('deadLetterRetentionMs', options.deadLetterRetentionMs, 0),
+    batchSize: wholeOption('batchSize', options.batchSize, 1000, 1, 100_000),
+  };
+}
+
+async function deleteExpired(db: Executor, schema: string, settings: CleanupSettings, options: CleanupOptions): Promise<number> {
   const s = quoteIdent(schema);
-  const retentionMs = wholeOption('retentionMs', options.retentionMs, 7 * 24 * 3600 * 1000);
-  const batchSize = wholeOption('batchSize', options.batchSize, 1000, 1, 100_000);
-  const { rows: settings } = await db.query<{ partitions: number }>(`SELECT partitions FROM ${s}.settings`);
+  const { retentionMs, batchSize } = settings;
+  const { rows: partitions } = await db.query<{ partitions: number }>(`SELECT partitions FROM ${s}.settings`);
   const statement = cleanupStatement(s);
   let total = 0;
-  for (let partition = 0; partition < settings[0]!.partitions; partition++) {
+  for (let partition = 0; partition < partitions[0]!.partitions; partition++) {
     for (;;) {
+      if (options.signal?.aborted) return total;
       const { rows } = await db.query<{ deleted: number }>(statement, [partition, retentionMs, batchSize, schema]);
       const deleted = rows[0]?.deleted ?? 0;
       total += deleted;
@@ -197,6 +236,30 @@ async function deleteExpired(db: Executor, schema: string, options: CleanupOptio
     }
   }
   return total;
+}
+
+/**
+ * Dead letters that died more than `retentionMs` ago, oldest first, in batches; rows a retry or
+ * another cleanup holds are skipped, and so is every dead letter that keeps its key parked.
+ */
+async function deleteOldDeadLetters(db: Executor, schema: string, retentionMs: number, batchSize: number, signal: AbortSignal | undefined): Promise<number> {
+  const s = quoteIdent(schema);
+  const statement = `WITH old AS (
+       SELECT d.id FROM ${s}.dead_letters d
+       WHERE d.status = 'dead' AND d.dead_at < now() - $1 * interval '1 millisecond'
+         AND NOT EXISTS (SELECT 1 FROM ${s}.parked_keys pk WHERE pk.relay = d.relay AND pk.event_id = d.event_id)
+       ORDER BY d.dead_at, d.id
+       LIMIT $2
+       FOR UPDATE SKIP LOCKED
+     )
+     DELETE FROM ${s}.dead_letters d USING old WHERE d.id = old.id AND d.status = 'dead'`;
+  let total = 0;
+  for (;;) {
+    if (signal?.aborted) return total;
+    const { rowCount: deleted } = await db.query(statement, [retentionMs, batchSize]);
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
 }
 
 const cleanupStatements = new Map<string, string>();

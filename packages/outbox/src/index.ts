@@ -24,7 +24,8 @@ export { comparePositions, decodePosition, encodePosition, start as logStart } f
 export { publish, type PublishOptions } from './publish.ts';
 export { readPartition, type ReadOptions, type ReadResult } from './read.ts';
 export { delivered, failed, retry, unavailable, type SendOutcome, type Transport, type TransportCapabilities } from './transport.ts';
-export { cleanup, dropRelay, migrate, replay, type CleanupOptions, type MigrateOptions, type ReplayOptions } from './admin.ts';
+export { cleanup, dropRelay, migrate, replay, type CleanupOptions, type CleanupResult, type MigrateOptions, type ReplayOptions } from './admin.ts';
+export { scheduleRetention, type RetentionSchedule, type RetentionScheduleOptions } from './retention.ts';
 export { createRelay, type DestinationStatus, type Relay, type RelayStatus } from './relay/relay.ts';
 export type { FailureMode, RelayEvent, RelayOptions, RetryPolicy } from './relay/options.ts';
 export {

@@ -16,3 +16,6 @@ export { keyHash } from './partition.ts';
 export { abortable, asError, pause } from './waits.ts';
 export { translateDriverError, translatingErrors } from './driver-errors.ts';
 export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransactionPool } from './pg-transaction.ts';
+export { observer } from './observer.ts';
+export { failureModes } from './relay/options.ts';
+export { cleanupSettings } from './admin.ts';

@@ -49,7 +49,7 @@ describe('the feed reader', () => {
     const before = (await readFeed(outbox.db, schema, { after: 'now', limit: 1 })).next;
     await inTransaction(outbox.pool, (c) => publish(c, [{ topic: 'old', payload: 1 }], { schema }));
     await waitUntil('visible', async () => (await drain(before)).events.length === 1);
-    await waitUntil('deleted', async () => (await cleanup(outbox.db, { schema, retentionMs: 1 })) > 0 || undefined);
+    await waitUntil('deleted', async () => (await cleanup(outbox.db, { schema, retentionMs: 1 })).events > 0 || undefined);
     const error = await readFeed(outbox.db, schema, { after: before, limit: 10 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CursorExpiredError);
     expect((error as CursorExpiredError).cursor).toBe(encodePosition(before));

@@ -21,7 +21,7 @@ describe('migrate', () => {
     const db = database();
     const first = await migrate(db, { schema, partitions: 4 });
     const second = await migrate(db, { schema, partitions: 4 });
-    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql']);
+    expect(first.applied).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql', '0008_dead_letter_expiry.sql']);
     expect(second.applied).toEqual([]);
     const { rows } = await db.query<{ partitions: number }>(`SELECT partitions FROM "${schema}".settings`);
     expect(rows).toEqual([{ partitions: 4 }]);
@@ -37,10 +37,10 @@ describe('migrate', () => {
   it('applies each file exactly once when many processes migrate at the same moment', async () => {
     const schema = `t_migrate_${randomBytes(4).toString('hex')}`;
     const results = await Promise.all(Array.from({ length: 6 }, () => migrate(database(), { schema })));
-    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql']);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(['0001_outbox.sql', '0002_feed_index.sql', '0003_json_payload.sql', '0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql', '0008_dead_letter_expiry.sql']);
     const db = database();
     const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".migrations`);
-    expect(rows[0]!.n).toBe(7);
+    expect(rows[0]!.n).toBe(8);
     await db.query(`DROP SCHEMA "${schema}" CASCADE`);
   });
 
@@ -97,7 +97,7 @@ describe('migrate', () => {
     const { rows: at } = await db.query<{ tx: string; id: string }>(`SELECT tx_id::text AS tx, id::text AS id FROM ${s}.events WHERE payload::text = '"a"'`);
     await db.query(`INSERT INTO ${s}.relay_partitions (relay, partition, cursor_tx, cursor_id) VALUES ('old', 0, $1::xid8, $2)`, [at[0]!.tx, at[0]!.id]);
 
-    expect((await migrate(db, { schema })).applied).toEqual(['0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql']);
+    expect((await migrate(db, { schema })).applied).toEqual(['0004_key_parking.sql', '0005_commit_order.sql', '0006_cluster_identity.sql', '0007_retention_index.sql', '0008_dead_letter_expiry.sql']);
     const read = async (after: Position) => (await readPartition(db, schema, { partition: 0, after, limit: 100 })).events.map((e) => e.payload);
     expect(await read(logStart)).toEqual(['early', 'a', 'b', 'c']);
     const { rows } = await db.query<{ seq: string; id: string }>(`SELECT cursor_seq::text AS seq, cursor_id::text AS id FROM ${s}.relay_partitions WHERE relay = 'old'`);

@@ -52,11 +52,12 @@ const stackTrace = /\n\s+at |Error: .*\n.*node:internal/;
 const validRelay = { name: 'orders', topics: ['orders.*'], transport: { type: 'rabbitmq', url: services.rabbitmq } };
 /** Places in a valid config where a key or a value can go wrong, and the keys known there. */
 const places = [
-  { path: [], known: ['database', 'schema', 'webhooks', 'relays'] },
+  { path: [], known: ['database', 'schema', 'webhooks', 'relays', 'retention'] },
   { path: ['relays', 0], known: ['name', 'transport', 'topics', 'tenant', 'batchSize', 'pollIntervalMs', 'leaseTtlMs', 'retry', 'onFailure', 'startFrom'] },
   { path: ['relays', 0, 'retry'], known: ['retries', 'minDelayMs', 'maxDelayMs', 'factor'] },
   { path: ['relays', 0, 'transport'], known: [] as string[] },
   { path: ['webhooks'], known: [] as string[] },
+  { path: ['retention'], known: ['retentionMs', 'deadLetterRetentionMs', 'batchSize', 'intervalMs'] },
 ] as const;
 const wrongValues = [
   [['relays'], 'orders'],
@@ -70,10 +71,14 @@ const wrongValues = [
   [['relays', 0, 'tenant'], ''],
   [['webhooks'], 'yes'],
   [['schema'], 42],
+  [['retention'], true],
+  [['retention', 'intervalMs'], 10],
+  [['retention', 'batchSize'], 1_000_000],
+  [['retention', 'deadLetterRetentionMs'], -1],
 ] as const;
 
 function configWith(change: { unknownKeyAt?: readonly (string | number)[]; key?: string; setAt?: readonly (string | number)[]; value?: unknown }): Record<string, unknown> {
-  const config: Record<string, unknown> = { relays: [structuredClone({ ...validRelay, retry: { retries: 3 } })], webhooks: { sendTimeoutMs: 1000 } };
+  const config: Record<string, unknown> = { relays: [structuredClone({ ...validRelay, retry: { retries: 3 } })], webhooks: { sendTimeoutMs: 1000 }, retention: { intervalMs: 60_000 } };
   if (change.unknownKeyAt) {
     let at: Record<string | number, unknown> = config;
     for (const step of change.unknownKeyAt) at = at[step] as Record<string | number, unknown>;

@@ -37,7 +37,10 @@ export type RelayEvent =
   | { readonly type: 'error'; readonly partition?: number; readonly error: Error };
 
 /** What a relay does with an event the destination refuses for good; see `RelayOptions.onFailure`. */
-export type FailureMode = 'park' | 'block' | 'skip-unordered';
+export type FailureMode = (typeof failureModes)[number];
+
+/** Every `onFailure` a relay accepts. */
+export const failureModes = ['park', 'block', 'skip-unordered'] as const;
 
 export interface RelayOptions {
   /** Name of the relay: its cursors and dead letters are kept under it. */
@@ -138,7 +141,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
         'or "skip-unordered" (dead-letter and let the key\'s later events go on, giving up its order)',
     );
   }
-  if (onFailure !== 'park' && onFailure !== 'block' && onFailure !== 'skip-unordered') {
+  if (!failureModes.includes(onFailure)) {
     throw new ConfigError('onFailure', `expected "park", "block" or "skip-unordered", got ${JSON.stringify(onFailure)}`);
   }
   const startFrom = options.startFrom ?? 'beginning';

@@ -1,4 +1,5 @@
-import type { RelayOptions, RetryPolicy } from '@tidings/outbox';
+import type { RelayOptions, RetentionScheduleOptions, RetryPolicy } from '@tidings/outbox';
+import type { TidingsConfig } from './config.ts';
 import type { KafkaClientOptions } from '../kafka/kafka-client.ts';
 import type { KafkaTransportOptions } from '../kafka/transport-options.ts';
 import type { ExchangeDeclaration } from '../rabbitmq/confirm-link.ts';
@@ -22,11 +23,15 @@ type RelayFileOptions = Pick<RelayOptions, 'topics' | 'tenant' | 'batchSize' | '
   readonly transport: unknown;
 };
 
+/** A config file's `retention` object: the schedule's options without the ones the command supplies. */
+export type RetentionFileOptions = Pick<RetentionScheduleOptions, 'retentionMs' | 'deadLetterRetentionMs' | 'batchSize' | 'intervalMs'>;
+
 /** A config file's `webhooks` object: dispatcher options without the ones the command supplies. */
 type WebhooksFileOptions = Omit<WebhookDispatcherOptions, 'database' | 'schema' | 'keyring' | 'onEvent'>;
 
 export const configKeys = Object.freeze({
-  top: keysOf<{ database: 1; schema: 1; webhooks: 1; relays: 1 }>()({ database: true, schema: true, webhooks: true, relays: true }),
+  top: keysOf<TidingsConfig>()({ database: true, schema: true, webhooks: true, relays: true, retention: true }),
+  retention: keysOf<RetentionFileOptions>()({ retentionMs: true, deadLetterRetentionMs: true, batchSize: true, intervalMs: true }),
   relay: keysOf<RelayFileOptions>()({
     name: true,
     transport: true,

@@ -2,7 +2,8 @@ import { access, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RelayOptions } from '@tidings/outbox';
-import { configKeys } from './config-keys.ts';
+import { failureModes } from '@tidings/outbox/internal';
+import { configKeys, type RetentionFileOptions } from './config-keys.ts';
 import { closest } from './suggest.ts';
 import { UsageError } from './usage-error.ts';
 
@@ -26,6 +27,12 @@ export interface TidingsConfig {
   /** Webhook deliveries to the registered endpoints run too. Default false. */
   readonly webhooks?: boolean | Readonly<Record<string, unknown>>;
   readonly relays?: readonly RelayConfig[];
+  /**
+   * Retention on a schedule inside `tidings relay` (see `scheduleRetention`): on by default with
+   * its defaults (events kept 7 days, dead letters kept until handled, a run every 15 minutes);
+   * `false` turns it off, for a deployment that runs `tidings cleanup` from its own scheduler.
+   */
+  readonly retention?: false | RetentionFileOptions;
 }
 
 /**
@@ -96,6 +103,13 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
       check.optional(policy.allow, `${where}.allow`, (list, w) => check.strings(list, w, 'address ranges such as "10.0.0.0/8"'));
     });
   });
+  check.optional(config.retention, 'retention', (v, at) => {
+    if (v === false) return;
+    const retention = check.object(v, at, configKeys.retention, 'must be false or an object of retention options');
+    for (const key of ['retentionMs', 'batchSize']) check.optional(retention[key], `${at}.${key}`, (n, where) => check.wholeNumber(n, where, 1, key === 'batchSize' ? 100_000 : undefined));
+    check.optional(retention.deadLetterRetentionMs, `${at}.deadLetterRetentionMs`, (n, where) => check.wholeNumber(n, where, 0));
+    check.optional(retention.intervalMs, `${at}.intervalMs`, (n, where) => check.wholeNumber(n, where, 100));
+  });
   const relays = config.relays ?? [];
   if (!Array.isArray(relays)) check.fail('"relays" must be a list');
   const names = new Set<string>();
@@ -109,7 +123,7 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
     check.optional(relay.tenant, `${at}.tenant`, (v, where) => check.string(v, where, 'a tenant id'));
     for (const key of ['batchSize', 'pollIntervalMs', 'leaseTtlMs']) check.optional(relay[key], `${at}.${key}`, (v, where) => check.wholeNumber(v, where, 1));
     check.optional(relay.retry, `${at}.retry`, (v, where) => check.retry(v, where));
-    check.optional(relay.onFailure, `${at}.onFailure`, (v, where) => check.oneOf(v, where, ['dead-letter', 'block']));
+    check.optional(relay.onFailure, `${at}.onFailure`, (v, where) => check.oneOf(v, where, failureModes));
     check.optional(relay.startFrom, `${at}.startFrom`, (v, where) => check.oneOf(v, where, ['beginning', 'now']));
     check.transport(relay.transport, `${at}.transport`);
   });
@@ -154,8 +168,10 @@ class ConfigChecker {
     if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) this.fail(`${at} must be a list of strings (${what}), got ${describe(value)}`);
   }
 
-  wholeNumber(value: unknown, at: string, min: number): void {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) this.fail(`${at} must be a whole number of at least ${min}, got ${describe(value)}`);
+  wholeNumber(value: unknown, at: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+      this.fail(`${at} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got ${describe(value)}`);
+    }
   }
 
   oneOf(value: unknown, at: string, allowed: readonly string[]): void {

@@ -1,5 +1,5 @@
 import { asError } from '../shared/backoff.ts';
-import { observer } from '../shared/consumer.ts';
+import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from '../shared/options.ts';
 import { ConfigError, type Database } from '@tidings/outbox';
 import type { SlotLimits } from './connection-slots.ts';

@@ -1,5 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
-import { observer } from '../shared/consumer.ts';
+import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from '../shared/options.ts';
 import type { KafkaSendError } from './errors.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';

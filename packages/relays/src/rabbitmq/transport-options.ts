@@ -1,5 +1,5 @@
 import { ConfigError, type OutboxEvent } from '@tidings/outbox';
-import { observer } from '../shared/consumer.ts';
+import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { ExchangeDeclaration } from './confirm-link.ts';

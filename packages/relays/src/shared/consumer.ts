@@ -6,6 +6,7 @@
  */
 import { ConfigError, TidingsError, type Json } from '@tidings/outbox';
 import { asError } from './backoff.ts';
+import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from './options.ts';
 import { isTransactionSource, type TransactionOf, type TransactionSource } from './transaction-source.ts';
 
@@ -147,24 +148,6 @@ export function resolveCommon<Source extends TransactionSource, D extends Delive
     handler: options.handler,
     schema: options.schema,
     onEvent: observer(options.onEvent),
-  };
-}
-
-/**
- * Wraps an observer so that what it throws never reaches delivery, nor what an async observer's
- * promise rejects with (it would be an unhandled rejection, which ends a Node process).
- */
-export function observer<E>(onEvent: ((event: E) => void) | undefined): (event: E) => void {
-  if (!onEvent) return () => {};
-  return (event) => {
-    try {
-      const result = onEvent(event) as unknown;
-      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-        (result as PromiseLike<unknown>).then(undefined, () => {});
-      }
-    } catch {
-      // An observer's failure is its own; delivery goes on.
-    }
   };
 }
 

@@ -1,4 +1,4 @@
-import { ConfigError, createRelay, dropRelay, status, type Relay, type RelayEvent } from '@tidings/outbox';
+import { ConfigError, createRelay, dropRelay, scheduleRetention, status, type Relay, type RelayEvent } from '@tidings/outbox';
 import type { Logger } from 'pino';
 import { databaseFlags, parseFlags } from '../args.ts';
 import { loadConfig } from '../config.ts';
@@ -24,6 +24,9 @@ Webhook signing secrets are decrypted with TIDINGS_SECRET_KEY (TIDINGS_SECRET_KE
 rotation); the embedded database uses its own key file in .tidings/.
 
 Start as many workers as you like, on any machines: they share each relay's partitions.
+Each worker also runs retention (tidings cleanup) every 15 minutes by default: events older than 7
+days that every relay has passed are deleted; the config's "retention" sets it, "retention": false
+turns it off.
 Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the level).
 
 \`tidings relay drop NAME\` deletes the relay's cursors, dead letters and parked keys, so retention no
@@ -74,6 +77,17 @@ export async function run(args: string[]): Promise<number> {
       await relay!.start();
       stops.push(() => relay.stop());
       log.info({ relay: name, transport: transport.name, worker: relay!.worker }, 'relay started');
+    }
+    if (config.retention !== false) {
+      const retention = scheduleRetention(db, {
+        ...config.retention,
+        schema,
+        onRun: ({ events, deadLetters }) => {
+          if (events > 0 || deadLetters > 0) log.info({ events, deadLetters }, 'retention: deleted');
+        },
+        onError: (error) => log.warn({ err: error.message }, 'retention failed; it runs again at its next interval'),
+      });
+      stops.push(() => retention.stop());
     }
     if (config.webhooks) {
       const { startWebhookDispatcher } = await import('../../webhook/index.ts');
