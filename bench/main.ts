@@ -23,10 +23,11 @@ import { inboxOverhead } from './scenarios/inbox.ts';
 import { relayLatency, sseLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
+import { statusScaling } from './scenarios/status.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -121,6 +122,10 @@ async function main(): Promise<void> {
     if (only.has('cleanup')) {
       progress(`cleanup: retention on ${plan.cleanup.events} events with 1 and ${plan.cleanup.relays} relays`);
       results.cleanup = await cleanupScaling(plan.cleanup);
+    }
+    if (only.has('status')) {
+      progress(`status: status() on ${plan.status.events} events with 1 and ${plan.status.relays} relays`);
+      results.status = await statusScaling(plan.status);
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

@@ -4,6 +4,7 @@ import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
 import type { LatencyPlan } from './scenarios/latency.ts';
 import type { BacklogPlan, WorkersPlan } from './scenarios/scaling.ts';
+import type { StatusPlan } from './scenarios/status.ts';
 import type { WritePlan } from './scenarios/write.ts';
 
 /** How big each scenario runs. Every figure is a median over `rounds` side-by-side rounds. */
@@ -18,6 +19,7 @@ export interface Plan {
   readonly backlog: BacklogPlan;
   readonly workers: WorkersPlan;
   readonly cleanup: CleanupPlan;
+  readonly status: StatusPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -34,6 +36,7 @@ export const fullPlan: Plan = {
   backlog: { small: 10_000, large: 1_000_000, smallRepeats: 3, batchSize, rounds: 3 },
   workers: { events: 200_000, counts: [1, 2, 4], batchSize, rounds: 3 },
   cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
+  status: { events: 1_000_000, relays: 1_000, behind: 1_000, rounds: 3 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -48,4 +51,5 @@ export const quickPlan: Plan = {
   backlog: { small: 5_000, large: 100_000, smallRepeats: 3, batchSize, rounds: 2 },
   workers: { events: 30_000, counts: [1, 2, 4], batchSize, rounds: 1 },
   cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
+  status: { events: 100_000, relays: 1_000, behind: 200, rounds: 3 },
 };

@@ -6,6 +6,7 @@ import type { InboxResult } from './scenarios/inbox.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
+import type { StatusResult } from './scenarios/status.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -22,6 +23,7 @@ export interface Results {
   latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
+  status?: StatusResult;
 }
 
 interface Row {
@@ -35,7 +37,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, status, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -93,6 +95,16 @@ export function report(results: Results): string {
       },
       { figure: 'cleanup.rows_per_s', value: cleanup.one_relay_rows_per_s, unit: '/s', note: 'deleted by retention, one relay' },
     );
+  }
+  if (status) {
+    const { relays, events, behind } = results.plan.status;
+    rows.push({
+      figure: `status.relays_${relays}_ms`,
+      value: status.many_relays_ms,
+      unit: ' ms',
+      target: { atMost: 1000 },
+      note: `status() with ${format(relays)} relays ${format(behind)} events behind per partition (half filtered) vs ${format(status.one_relay_ms)} ms with 1 relay, ${format(events)} events`,
+    });
   }
   const lines = [
     `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +

@@ -1,4 +1,4 @@
-import type { Executor } from './executor.ts';
+import type { Database, Executor } from './executor.ts';
 import { resolveSchema } from './options.ts';
 import { translatingErrors } from './driver-errors.ts';
 import { topicPatterns } from './read.ts';
@@ -34,6 +34,12 @@ export interface RelayStatusReport {
   readonly unavailableSince: Date | null;
   /** Behind, and either no live worker or no cursor movement for `stalledAfterSeconds`. */
   readonly stalled: boolean;
+  /**
+   * Behind, no live worker, and no cursor movement for `abandonedAfterSeconds`: a relay that is
+   * gone (or a disabled webhook endpoint) keeps retention from deleting every event after its
+   * cursor. Drop it (`tidings relay drop NAME`) if it will not come back.
+   */
+  readonly abandoned: boolean;
 }
 
 /**
@@ -82,6 +88,8 @@ export interface StatusOptions {
   readonly schema?: string;
   /** A relay that is behind and has not moved for this long is stalled. Default 60. */
   readonly stalledAfterSeconds?: number;
+  /** A relay behind with no live worker and no cursor movement for this long is abandoned. Default 86 400 (a day). */
+  readonly abandonedAfterSeconds?: number;
   /** Counting stops here, so status stays cheap on a huge backlog. Default 1 000 000. */
   readonly lagCountLimit?: number;
   /**
@@ -106,6 +114,7 @@ export async function status(db: Executor, options: StatusOptions = {}): Promise
 async function readStatus(db: Executor, schema: string, options: StatusOptions): Promise<OutboxStatus> {
   const s = quoteIdent(schema);
   const stalledAfter = options.stalledAfterSeconds ?? 60;
+  const abandonedAfter = options.abandonedAfterSeconds ?? 86_400;
   const limit = options.lagCountLimit ?? 1_000_000;
   const filters = JSON.stringify(
     Object.entries(options.filters ?? {}).map(([relay, filter]) => ({
@@ -114,45 +123,37 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
       tenant: filter.tenant ?? null,
     })),
   );
-  const matches = `AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant)`;
   const [feeds, partitions, workers, letters, parked] = await Promise.all([
     feedHold(db, schema, limit, stalledAfter),
-    db.query<{ relay: string; partition: number; cursor: string; owner: string | null; lease_until: Date | null; updated_at: Date; lag_events: number; lag_seconds: number; unavailable_since: Date | null; unavailable_error: string | null }>(
-      `SELECT rp.relay, rp.partition, 'c' || rp.cursor_seq || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
-              CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
-              (SELECT count(*) FROM (SELECT 1 FROM ${s}.commits c
-                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
-                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id) ${matches}
-                 LIMIT $1) behind)::int AS lag_events,
-              coalesce((SELECT extract(epoch FROM now() - e.created_at) FROM ${s}.commits c
-                 JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
-                 WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id) ${matches}
-                 ORDER BY c.seq, e.id LIMIT 1), 0)::float8 AS lag_seconds
-       FROM ${s}.relay_partitions rp
-       LEFT JOIN json_to_recordset($2::json) AS f(relay text, patterns text[], tenant text) ON f.relay = rp.relay
-       ORDER BY rp.relay, rp.partition`,
-      [limit, filters],
-    ),
+    cursorLag(db, s, limit, filters),
     db.query<{ relay: string; worker: string; expires_at: Date }>(
       `SELECT relay, worker, expires_at FROM ${s}.relay_workers WHERE expires_at > now() ORDER BY relay, worker`,
     ),
     db.query<{ relay: string; n: number }>(`SELECT relay, count(*)::int AS n FROM ${s}.dead_letters GROUP BY relay`),
     db.query<{ relay: string; keys: number; events: number }>(
-      `SELECT pk.relay, count(*)::int AS keys,
-              coalesce(sum((SELECT count(*) FROM ${s}.parked_events pe WHERE pe.relay = pk.relay AND pe.key = pk.key)), 0)::int AS events
-       FROM ${s}.parked_keys pk GROUP BY pk.relay`,
+      `SELECT pk.relay, count(*)::int AS keys, coalesce(sum(w.n), 0)::int AS events
+       FROM ${s}.parked_keys pk
+       LEFT JOIN (SELECT relay, key, count(*) AS n FROM ${s}.parked_events GROUP BY relay, key) w ON w.relay = pk.relay AND w.key = pk.key
+       GROUP BY pk.relay`,
     ),
   ]);
-  const names = [...new Set(partitions.rows.map((row) => row.relay))];
+  const byRelay = new Map<string, CursorRow[]>();
+  for (const row of partitions.rows) {
+    const rows = byRelay.get(row.relay);
+    if (rows) rows.push(row);
+    else byRelay.set(row.relay, [row]);
+  }
+  const liveWorkers = groupBy(workers.rows, (row) => row.relay);
+  const deadLetters = new Map(letters.rows.map((row) => [row.relay, row.n]));
+  const parkedBy = new Map(parked.rows.map((row) => [row.relay, row]));
   const now = Date.now();
   return {
     feeds,
-    relays: names.map((relay) => {
-      const rows = partitions.rows.filter((row) => row.relay === relay);
-      const live = workers.rows.filter((row) => row.relay === relay);
+    relays: [...byRelay].map(([relay, rows]) => {
+      const live = liveWorkers.get(relay) ?? [];
       const lagEvents = rows.reduce((sum, row) => sum + row.lag_events, 0);
-      const lagSeconds = Math.max(0, ...rows.map((row) => row.lag_seconds));
-      const lastMove = Math.max(...rows.map((row) => row.updated_at.getTime()));
+      const lagSeconds = rows.reduce((max, row) => Math.max(max, row.lag_seconds), 0);
+      const lastMove = rows.reduce((max, row) => Math.max(max, row.updated_at.getTime()), 0);
       const idleFor = (now - lastMove) / 1000;
       return {
         relay,
@@ -169,17 +170,165 @@ async function readStatus(db: Executor, schema: string, options: StatusOptions):
         })),
         lagEvents,
         lagSeconds,
-        deadLetters: letters.rows.find((row) => row.relay === relay)?.n ?? 0,
-        parkedKeys: parked.rows.find((row) => row.relay === relay)?.keys ?? 0,
-        parkedEvents: parked.rows.find((row) => row.relay === relay)?.events ?? 0,
+        deadLetters: deadLetters.get(relay) ?? 0,
+        parkedKeys: parkedBy.get(relay)?.keys ?? 0,
+        parkedEvents: parkedBy.get(relay)?.events ?? 0,
         unavailableSince: rows.reduce<Date | null>(
           (oldest, row) => (row.unavailable_since && row.lease_until && (!oldest || row.unavailable_since < oldest) ? row.unavailable_since : oldest),
           null,
         ),
         stalled: lagEvents > 0 && (live.length === 0 || (lagSeconds > stalledAfter && idleFor > stalledAfter)),
+        abandoned: lagEvents > 0 && live.length === 0 && idleFor > abandonedAfter,
       };
     }),
   };
+}
+
+/**
+ * Every cursor with its lag: `lagSql`, then `beyondSql` for the cursors behind a cut tail, if any.
+ * On a handle that runs transactions, with JIT compilation off: the planner cannot know how short
+ * the tails are, estimates the statement as costly, and would spend longer compiling it (seconds
+ * with a thousand relays) than running it.
+ */
+async function cursorLag(db: Executor, s: string, limit: number, filters: string): Promise<{ rows: CursorRow[] }> {
+  const read = async (trx: Executor) => {
+    const { rows } = await trx.query<CursorRow & { beyond: boolean }>(lagSql(s), [limit, filters]);
+    const beyond = rows.filter((row) => row.beyond);
+    if (beyond.length > 0) {
+      const { rows: counted } = await trx.query<{ relay: string; partition: number; lag_events: number; lag_seconds: number }>(beyondSql(s), [
+        limit,
+        filters,
+        beyond.map((row) => row.relay),
+        beyond.map((row) => row.partition),
+      ]);
+      const byCursor = new Map(counted.map((row) => [`${row.partition}:${row.relay}`, row]));
+      for (const row of beyond) {
+        const lag = byCursor.get(`${row.partition}:${row.relay}`);
+        if (lag) Object.assign(row, { lag_events: lag.lag_events, lag_seconds: lag.lag_seconds });
+      }
+    }
+    return { rows };
+  };
+  if (!isDatabase(db)) return read(db);
+  return db.transaction(async (trx) => {
+    await trx.query('SET LOCAL jit = off');
+    return read(trx);
+  });
+}
+
+function isDatabase(db: Executor): db is Database {
+  return typeof (db as Partial<Database>).transaction === 'function';
+}
+
+interface CursorRow {
+  relay: string;
+  partition: number;
+  cursor: string;
+  owner: string | null;
+  lease_until: Date | null;
+  updated_at: Date;
+  lag_events: number;
+  lag_seconds: number;
+  unavailable_since: Date | null;
+  unavailable_error: string | null;
+}
+
+/**
+ * The lag of cursors further behind than the tail `lagSql` read (more than `limit` events): a
+ * scan from each such cursor, capped at `limit`, and the age of the first event after it. Only a
+ * relay that far behind pays for it.
+ */
+function beyondSql(s: string): string {
+  const after = (extra: string) =>
+    `FROM ${s}.commits c
+     JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+     WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id)
+       AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant) ${extra}`;
+  return `SELECT rp.relay, rp.partition,
+            (SELECT count(*) FROM (SELECT 1 ${after('')} LIMIT $1) x)::int AS lag_events,
+            coalesce((SELECT extract(epoch FROM now() - e.created_at) ${after('ORDER BY c.seq, e.id LIMIT 1')}), 0)::float8 AS lag_seconds
+     FROM ${s}.relay_partitions rp
+     JOIN unnest($3::text[], $4::int[]) AS b(relay, partition) ON b.relay = rp.relay AND b.partition = rp.partition
+     LEFT JOIN json_to_recordset($2::json) AS f(relay text, patterns text[], tenant text) ON f.relay = rp.relay`;
+}
+
+function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of rows) {
+    const group = groups.get(key(row));
+    if (group) group.push(row);
+    else groups.set(key(row), [row]);
+  }
+  return groups;
+}
+
+/**
+ * Every cursor's lag in one statement whose cost does not grow with the number of relays times
+ * their lag. Each partition's tail (the events after its lowest cursor, newest first, at most
+ * `$1`) is read once. Lag is then a running count down that tail: for cursors without a filter
+ * over all of it, for filtered cursors over each (topic, tenant) of the tail they match, summed.
+ * Cursor marks sort before the event at their own position, so the running count at a cursor is
+ * the number of events after it, and the running minimum of `created_at` the oldest of them. A
+ * cursor below a tail the limit cut short is marked `beyond`: `beyondSql` counts it. A count
+ * from the tail never exceeds `$1`: the tail holds no more.
+ */
+function lagSql(s: string): string {
+  const matches = (topic: string, tenant: string) =>
+    `(cur.patterns IS NULL OR ${topic} LIKE ANY(cur.patterns)) AND (cur.tenant IS NULL OR ${tenant} = cur.tenant)`;
+  return `WITH cur AS MATERIALIZED (
+       SELECT rp.relay, rp.partition, rp.cursor_seq, rp.cursor_id, f.patterns, f.tenant,
+              (f.patterns IS NOT NULL OR f.tenant IS NOT NULL) AS filtered
+       FROM ${s}.relay_partitions rp
+       LEFT JOIN json_to_recordset($2::json) AS f(relay text, patterns text[], tenant text) ON f.relay = rp.relay
+     ),
+     lowest AS (
+       SELECT DISTINCT ON (partition) partition, cursor_seq, cursor_id FROM cur ORDER BY partition, cursor_seq, cursor_id
+     ),
+     tail AS MATERIALIZED (
+       SELECT lowest.partition, t.* FROM lowest
+       CROSS JOIN LATERAL (
+         SELECT c.seq, e.id, e.topic, e.tenant, e.created_at FROM ${s}.commits c
+         JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
+         WHERE c.partition = lowest.partition AND c.seq >= lowest.cursor_seq AND (c.seq, e.id) > (lowest.cursor_seq, lowest.cursor_id)
+         ORDER BY c.seq DESC, e.id DESC LIMIT $1) t
+     ),
+     edge AS (
+       SELECT partition, count(*) AS n, (array_agg(seq ORDER BY seq, id))[1] AS seq, (array_agg(id ORDER BY seq, id))[1] AS id
+       FROM tail GROUP BY partition
+     ),
+     kinds AS (SELECT DISTINCT partition, topic, tenant FROM tail),
+     marks AS (
+       SELECT t.partition, false AS by_kind, NULL::text AS topic, NULL::text AS tenant, t.seq, t.id, 1 AS ev, t.created_at, NULL::text AS relay
+       FROM tail t WHERE EXISTS (SELECT 1 FROM cur WHERE cur.partition = t.partition AND NOT cur.filtered)
+       UNION ALL
+       SELECT t.partition, true, t.topic, t.tenant, t.seq, t.id, 1, t.created_at, NULL
+       FROM tail t WHERE EXISTS (SELECT 1 FROM cur WHERE cur.partition = t.partition AND cur.filtered)
+       UNION ALL
+       SELECT cur.partition, false, NULL, NULL, cur.cursor_seq, cur.cursor_id, 0, NULL, cur.relay FROM cur WHERE NOT cur.filtered
+       UNION ALL
+       SELECT cur.partition, true, k.topic, k.tenant, cur.cursor_seq, cur.cursor_id, 0, NULL, cur.relay
+       FROM cur JOIN kinds k ON k.partition = cur.partition AND ${matches('k.topic', 'k.tenant')}
+       WHERE cur.filtered
+     ),
+     running AS (
+       SELECT relay, partition, ev,
+              sum(ev) OVER w AS behind,
+              min(created_at) OVER w AS oldest
+       FROM marks
+       WINDOW w AS (PARTITION BY partition, by_kind, topic, tenant ORDER BY seq DESC, id DESC, ev ASC ROWS UNBOUNDED PRECEDING)
+     ),
+     lag AS (
+       SELECT relay, partition, sum(behind) AS behind, min(oldest) AS oldest FROM running WHERE ev = 0 GROUP BY relay, partition
+     )
+     SELECT rp.relay, rp.partition, 'c' || rp.cursor_seq || '-' || rp.cursor_id AS cursor, rp.owner, rp.unavailable_since, rp.unavailable_error,
+            CASE WHEN rp.lease_until > now() THEN rp.lease_until END AS lease_until, rp.updated_at,
+            coalesce(lag.behind, 0)::int AS lag_events,
+            coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8 AS lag_seconds,
+            coalesce(edge.n >= $1 AND (rp.cursor_seq, rp.cursor_id) < (edge.seq, edge.id), false) AS beyond
+     FROM ${s}.relay_partitions rp
+     LEFT JOIN lag ON lag.relay = rp.relay AND lag.partition = rp.partition
+     LEFT JOIN edge ON edge.partition = rp.partition
+     ORDER BY rp.relay, rp.partition`;
 }
 
 /**
