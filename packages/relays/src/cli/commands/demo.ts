@@ -85,13 +85,14 @@ async function runDemo(db: Database, schema: string, shop: string, total: number
   try {
     for (let n = 1; n <= total; n++) {
       await placeOrder(db, schema, shop, n, ledger);
-      await timeline(n);
+      await timeline.step(n);
       line.maybe();
       const due = started + (seconds * 1000 * n) / total;
       if (due > Date.now()) await sleep(due - Date.now());
     }
     say(`\nall ${total} orders placed; waiting for every destination to catch up…`);
     const deadline = Date.now() + 60_000;
+    await timeline.finish(deadline);
     while (Date.now() < deadline) {
       const applied = await appliedCounts(db, shop);
       line.maybe();
@@ -106,30 +107,44 @@ async function runDemo(db: Database, schema: string, shop: string, total: number
   return summarize(db, shop, ledger, destinations, say);
 }
 
-/** When the faults happen, by order number. */
-function faultTimeline(total: number, destinations: Destinations, say: (line: string) => void): (n: number) => Promise<void> {
+/**
+ * When the faults happen, by order number. The duplicate delivery needs a delivery to repeat: when
+ * none has arrived yet at its turn (a slow machine, the relay still backing off after the outage),
+ * it is tried again after every order, and `finish()` waits for the first delivery.
+ */
+function faultTimeline(total: number, destinations: Destinations, say: (line: string) => void) {
   const at = (share: number) => Math.max(1, Math.round(total * share));
-  return async (n) => {
-    if (n === at(0.2)) {
-      destinations.down = true;
-      say('\n⚡ the webhook receiver goes down (answers 503)');
-    }
-    if (n === at(0.45)) {
-      destinations.down = false;
-      say('\n⚡ the webhook receiver is back; the relay retries what it refused');
-    }
-    if (n === at(0.55)) {
-      const sent = await destinations.redeliverLast();
-      say(`\n⚡ a webhook is delivered twice (the same signed request again${sent ? '' : ', not yet possible'})`);
-    }
-    if (n === at(0.65)) {
-      await destinations.stopFeedConsumer();
-      say('\n⚡ the SSE consumer stops…');
-    }
-    if (n === at(0.75)) {
-      destinations.startFeedConsumer();
-      say('\n⚡ …and restarts, resuming from the cursor it committed with its last effect');
-    }
+  let duplicatePending = false;
+  const duplicate = async (): Promise<void> => {
+    duplicatePending = !(await destinations.redeliverLast());
+    if (!duplicatePending) say('\n⚡ a webhook is delivered twice (the same signed request again)');
+  };
+  return {
+    async step(n: number): Promise<void> {
+      if (n === at(0.2)) {
+        destinations.down = true;
+        say('\n⚡ the webhook receiver goes down (answers 503)');
+      }
+      if (n === at(0.45)) {
+        destinations.down = false;
+        say('\n⚡ the webhook receiver is back; the relay retries what it refused');
+      }
+      if (n === at(0.55) || duplicatePending) await duplicate();
+      if (n === at(0.65)) {
+        await destinations.stopFeedConsumer();
+        say('\n⚡ the SSE consumer stops…');
+      }
+      if (n === at(0.75)) {
+        destinations.startFeedConsumer();
+        say('\n⚡ …and restarts, resuming from the cursor it committed with its last effect');
+      }
+    },
+    async finish(deadline: number): Promise<void> {
+      while (duplicatePending && Date.now() < deadline) {
+        await sleep(100);
+        await duplicate();
+      }
+    },
   };
 }
 
