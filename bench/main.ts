@@ -24,10 +24,11 @@ import { relayLatency, sseLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
+import { endpointScaling } from './scenarios/endpoints.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -126,6 +127,10 @@ async function main(): Promise<void> {
     if (only.has('status')) {
       progress(`status: status() on ${plan.status.events} events with 1 and ${plan.status.relays} relays`);
       results.status = await statusScaling(plan.status);
+    }
+    if (only.has('endpoints')) {
+      progress(`endpoints: one webhook dispatcher with ${plan.endpoints.counts.join(' and ')} endpoints`);
+      results.endpoints = await endpointScaling(plan.endpoints);
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

@@ -4,6 +4,7 @@ import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
 import type { LatencyPlan } from './scenarios/latency.ts';
 import type { BacklogPlan, WorkersPlan } from './scenarios/scaling.ts';
+import type { EndpointsPlan } from './scenarios/endpoints.ts';
 import type { StatusPlan } from './scenarios/status.ts';
 import type { WritePlan } from './scenarios/write.ts';
 
@@ -20,6 +21,7 @@ export interface Plan {
   readonly workers: WorkersPlan;
   readonly cleanup: CleanupPlan;
   readonly status: StatusPlan;
+  readonly endpoints: EndpointsPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -37,6 +39,7 @@ export const fullPlan: Plan = {
   workers: { events: 200_000, counts: [1, 2, 4], batchSize, rounds: 3 },
   cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
   status: { events: 1_000_000, relays: 1_000, behind: 1_000, rounds: 3 },
+  endpoints: { counts: [100, 1_000], deliveries: 20_000, idleSeconds: 5 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -52,4 +55,5 @@ export const quickPlan: Plan = {
   workers: { events: 30_000, counts: [1, 2, 4], batchSize, rounds: 1 },
   cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
   status: { events: 100_000, relays: 1_000, behind: 200, rounds: 3 },
+  endpoints: { counts: [100], deliveries: 2_000, idleSeconds: 3 },
 };

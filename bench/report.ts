@@ -7,6 +7,7 @@ import type { LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { StatusResult } from './scenarios/status.ts';
+import type { EndpointsFigures } from './scenarios/endpoints.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -24,6 +25,7 @@ export interface Results {
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
   status?: StatusResult;
+  endpoints?: Record<string, EndpointsFigures>;
 }
 
 interface Row {
@@ -37,7 +39,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -104,6 +106,14 @@ export function report(results: Results): string {
       unit: ' ms',
       target: { atMost: 1000 },
       note: `status() with ${format(relays)} relays ${format(behind)} events behind per partition (half filtered) vs ${format(status.one_relay_ms)} ms with 1 relay, ${format(events)} events`,
+    });
+  }
+  for (const [count, figures] of Object.entries(endpoints ?? {})) {
+    rows.push({
+      figure: `scaling.endpoints.${count}`,
+      value: figures.deliveries_per_s,
+      unit: '/s',
+      note: `webhook deliveries to ${count} endpoints; idle ${format(figures.idle_queries_per_s)} statements/s, ${format(figures.heap_kib_per_endpoint)} KiB heap per endpoint`,
     });
   }
   const lines = [
