@@ -1,6 +1,6 @@
 import { replay } from '@tidings/outbox';
 import { memoryTransport, MemoryBroker } from '@tidings/relays/testing';
-import { startChild, type Child, type Message } from '../child.ts';
+import { startRelayWorker, type WorkerLine, type WorkerProcess } from '../../test/support/worker-process.ts';
 import { relayDrain } from '../relay-drain.ts';
 import { benchOutbox, databaseUrl, median, medianRatio, partitions, seedBacklog, sideBySide, waitFor, type BenchOutbox } from '../support.ts';
 
@@ -89,7 +89,7 @@ interface WorkerState {
 }
 
 interface Fleet {
-  readonly children: readonly Child[];
+  readonly children: readonly WorkerProcess[];
   balanced(): Promise<void>;
   drain(outbox: BenchOutbox, events: number): Promise<number>;
   stop(): Promise<void>;
@@ -100,14 +100,31 @@ function startFleet(outbox: BenchOutbox, relay: string, count: number, batchSize
   const children = Array.from({ length: count }, (_, i) => {
     const state: WorkerState = { held: 0, delivered: 0, deliveredAt: 0, acquiredAt: [] };
     states.push(state);
-    const child = startChild('relay-worker', [databaseUrl, outbox.schema, relay, String(batchSize)]);
-    child.onMessage((message: Message) => {
-      if (typeof message.held === 'number') state.held = message.held;
-      if (message.type === 'acquired') state.acquiredAt.push(message.at as number);
-      else if (message.type === 'delivered') {
-        state.delivered = message.total as number;
-        state.deliveredAt = message.at as number;
-      } else if (message.type === 'warning') process.stderr.write(`  [${relay} worker ${i}] ${String(message.message)}\n`);
+    const child = startRelayWorker({
+      databaseUrl,
+      databasePoolSize: 8,
+      relay: {
+        name: relay,
+        schema: outbox.schema,
+        workerId: `${relay}-${i}`,
+        batchSize,
+        startFrom: 'now',
+        // Short leases, so that the workers share the partitions out within a second of starting.
+        leaseTtlMs: 3_000,
+        heartbeatIntervalMs: 200,
+      },
+      // An in-memory broker of the worker's own.
+      transport: { kind: 'memory' },
+    });
+    child.onLine((line: WorkerLine) => {
+      if (typeof line.held === 'number') state.held = line.held;
+      if (line.type === 'lease-acquired') state.acquiredAt.push(line.at as number);
+      else if (line.type === 'delivered') {
+        state.delivered += line.count as number;
+        state.deliveredAt = line.at as number;
+      } else if (line.type === 'dead-letter' || line.type === 'unavailable' || line.type === 'error') {
+        process.stderr.write(`  [${relay} worker ${i}] ${String(line.error)}\n`);
+      }
     });
     return child;
   });
@@ -130,7 +147,7 @@ function startFleet(outbox: BenchOutbox, relay: string, count: number, batchSize
       return events / ((ended - started) / 1000);
     },
     async stop() {
-      await Promise.all(children.map((child) => child.stop()));
+      await Promise.all(children.map((child) => child.stop(15_000)));
     },
   };
 }

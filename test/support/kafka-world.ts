@@ -13,9 +13,12 @@ import { createTopicWhenReady } from '@tidings/relays/testing';
 import type { Admin, Kafka } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { waitUntil } from './check.ts';
 import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from './db.ts';
+import { services } from './env.ts';
+import { startRelayWorker, startWorkerScript, testRelayTimings, type RelayWorkerConfig, type WorkerProcess } from './worker-process.ts';
 
 /** One application of an effect, as the handlers record it. */
 export interface EffectRow {
@@ -189,4 +192,35 @@ export function repeated(values: readonly string[]): Record<string, number> {
   const counts = new Map<string, number>();
   for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1);
   return Object.fromEntries([...counts].filter(([, n]) => n > 1));
+}
+
+const consumerWorkerScript = fileURLToPath(new URL('./kafka-consumer-worker.ts', import.meta.url));
+
+/** A relay worker process (relay-worker.ts) relaying `topic` to Kafka; see relay-worker.ts for `crash`. */
+export function startKafkaRelayWorker(
+  name: string,
+  options: { readonly brokers: string; readonly schema: string; readonly relay: string; readonly topic: string; readonly crash?: RelayWorkerConfig['crash'] },
+): WorkerProcess {
+  return startRelayWorker({
+    databaseUrl: services.postgres,
+    relay: {
+      ...testRelayTimings,
+      name: options.relay,
+      schema: options.schema,
+      topics: [options.topic],
+      workerId: name,
+      retry: { minDelayMs: 50, maxDelayMs: 500, retries: 1_000 },
+    },
+    transport: {
+      kind: 'kafka',
+      options: { brokers: options.brokers, sendTimeoutMs: 5_000, client: { logLevel: 'nothing', connectTimeoutMs: 1_000, requestTimeoutMs: 5_000 } },
+    },
+    crash: options.crash,
+    omit: [],
+  });
+}
+
+/** The Kafka consumer worker (kafka-consumer-worker.ts) as its own process, configured by `env` as that script says. */
+export function startKafkaConsumerWorker(name: string, env: Record<string, string>): WorkerProcess {
+  return startWorkerScript(consumerWorkerScript, name, { env: { DATABASE_URL: services.postgres, TIDINGS_WORKER: name, ...env } });
 }

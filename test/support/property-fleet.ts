@@ -1,10 +1,9 @@
 /**
- * Relay workers of one property run, as child processes (test/support/property-relay-worker.ts)
- * that the run kills (SIGKILL), pauses past their lease (SIGSTOP) and continues (SIGCONT).
+ * Relay workers of one property run, as child processes (test/support/relay-worker.ts) that the
+ * run kills (SIGKILL), pauses past their lease (SIGSTOP) and continues (SIGCONT).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { sourceNodeArgs } from './mutants.ts';
+import type { ChildProcess } from 'node:child_process';
+import { startRelayWorker, type WorkerTransport } from './worker-process.ts';
 
 /** The relay workers of a run, whatever they run in. */
 export interface RelayFleet {
@@ -30,8 +29,8 @@ export interface ProcessFleetOptions {
   readonly databaseUrl: string;
   readonly schema: string;
   readonly relay: string;
-  readonly transport: string;
-  readonly transportOptions: Record<string, unknown>;
+  /** The destination of the worker with this id. */
+  readonly transport: (workerId: string) => WorkerTransport;
   readonly leaseMs?: number;
   readonly heartbeatMs?: number;
   readonly pollMs?: number;
@@ -49,8 +48,6 @@ interface Worker {
   pausedAt: number;
 }
 
-const script = fileURLToPath(new URL('./property-relay-worker.ts', import.meta.url));
-
 export function processFleet(options: ProcessFleetOptions): RelayFleet {
   const leaseMs = options.leaseMs ?? 1_000;
   const workers: Worker[] = [];
@@ -61,30 +58,38 @@ export function processFleet(options: ProcessFleetOptions): RelayFleet {
 
   const spawnWorker = (): Worker => {
     const id = `w${++started}`;
-    const child = spawn(process.execPath, sourceNodeArgs(script), {
-      env: {
-        ...process.env,
-        DATABASE_URL: options.databaseUrl,
-        TIDINGS_SCHEMA: options.schema,
-        TIDINGS_RELAY: options.relay,
-        TIDINGS_WORKER: id,
-        TIDINGS_LEASE_MS: String(leaseMs),
-        TIDINGS_HEARTBEAT_MS: String(options.heartbeatMs ?? Math.floor(leaseMs / 5)),
-        TIDINGS_POLL_MS: String(options.pollMs ?? 100),
-        TIDINGS_BATCH: String(options.batch ?? 20),
-        TIDINGS_TRANSPORT: options.transport,
-        TIDINGS_TRANSPORT_OPTIONS: JSON.stringify(options.transportOptions),
+    const relayWorker = startRelayWorker(
+      {
+        databaseUrl: options.databaseUrl,
+        relay: {
+          name: options.relay,
+          schema: options.schema,
+          workerId: id,
+          leaseTtlMs: leaseMs,
+          heartbeatIntervalMs: options.heartbeatMs ?? Math.floor(leaseMs / 5),
+          pollIntervalMs: options.pollMs ?? 100,
+          batchSize: options.batch ?? 20,
+          // The default policy (10 retries), its delays scaled down: outages are waited for, never
+          // counted, so however long they last they must make no dead letter (one fails the run).
+          retry: { minDelayMs: 20, maxDelayMs: 300 },
+        },
+        transport: options.transport(id),
+        omit: ['delivered', 'retry'],
+        stopGraceMs: 1_000,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+      { stderr: 'pipe' },
+    );
     const output: string[] = [];
+    const child = relayWorker.process;
     const keep = (line: string): void => {
-      if (line.includes('"type":"dead-letter"')) problems.push(`relay worker ${id} dead-lettered an event: ${line}`);
-      if (line.includes('"type":"started"')) worker.ready = true;
       output.push(line);
       if (output.length > 40) output.splice(0, output.length - 40);
     };
-    eachLine(child.stdout!, keep);
+    relayWorker.onLine((line) => {
+      if (line.type === 'dead-letter') problems.push(`relay worker ${id} dead-lettered an event: ${JSON.stringify(line)}`);
+      if (line.type === 'started') worker.ready = true;
+      keep(JSON.stringify(line));
+    });
     eachLine(child.stderr!, keep);
     const worker: Worker = {
       id,

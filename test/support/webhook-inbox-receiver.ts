@@ -1,7 +1,7 @@
 import { webhookReceiver, type WebhookMessage } from '@tidings/relays/webhook';
 import type pg from 'pg';
+import { startWebhookServer, type TestWebhookServer } from '@tidings/relays/testing';
 import type { TestOutbox } from './db.ts';
-import { startWebhookServer, type TestWebhookServer } from './webhook-server.ts';
 
 /** What a receiver does with one request, decided per request. */
 export type Misbehaviour = 'fail-before' | 'refuse' | 'fail-after-commit' | undefined;

@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { createSink, received } from '../../../test/support/table-transport.ts';
-import { startWorker, type WorkerProcess } from '../../../test/support/worker-process.ts';
+import { services } from '../../../test/support/env.ts';
+import { startRelayWorker, testRelayTimings, type WorkerProcess } from '../../../test/support/worker-process.ts';
 
 const partitions = 12;
 let outbox: TestOutbox;
@@ -27,7 +28,11 @@ afterAll(async () => {
 });
 
 function spawn(relay: string, id: string, leaseMs = 2000): WorkerProcess {
-  const worker = startWorker(id, { schema: outbox.schema, relay, leaseMs, heartbeatMs: Math.floor(leaseMs / 6) });
+  const worker = startRelayWorker({
+    databaseUrl: services.postgres,
+    relay: { ...testRelayTimings, name: relay, schema: outbox.schema, workerId: id, leaseTtlMs: leaseMs, heartbeatIntervalMs: Math.floor(leaseMs / 6) },
+    transport: { kind: 'table', url: services.postgres, schema: outbox.schema },
+  });
   workers.push(worker);
   return worker;
 }

@@ -1,22 +1,10 @@
 import { createRelay, migrate, publish, type Relay } from '@tidings/outbox';
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { createSink, received, tableTransport } from '../../../test/support/table-transport.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--conditions=tidings-source', '--no-warnings', main, ...args], { env: { ...process.env, DATABASE_URL: '' }, timeout: 120_000, cwd: tmpdir() }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runTidings } from '../../../test/support/cli.ts';
 
 let outbox: TestOutbox;
 let flags: string[];
@@ -47,21 +35,21 @@ async function runRelayOnce(topic: string, count: number): Promise<void> {
 
 describe('tidings cluster', () => {
   it('check exits 0 on the recorded cluster and 1 after a restore elsewhere, naming what changed; adopt records the new one', async () => {
-    const fine = await tidings(['cluster', 'check', ...flags]);
+    const fine = await runTidings(['cluster', 'check', ...flags]);
     expect(fine.code, fine.stderr).toBe(0);
     expect(fine.stdout).toMatch(/^recorded: events table \d+/m);
     expect(fine.stdout).not.toMatch(/changed/);
 
     // What a dump restored elsewhere looks like: the settings row names another events table.
     await outbox.db.query(`UPDATE "${outbox.schema}".settings SET events_oid = 1`);
-    const changed = await tidings(['cluster', 'check', ...flags]);
+    const changed = await runTidings(['cluster', 'check', ...flags]);
     expect(changed.code).toBe(1);
     expect(changed.stdout).toMatch(/^recorded: events table 1,/m);
     expect(changed.stdout).toMatch(/^current: .*<- changed$/m);
 
-    const adopted = await tidings(['cluster', 'adopt', ...flags]);
+    const adopted = await runTidings(['cluster', 'adopt', ...flags]);
     expect(adopted.code, adopted.stderr).toBe(0);
-    expect((await tidings(['cluster', 'check', ...flags])).code).toBe(0);
+    expect((await runTidings(['cluster', 'check', ...flags])).code).toBe(0);
   });
 
   it('check names cursors beyond the log; move-cursors --after-event puts them back, and the relay delivers what came after', async () => {
@@ -69,31 +57,31 @@ describe('tidings cluster', () => {
     const published = await inTransaction(outbox.pool, (c) => publish(c, [{ topic, payload: 1 }], { schema: outbox.schema }));
     await runRelayOnce(topic, 1);
     await outbox.db.query(`UPDATE "${outbox.schema}".relay_partitions SET cursor_seq = cursor_seq + 5000000 WHERE relay = 'moved'`);
-    const ahead = await tidings(['cluster', 'check', ...flags]);
+    const ahead = await runTidings(['cluster', 'check', ...flags]);
     expect(ahead.code).toBe(1);
     expect(ahead.stdout).toMatch(/^beyond the log: moved\/0, moved\/1$/m);
 
     await inTransaction(outbox.pool, (c) => publish(c, [{ topic, payload: 2 }], { schema: outbox.schema }));
     const [first] = await inCommitOrder(outbox.db, outbox.schema, published);
-    const moved = await tidings(['cluster', 'move-cursors', '--relay', 'moved', '--after-event', first!.eventId, ...flags]);
+    const moved = await runTidings(['cluster', 'move-cursors', '--relay', 'moved', '--after-event', first!.eventId, ...flags]);
     expect(moved.code, moved.stderr).toBe(0);
     expect(moved.stdout).toBe('moved 2 partition cursors of relay moved\n');
-    expect((await tidings(['cluster', 'check', ...flags])).code).toBe(0);
+    expect((await runTidings(['cluster', 'check', ...flags])).code).toBe(0);
     await runRelayOnce(topic, 2);
     expect((await received(outbox.pool, outbox.schema)).filter((r) => r.topic === topic).map((r) => r.payload)).toEqual([1, 2]);
   });
 
   it('refuses a wrong command line with exit code 2 and what to pass', async () => {
-    const none = await tidings(['cluster', 'move-cursors', ...flags]);
+    const none = await runTidings(['cluster', 'move-cursors', ...flags]);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/needs --relay NAME/);
-    const both = await tidings(['cluster', 'move-cursors', '--relay', 'moved', '--to-time', '2026-01-01T00:00:00Z', '--after-event', 'x', ...flags]);
+    const both = await runTidings(['cluster', 'move-cursors', '--relay', 'moved', '--to-time', '2026-01-01T00:00:00Z', '--after-event', 'x', ...flags]);
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/exactly one of --to-time TIME and --after-event ID/);
-    const badTime = await tidings(['cluster', 'move-cursors', '--relay', 'moved', '--to-time', 'yesterday', ...flags]);
+    const badTime = await runTidings(['cluster', 'move-cursors', '--relay', 'moved', '--to-time', 'yesterday', ...flags]);
     expect(badTime.code).toBe(2);
     expect(badTime.stderr).toMatch(/not an ISO time/);
-    const unknown = await tidings(['cluster', 'explode', ...flags]);
+    const unknown = await runTidings(['cluster', 'explode', ...flags]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/needs check, move-cursors or adopt/);
   });

@@ -1,21 +1,8 @@
 import { migrate } from '@tidings/outbox';
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [...sourceNodeArgs(main), ...args], { env: { ...process.env, DATABASE_URL: '' }, timeout: 120_000, cwd: tmpdir() }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runTidings } from '../../../test/support/cli.ts';
 
 let outbox: TestOutbox;
 beforeAll(async () => {
@@ -31,13 +18,13 @@ describe('the tidings command and the redelivery horizon', () => {
        VALUES ('old-relay', 0, 'evt-old', 'orders.created', '1', '{}', now() - interval '8 days', '[]')`,
     );
     const flags = ['--relay', 'old-relay', '--database', services.postgres, '--schema', outbox.schema];
-    const refused = await tidings(['dead-letters', 'retry', ...flags]);
+    const refused = await runTidings(['dead-letters', 'retry', ...flags]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/before the redelivery horizon of 7 days.*--beyond-horizon/s);
     const { rows } = await outbox.db.query<{ status: string }>(`SELECT status FROM "${outbox.schema}".dead_letters`);
     expect(rows).toEqual([{ status: 'dead' }]);
 
-    const forced = await tidings(['dead-letters', 'retry', ...flags, '--beyond-horizon']);
+    const forced = await runTidings(['dead-letters', 'retry', ...flags, '--beyond-horizon']);
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.stdout).toMatch(/queued 1 dead letters/);
   });

@@ -1,27 +1,10 @@
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { createRelay, failed, listParkedKeys, publish, status, unavailable, type Relay } from '@tidings/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { createSink, received, tableTransport } from '../../../test/support/table-transport.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-/** Runs the `tidings` command as a user would, from its TypeScript sources on this Node. */
-function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...sourceNodeArgs(main), ...args],
-      { env: { ...process.env, DATABASE_URL: '' }, timeout: 60_000, cwd: tmpdir() },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runTidings } from '../../../test/support/cli.ts';
 
 let outbox: TestOutbox;
 let relay: Relay;
@@ -61,7 +44,7 @@ describe('tidings status and dead-letters: outages and parked keys', () => {
     const report = async () => (await status(outbox.db, { schema: outbox.schema })).relays.find((r) => r.relay === 'cli-parking')!;
     await waitUntil('status sees the outage', async () => (await report()).unavailableSince !== null);
     expect((await report()).partitions.filter((p) => p.unavailable).map((p) => p.unavailable!.error)).toEqual(['connection refused by the test receiver']);
-    const text = await tidings(['status', ...pg]);
+    const text = await runTidings(['status', ...pg]);
     expect(text.stdout).toMatch(/destination UNAVAILABLE for [\d.]+ s \(1 partitions waiting; nothing is counted against the events\): connection refused by the test receiver/);
     down = false;
     await waitUntil('status sees the destination back', async () => (await report()).unavailableSince === null);
@@ -76,20 +59,20 @@ describe('tidings status and dead-letters: outages and parked keys', () => {
     );
     await waitUntil('the key is parked', async () => (await listParkedKeys(outbox.db, { schema: outbox.schema }))[0]?.parkedEvents === 2);
 
-    const text = await tidings(['status', ...pg]);
+    const text = await runTidings(['status', ...pg]);
     expect(text.stdout).toMatch(/relay cli-parking: .*1 dead letters; 1 keys parked behind them \(2 events waiting\)/);
-    const json = JSON.parse((await tidings(['status', ...pg, '--json'])).stdout) as { relays: Array<{ relay: string; parkedKeys: number; parkedEvents: number }> };
+    const json = JSON.parse((await runTidings(['status', ...pg, '--json'])).stdout) as { relays: Array<{ relay: string; parkedKeys: number; parkedEvents: number }> };
     expect(json.relays.find((r) => r.relay === 'cli-parking')).toMatchObject({ parkedKeys: 1, parkedEvents: 2 });
-    const list = await tidings(['dead-letters', 'list', ...pg]);
+    const list = await runTidings(['dead-letters', 'list', ...pg]);
     expect(list.stdout).toMatch(/\[dead\] key "order-1" parked with 2 events behind it; after 1 attempts: rejected by the receiver/);
 
     refusing = false;
-    const retried = await tidings(['dead-letters', 'retry', '--wait', ...pg]);
+    const retried = await runTidings(['dead-letters', 'retry', '--wait', ...pg]);
     expect(retried.code, retried.stderr + retried.stdout).toBe(0);
     expect(retried.stdout, retried.stdout).toMatch(/1 delivered, 0 failed again/);
     await waitUntil('the parked events were delivered', async () => (await received(outbox.pool, outbox.schema)).length === 4);
     expect((await received(outbox.pool, outbox.schema)).map((r) => r.payload)).toEqual(['good', 'bad', 'next', 'last']);
     await waitUntil('nothing parked', async () => (await listParkedKeys(outbox.db, { schema: outbox.schema })).length === 0);
-    expect((await tidings(['status', ...pg])).stdout).toMatch(/0 dead letters; 0 keys parked behind them \(0 events waiting\)/);
+    expect((await runTidings(['status', ...pg])).stdout).toMatch(/0 dead letters; 0 keys parked behind them \(0 events waiting\)/);
   });
 });

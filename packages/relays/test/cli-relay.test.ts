@@ -4,7 +4,6 @@ import { kafkaHeaders } from '@tidings/relays/kafka';
 import { amqpHeaders } from '@tidings/relays/rabbitmq';
 import amqp from 'amqplib';
 import kafkajs from 'kafkajs';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,10 +14,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { inCommitOrder, inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
+import { runTidings, startTidings, type CliProcess } from '../../../test/support/cli.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 /** The repository's node_modules, linked into each temp folder so a `.ts` config can import '@tidings/relays' as in a user's project. */
 const nodeModules = fileURLToPath(new URL('../../../node_modules', import.meta.url));
 
@@ -30,43 +28,14 @@ afterEach(async () => {
 // Other RabbitMQ test files restart the broker while holding this lock exclusively.
 shareBrokerPerTest();
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+/** The command's log lines are what these tests read: at `info`, whatever the environment says. */
+const info = { TIDINGS_LOG_LEVEL: 'info' };
 
-interface TidingsProcess {
-  readonly child: ChildProcess;
-  readonly exited: Promise<Exit>;
-  stdout(): string;
-  stderr(): string;
-}
-
-/** Starts the `tidings` command as cli.test.ts does: its TypeScript sources on this Node, in `cwd`. */
-function spawnTidings(args: string[], cwd: string, env: Record<string, string> = {}): TidingsProcess {
-  const child = spawn(process.execPath, [...sourceNodeArgs(main), ...args], {
-    cwd,
-    env: { ...process.env, DATABASE_URL: '', TIDINGS_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  // 'close' rather than 'exit': by then every byte the process wrote has been read.
-  const exited = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-/** Runs a `tidings` command to the end. */
-async function runTidings(args: string[], cwd: string, timeoutMs = 60_000): Promise<Exit & { stdout: string; stderr: string }> {
-  const run = spawnTidings(args, cwd);
-  const exit = await within(run.exited, timeoutMs, `tidings ${args.join(' ')} to exit`);
-  return { ...exit, stdout: run.stdout(), stderr: run.stderr() };
+/** Starts the `tidings` command in `cwd`; killed after the test if still running. */
+function spawnTidings(args: string[], cwd: string, env: Record<string, string> = {}): CliProcess {
+  const run = startTidings(args, { cwd, env: { ...info, ...env } });
+  cleanups.push(() => run.kill());
+  return run;
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -222,7 +191,7 @@ async function writeTransactions(w: World, first: number, count: number, rollBac
  * received, then stops it with SIGTERM. Returns its log lines.
  */
 async function relayThroughBothBrokers(w: World, config: string, env: Record<string, string> = {}): Promise<LogLine[]> {
-  const migrated = await runTidings(['migrate', '--database', services.postgres, '--schema', w.schema, '--partitions', '4'], w.dir);
+  const migrated = await runTidings(['migrate', '--database', services.postgres, '--schema', w.schema, '--partitions', '4'], { cwd: w.dir, env: info, timeoutMs: 60_000 });
   expect(migrated.code, migrated.stderr).toBe(0);
   expect(migrated.stdout).toMatch(/outbox: applied 0001_outbox\.sql/);
 
@@ -231,8 +200,8 @@ async function relayThroughBothBrokers(w: World, config: string, env: Record<str
 
   const relay = spawnTidings(['relay', '--config', config], w.dir, env);
   const running = waitUntil('tidings relay logs that it is running', async () => /tidings relay running/.test(relay.stdout()), 30_000);
-  const exitedEarly = relay.exited.then((exit) => {
-    throw new Error(`tidings relay exited early (${JSON.stringify(exit)}):\n${relay.stderr()}\n${relay.stdout()}`);
+  const exitedEarly = relay.exited.then(({ code, signal }) => {
+    throw new Error(`tidings relay exited early (${JSON.stringify({ code, signal })}):\n${relay.stderr()}\n${relay.stdout()}`);
   });
   await Promise.race([running, exitedEarly]);
 
@@ -274,7 +243,7 @@ async function relayThroughBothBrokers(w: World, config: string, env: Record<str
   expect(relay.child.kill('SIGTERM')).toBe(true);
   const exit = await within(relay.exited, 20_000, 'tidings relay to exit after SIGTERM');
   const stopMs = Date.now() - signalledAt;
-  expect(exit, relay.stderr()).toEqual({ code: 0, signal: null });
+  expect({ code: exit.code, signal: exit.signal }, relay.stderr()).toEqual({ code: 0, signal: null });
   expect(stopMs).toBeLessThan(5_000);
 
   // JSON log lines, one object per line, telling what ran and how it stopped. Nothing else: even
@@ -292,7 +261,7 @@ async function relayThroughBothBrokers(w: World, config: string, env: Record<str
 
   // A graceful stop, as `tidings status` sees it: both relays caught up (their cursors were saved
   // before the exit), no dead letters, no worker left registered, no partition leased.
-  const report = await runTidings(['status', '--json', '--database', services.postgres, '--schema', w.schema], w.dir);
+  const report = await runTidings(['status', '--json', '--database', services.postgres, '--schema', w.schema], { cwd: w.dir, env: info, timeoutMs: 60_000 });
   expect(report.code, report.stderr).toBe(0);
   const { relays } = JSON.parse(report.stdout) as {
     relays: { relay: string; lagEvents: number; deadLetters: number; stalled: boolean; workers: unknown[]; partitions: { owner: string | null }[] }[];
@@ -353,7 +322,7 @@ describe('tidings relay --config', () => {
       [ts, `tidings relay: config ${ts}: relays[0].transport.type must be "rabbitmq" or "kafka", got "carrier-pigeon"`],
     ];
     for (const [file, message] of cases) {
-      const run = await runTidings(['relay', '--config', file], dir);
+      const run = await runTidings(['relay', '--config', file], { cwd: dir, env: info, timeoutMs: 60_000 });
       expect(run, file).toEqual({ code: 2, signal: null, stdout: '', stderr: `${message}\n` });
     }
   });

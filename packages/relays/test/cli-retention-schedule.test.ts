@@ -1,46 +1,28 @@
 import { publish } from '@tidings/outbox';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
+import { startTidings, type CliProcess } from '../../../test/support/cli.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 shareBrokerPerTest();
 
-interface Run {
-  readonly exited: Promise<number | null>;
-  stdout(): string;
-  stderr(): string;
-  signal(signal: NodeJS.Signals): void;
-}
-
-function tidings(args: string[]): Run {
-  const child = spawn(process.execPath, [...sourceNodeArgs(main), ...args], {
-    cwd: folder,
-    env: { ...process.env, DATABASE_URL: '', TIDINGS_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  running.push({ kill: () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), exited });
-  return { exited, stdout: () => stdout, stderr: () => stderr, signal: (signal) => void child.kill(signal) };
+/** Starts `tidings <args>` in the test folder, its log at `info`. */
+function tidings(args: string[]): CliProcess {
+  const run = startTidings(args, { cwd: folder, env: { TIDINGS_LOG_LEVEL: 'info' } });
+  running.push(run);
+  return run;
 }
 
 let outbox: TestOutbox;
 let s: string;
 let folder: string;
 let flags: string[];
-const running: { kill: () => unknown; exited: Promise<unknown> }[] = [];
+const running: CliProcess[] = [];
 beforeAll(async () => {
   outbox = await freshOutbox('cli_retention_schedule', { partitions: 2 });
   s = `"${outbox.schema}"`;
@@ -48,17 +30,11 @@ beforeAll(async () => {
   flags = ['--database', services.postgres, '--schema', outbox.schema];
 });
 beforeEach(async () => {
-  for (const run of running.splice(0)) {
-    run.kill();
-    await run.exited;
-  }
+  for (const run of running.splice(0)) await run.kill();
   await outbox.db.query(`TRUNCATE ${s}.events, ${s}.commits, ${s}.retention_horizon, ${s}.relay_partitions, ${s}.relay_workers, ${s}.dead_letters`);
 });
 afterAll(async () => {
-  for (const run of running.splice(0)) {
-    run.kill();
-    await run.exited;
-  }
+  for (const run of running.splice(0)) await run.kill();
   await outbox.close();
   await rm(folder, { recursive: true, force: true });
 });
@@ -106,7 +82,7 @@ describe('retention inside tidings relay', () => {
     await waitUntil('the old events and the old dead letter deleted', async () => ((await count('events')) === 0 && (await count('dead_letters')) === 0) || undefined, 40_000);
     await waitUntil('the run logged', () => /retention: deleted/.test(relay.stdout()) || undefined);
     relay.signal('SIGTERM');
-    expect(await relay.exited, relay.stderr()).toBe(0);
+    expect((await relay.exited).code, relay.stderr()).toBe(0);
   });
 
   it('"retention": false turns it off: the passed old events stay', { timeout: 60_000 }, async () => {
@@ -116,7 +92,7 @@ describe('retention inside tidings relay', () => {
     // The schedule, were it on, runs within its first interval of the start: give it several.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     relay.signal('SIGTERM');
-    expect(await relay.exited, relay.stderr()).toBe(0);
+    expect((await relay.exited).code, relay.stderr()).toBe(0);
     expect(await count('events')).toBe(3);
     expect(relay.stdout()).not.toMatch(/"msg":"retention/);
   });
@@ -130,12 +106,12 @@ describe('tidings cleanup', () => {
        VALUES ('gone', 0, 'young-letter', 'retention.cli', '1', '{}', now(), '[]', now() - interval '2 days')`,
     );
     const run = tidings(['cleanup', '--dead-letter-retention-days', '30', ...flags]);
-    expect(await run.exited, run.stderr()).toBe(0);
+    expect((await run.exited).code, run.stderr()).toBe(0);
     // No relay has run here: every old event goes.
     expect(run.stdout()).toBe('deleted 2 events and 1 dead letters\n');
     expect((await outbox.db.query(`SELECT event_id FROM ${s}.dead_letters`)).rows).toEqual([{ event_id: 'young-letter' }]);
     const bad = tidings(['cleanup', '--dead-letter-retention-days', 'month', ...flags]);
-    expect(await bad.exited).toBe(2);
+    expect((await bad.exited).code).toBe(2);
     expect(bad.stderr()).toMatch(/--dead-letter-retention-days/);
   });
 
@@ -146,7 +122,7 @@ describe('tidings cleanup', () => {
     const run = tidings(['cleanup', '--batch-size', '1', ...flags]);
     await waitUntil('some events deleted', async () => (await count('events')) < total - 3 || undefined);
     run.signal('SIGINT');
-    expect(await run.exited, run.stderr()).toBe(0);
+    expect((await run.exited).code, run.stderr()).toBe(0);
     const left = await count('events');
     expect(left).toBeGreaterThan(0);
     expect(run.stdout()).toBe(`deleted ${total - left} events (interrupted)\n`);

@@ -1,22 +1,10 @@
 import { createRelay, migrate, publish, type Relay } from '@tidings/outbox';
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { createSink, received, tableTransport } from '../../../test/support/table-transport.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--conditions=tidings-source', '--no-warnings', main, ...args], { env: { ...process.env, DATABASE_URL: '' }, timeout: 120_000, cwd: tmpdir() }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runTidings } from '../../../test/support/cli.ts';
 
 let outbox: TestOutbox;
 let flags: string[];
@@ -45,31 +33,31 @@ describe('tidings cleanup and tidings relay drop', () => {
     await live.start();
     await waitUntil('the live relay delivered', async () => (await received(outbox.pool, outbox.schema)).length === 3);
 
-    const held = await tidings(['cleanup', ...flags]);
+    const held = await runTidings(['cleanup', ...flags]);
     expect(held.code, held.stderr).toBe(0);
     expect(held.stdout).toBe('deleted 0 events\n');
 
-    const running = await tidings(['relay', 'drop', 'stale', ...flags]);
+    const running = await runTidings(['relay', 'drop', 'stale', ...flags]);
     expect(running.code).toBe(2);
     expect(running.stderr).toMatch(/relay "stale" is running \(workers holding leases: .+\); stop its workers first/);
     await stale.stop({ graceMs: 500 });
-    const dropped = await tidings(['relay', 'drop', 'stale', ...flags]);
+    const dropped = await runTidings(['relay', 'drop', 'stale', ...flags]);
     expect(dropped.code, dropped.stderr).toBe(0);
     expect(dropped.stdout).toMatch(/^dropped relay stale: .*retention no longer waits for it/);
 
-    const young = await tidings(['cleanup', '--retention-days', '30', ...flags]);
+    const young = await runTidings(['cleanup', '--retention-days', '30', ...flags]);
     expect(young.stdout).toBe('deleted 0 events\n');
-    const done = await tidings(['cleanup', '--retention-days', '7', '--batch-size', '1', ...flags]);
+    const done = await runTidings(['cleanup', '--retention-days', '7', '--batch-size', '1', ...flags]);
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout).toBe('deleted 3 events\n');
     await live.stop({ graceMs: 500 });
   });
 
   it('refuses wrong command lines with exit code 2 and what to pass', async () => {
-    expect(await tidings(['relay', 'drop', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/takes one relay name/) });
-    expect(await tidings(['relay', 'drop', 'livee', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/no relay named "livee".*did you mean "live"/) });
-    expect(await tidings(['cleanup', '--retention-days=-1', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--retention-days takes a number of at least 0/) });
-    expect(await tidings(['cleanup', '--batch-size', '0', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--batch-size takes a whole number/) });
-    expect(await tidings(['cleanup', 'now', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/takes no arguments/) });
+    expect(await runTidings(['relay', 'drop', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/takes one relay name/) });
+    expect(await runTidings(['relay', 'drop', 'livee', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/no relay named "livee".*did you mean "live"/) });
+    expect(await runTidings(['cleanup', '--retention-days=-1', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--retention-days takes a number of at least 0/) });
+    expect(await runTidings(['cleanup', '--batch-size', '0', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--batch-size takes a whole number/) });
+    expect(await runTidings(['cleanup', 'now', ...flags])).toMatchObject({ code: 2, stderr: expect.stringMatching(/takes no arguments/) });
   });
 });

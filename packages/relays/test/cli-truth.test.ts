@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,28 +9,10 @@ import { publish } from '@tidings/outbox';
 import { generateSecretKey, secretKeyring } from '@tidings/relays/webhook';
 import { inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { runTidings, type CliOptions, type CliRun } from '../../../test/support/cli.ts';
 
 /** Runs the `tidings` command as a user would, without TIDINGS_SECRET_KEY unless `env` sets it. */
-function tidings(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
-  const { TIDINGS_SECRET_KEY: _key, TIDINGS_SECRET_KEY_OLD: _old, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...sourceNodeArgs(main), ...args],
-      { env: { ...inherited, DATABASE_URL: '', ...options.env }, timeout: 120_000, cwd: options.cwd ?? tmpdir() },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const tidings = (args: string[], options: CliOptions = {}): Promise<CliRun> => runTidings(args, { ...options, unset: ['TIDINGS_SECRET_KEY', 'TIDINGS_SECRET_KEY_OLD'] });
 
 const temps: string[] = [];
 async function tempDir(label: string): Promise<string> {
@@ -239,7 +220,7 @@ describe('the tidings command tells the truth', () => {
     await mkdir(join(built, 'bin'));
     await copyFile(bin, join(built, 'bin', 'tidings.js'));
     await symlink(fileURLToPath(new URL('../src', import.meta.url)), join(built, 'src'), 'dir');
-    const fromSources = await runNode([join(built, 'bin', 'tidings.js'), 'migrate', '--help']);
+    const fromSources = await runTidings(['migrate', '--help'], { script: join(built, 'bin', 'tidings.js'), timeoutMs: 60_000 });
     expect(fromSources.stderr).toBe('');
     expect(fromSources.code).toBe(0);
     expect(fromSources.stdout).toContain('tidings migrate');
@@ -247,20 +228,12 @@ describe('the tidings command tells the truth', () => {
     const bare = await tempDir('bare');
     await mkdir(join(bare, 'bin'));
     await copyFile(bin, join(bare, 'bin', 'tidings.js'));
-    const missing = await runNode([join(bare, 'bin', 'tidings.js'), 'status']);
+    const missing = await runTidings(['status'], { script: join(bare, 'bin', 'tidings.js'), timeoutMs: 60_000 });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^tidings: the compiled command is missing .*run `npm run build` first/);
     expect(missing.stderr).not.toMatch(/\n\s+at |ERR_MODULE_NOT_FOUND/);
   });
 });
-
-function runNode(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, args, { timeout: 60_000, cwd: tmpdir() }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** Files and folders under `dir` that anyone but their owner may read, write or enter. */
 async function looseEntries(dir: string): Promise<string[]> {

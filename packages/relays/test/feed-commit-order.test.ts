@@ -1,8 +1,8 @@
 import { comparePositions, publish, type OutboxEvent } from '@tidings/outbox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSse, pollFeed, pollFeedAll, type SseReader } from '@tidings/relays/testing';
 import { judge, waitUntil } from '../../../test/support/check.ts';
-import { openSse, poll, pollAll, type SseReader } from '../../../test/support/feed-clients.ts';
 import { inCommitOrder } from '../../../test/support/db.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
@@ -22,7 +22,7 @@ function longPoller(after: string): { events: { eventId: string; key: string | n
   const loop = (async () => {
     let cursor = after;
     while (running) {
-      const { status, body } = await poll(feed.origin, { after: cursor, wait: 1, limit: 7 });
+      const { status, body } = await pollFeed(feed.origin, { after: cursor, wait: 1, limit: 7 });
       if (status !== 200) throw new Error(`poll answered ${status}: ${JSON.stringify(body)}`);
       events.push(...body.events);
       cursor = body.next;
@@ -39,7 +39,7 @@ function longPoller(after: string): { events: { eventId: string; key: string | n
 
 describe('feed readers under concurrent, out-of-order and rolled-back transactions', () => {
   it('see exactly the committed events, in the same order for every reader', async () => {
-    const { body: now } = await poll(feed.origin, { after: 'now' });
+    const { body: now } = await pollFeed(feed.origin, { after: 'now' });
     const live: SseReader[] = await Promise.all([openSse(`${feed.origin}/events`), openSse(`${feed.origin}/events?after=${now.next}`)]);
     const pollers = [longPoller(now.next), longPoller(now.next)];
     const committed: OutboxEvent[] = [];
@@ -88,7 +88,7 @@ describe('feed readers under concurrent, out-of-order and rolled-back transactio
     await sleep(300);
     await Promise.all(pollers.map((p) => p.stop()));
     for (const reader of readers) reader.close();
-    const paged = (await pollAll(feed.origin, now.next, 9)).events;
+    const paged = (await pollFeedAll(feed.origin, now.next, 9)).events;
 
     // The log's order is the same for every reader: commit number, then row id.
     const inLogOrder = await inCommitOrder(feed.outbox.db, feed.outbox.schema, committed);

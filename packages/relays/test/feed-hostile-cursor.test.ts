@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { comparePositions, encodePosition, publish, type Position } from '@tidings/outbox';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openSse, pollFeed } from '@tidings/relays/testing';
 import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
-import { openSse, poll } from '../../../test/support/feed-clients.ts';
 import { startGuardedFeed, type GuardedFeed } from '../../../test/support/feed-guard.ts';
 import { parseCursor } from '../src/feed/cursor.js';
 import { FeedHub, type LiveMember } from '../src/feed/feed-hub.js';
@@ -73,14 +73,14 @@ describe('a cursor beyond the head of the log', () => {
   it('on a long poll (?after=&wait=30) is refused with 400, and another tenant\'s long poll costs a few queries, not thousands', async () => {
     const feed = await startFeed();
     // Settled either way: a frozen feed process is killed before this test's assertions are done.
-    const hostile = poll(feed.origin, { after: beyondHead, wait: 30 }, { 'x-tenant': 'mallory' }).catch((error: unknown) => error);
+    const hostile = pollFeed(feed.origin, { after: beyondHead, wait: 30 }, { 'x-tenant': 'mallory' }).catch((error: unknown) => error);
     await sleep(300);
-    const { body: now } = await poll(feed.origin, { after: 'now', topics: 'hostile.polling' }, { 'x-tenant': 'alice' });
+    const { body: now } = await pollFeed(feed.origin, { after: 'now', topics: 'hostile.polling' }, { 'x-tenant': 'alice' });
     await feed.command('reset');
-    const quiet = await poll(feed.origin, { after: now.next, topics: 'hostile.polling', wait: 3 }, { 'x-tenant': 'alice' });
+    const quiet = await pollFeed(feed.origin, { after: now.next, topics: 'hostile.polling', wait: 3 }, { 'x-tenant': 'alice' });
     const duringQuietPoll = await feed.command('stats');
 
-    const waiting = poll(feed.origin, { after: quiet.body.next, topics: 'hostile.polling', wait: 20 }, { 'x-tenant': 'alice' });
+    const waiting = pollFeed(feed.origin, { after: quiet.body.next, topics: 'hostile.polling', wait: 20 }, { 'x-tenant': 'alice' });
     await sleep(300);
     const committedAt = await publishFor('alice', 'hostile.polling');
     const answer = await waiting;
@@ -95,7 +95,7 @@ describe('a cursor beyond the head of the log', () => {
     expect(latency, 'delivery latency of another tenant (ms)').toBeLessThan(maxLatencyMs);
     expect(stats.loopDelayMaxMs, 'the feed process event-loop delay (ms)').toBeLessThan(maxLoopDelayMs);
     expect(answer.body.events.map((e) => e.tenant)).toEqual(['alice']);
-    const refused = (await hostile) as Awaited<ReturnType<typeof poll>>;
+    const refused = (await hostile) as Awaited<ReturnType<typeof pollFeed>>;
     expect(refused.status).toBe(400);
     expect(refused.headers.get('content-type')).toBe('application/problem+json');
     expect(refused.body).toMatchObject({ status: 400, error: 'invalid-cursor', cursor: beyondHead });
@@ -107,7 +107,7 @@ describe('a cursor beyond the head of the log', () => {
     await feed.command('reset');
     const cursors = ['c9223372036854775808-0', 'c99999999999999999999-0', 'c1-9223372036854775808', 'c1-9999999999999999999'];
     for (const cursor of cursors) {
-      const answer = await poll(feed.origin, { after: cursor }, { 'x-tenant': 'mallory' });
+      const answer = await pollFeed(feed.origin, { after: cursor }, { 'x-tenant': 'mallory' });
       expect(answer.status, cursor).toBe(400);
       expect(answer.body, cursor).toMatchObject({ error: 'invalid-cursor', cursor });
       expect((answer.body as { detail?: string }).detail, cursor).toMatch(/out of range/);

@@ -1,7 +1,7 @@
 import { encodePosition, partitionOf } from '@tidings/outbox';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse, poll, type SseReader } from '../../../test/support/feed-clients.ts';
+import { openSse, pollFeed, type SseReader } from '@tidings/relays/testing';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 import { waitUntil } from '../../../test/support/check.ts';
 
@@ -20,7 +20,7 @@ describe('the wake-up hub shared by the feeds of a process', () => {
   it('opens one LISTEN for every SSE stream and long poll, and reads nothing per connection while they wait', async () => {
     const streams = await Promise.all(Array.from({ length: 30 }, (_, i) => openSse(`${feed.origin}/events`, { 'x-tenant': `t${i % 3}` })));
     readers.push(...streams);
-    const polls = Array.from({ length: 10 }, () => poll(feed.origin, { after: 'now', wait: 5 }));
+    const polls = Array.from({ length: 10 }, () => pollFeed(feed.origin, { after: 'now', wait: 5 }));
     await waitUntil('every long poll waits', async () => feed.polling.waiting === 10);
     await sleep(200);
     const idleFrom = { ...feed.counts };

@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { migrateInbox } from '@tidings/inbox';
 import { FeedResponseError, SseLimitError, sseConsumer } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSse, pollFeed, type SseReader } from '@tidings/relays/testing';
 import { waitUntil } from '../../../test/support/check.ts';
-import { openSse, poll, type SseReader } from '../../../test/support/feed-clients.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
@@ -80,14 +80,14 @@ describe('connection limits', () => {
     const first = longPoll('a');
     const second = longPoll('a');
     await waitUntil('both long polls wait', async () => feed.polling.waiting === 2);
-    const refused = await poll(feed.origin, { after: 'now', wait: 30 }, { 'x-tenant': 'a' });
+    const refused = await pollFeed(feed.origin, { after: 'now', wait: 30 }, { 'x-tenant': 'a' });
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('5');
     expect(refused.headers.get('content-type')).toBe('application/problem+json');
     expect(refused.body).toMatchObject({ status: 429, error: 'too-many-connections' });
     expect((refused.body as { detail?: string }).detail).toMatch(/tenant "a" has 2 long polls open/);
     // A plain poll is short and holds no slot.
-    expect((await poll(feed.origin, { after: 'now' }, { 'x-tenant': 'a' })).status).toBe(200);
+    expect((await pollFeed(feed.origin, { after: 'now' }, { 'x-tenant': 'a' })).status).toBe(200);
 
     first.abort();
     expect(await first.status).toBe(0);
@@ -95,9 +95,9 @@ describe('connection limits', () => {
     const third = longPoll('a');
     await waitUntil('the new long poll waits', async () => feed.polling.waiting === 2);
     // A long poll that ends normally frees its slot too.
-    const short = await poll(feed.origin, { after: 'now', wait: 1 }, { 'x-tenant': 'b' });
+    const short = await pollFeed(feed.origin, { after: 'now', wait: 1 }, { 'x-tenant': 'b' });
     expect(short.status).toBe(200);
-    const again = await poll(feed.origin, { after: 'now', wait: 1 }, { 'x-tenant': 'b' });
+    const again = await pollFeed(feed.origin, { after: 'now', wait: 1 }, { 'x-tenant': 'b' });
     expect(again.status).toBe(200);
     second.abort();
     third.abort();

@@ -1,4 +1,25 @@
-import { describeFeed, pollingReader, sseReader } from '../../../test/support/feed-conformance.ts';
+import type { FeedScope } from '@tidings/relays/sse';
+import { describeFeed, pollFeed, pollingFeedReader, sseFeedReader, type FeedHarness, type FeedReaderOptions, type FeedRead } from '@tidings/relays/testing';
+import { startFeedServer } from '../../../test/support/feed-server.ts';
 
-describeFeed('SSE', sseReader);
-describeFeed('polling', pollingReader);
+// The test server's authorize hook (headerAuthorize) scopes a caller by these two headers.
+const headers = (scope: FeedScope): Record<string, string> => ({
+  ...(scope.tenant === undefined ? {} : { 'x-tenant': scope.tenant }),
+  ...(scope.topics === undefined ? {} : { 'x-topics': scope.topics.join(',') }),
+});
+
+/** The SSE feed at /events and the polling feed at /feed of a fresh outbox, read by `reader`. */
+function feedHarness(label: string, reader: (options: FeedReaderOptions) => FeedRead, path: string) {
+  return async (): Promise<FeedHarness> => {
+    const server = await startFeedServer(`conf_${label}`);
+    return {
+      publish: (events) => server.publish(events),
+      head: async () => (await pollFeed(server.origin, { after: 'now' })).body.next,
+      read: reader({ url: `${server.origin}${path}`, headers }),
+      close: () => server.close(),
+    };
+  };
+}
+
+describeFeed('SSE', { tenants: true }, feedHarness('sse', sseFeedReader, '/events'));
+describeFeed('polling', { tenants: true }, feedHarness('polling', pollingFeedReader, '/feed'));

@@ -14,8 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { startKafkaWorker } from '../../../test/support/kafka-process.ts';
-import { kafkaWorld, repeated, startEffectConsumer, type EffectRow, type KafkaWorld, type TestConsumer } from '../../../test/support/kafka-world.ts';
+import { kafkaWorld, repeated, startEffectConsumer, startKafkaConsumerWorker, type EffectRow, type KafkaWorld, type TestConsumer } from '../../../test/support/kafka-world.ts';
 
 let world: KafkaWorld;
 let transport: KafkaTransport;
@@ -118,12 +117,12 @@ describe('the Kafka consumer helper', () => {
       const name = `crash-${mode}`;
       const env = { KAFKA_BROKERS: services.kafka, TIDINGS_SCHEMA: world.schema, TIDINGS_TOPIC: topic, TIDINGS_CONSUMER: name, TIDINGS_MODE: mode, TIDINGS_BATCH: '10' };
 
-      const first = startKafkaWorker('consumer', `${name}-1`, { ...env, TIDINGS_CRASH_AFTER_COMMITS: '3' });
+      const first = startKafkaConsumerWorker(`${name}-1`, { ...env, TIDINGS_CRASH_AFTER_COMMITS: '3' });
       onTestFinished(() => first.kill());
       expect(await first.exited).toBe('SIGKILL');
       const appliedBeforeCrash = (await world.effects(name)).length;
       expect(appliedBeforeCrash).toBeGreaterThanOrEqual(30);
-      const second = startKafkaWorker('consumer', `${name}-2`, env);
+      const second = startKafkaConsumerWorker(`${name}-2`, env);
       onTestFinished(() => second.kill());
 
       const effects = await waitForEffects(name, events.length);

@@ -4,13 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { services } from '../../../test/support/env.ts';
-import { startKafkaWorker, type KafkaWorkerProcess } from '../../../test/support/kafka-process.ts';
-import { kafkaWorld, repeated, runWorkload, startEffectConsumer, type KafkaWorld, type TestConsumer, type TopicRecord } from '../../../test/support/kafka-world.ts';
+import { kafkaWorld, repeated, runWorkload, startEffectConsumer, startKafkaRelayWorker, type KafkaWorld, type TestConsumer, type TopicRecord } from '../../../test/support/kafka-world.ts';
+import type { WorkerProcess } from '../../../test/support/worker-process.ts';
 
 let world: KafkaWorld;
 const relays: Relay[] = [];
 const consumers: TestConsumer[] = [];
-const workers: KafkaWorkerProcess[] = [];
+const workers: WorkerProcess[] = [];
 let relaySeq = 0;
 
 beforeAll(async () => {
@@ -98,17 +98,17 @@ describe('the Kafka relay', () => {
     consumers.push(await startEffectConsumer(world, { name: 'killed', topics: [topic] }));
     const committed = await runWorkload(world, topic, { transactions: 40, perTransaction: 25, keys: 9, concurrency: 2 });
     const relay = `kafka-proc-${++relaySeq}`;
-    const env = { KAFKA_BROKERS: services.kafka, TIDINGS_SCHEMA: world.schema, TIDINGS_RELAY: relay, TIDINGS_TOPIC: topic };
+    const options = { brokers: services.kafka, schema: world.schema, relay, topic };
 
     // The first dies right after Kafka acknowledged a batch it never recorded; the second with a
     // request on the wire; the third finishes.
-    const first = startKafkaWorker('relay', 'first', { ...env, TIDINGS_CRASH: 'after-ack:3' });
+    const first = startKafkaRelayWorker('first', { ...options, crash: { when: 'after-ack', send: 3 } });
     workers.push(first);
     expect(await first.exited).toBe('SIGKILL');
-    const second = startKafkaWorker('relay', 'second', { ...env, TIDINGS_CRASH: 'in-flight:4' });
+    const second = startKafkaRelayWorker('second', { ...options, crash: { when: 'in-flight', send: 4 } });
     workers.push(second);
     expect(await second.exited).toBe('SIGKILL');
-    workers.push(startKafkaWorker('relay', 'third', env));
+    workers.push(startKafkaRelayWorker('third', options));
 
     await expectAppliedOnce('killed', committed, 90_000);
     const records = await world.readTopic(topic);

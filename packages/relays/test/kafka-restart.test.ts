@@ -5,13 +5,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { startRestartableKafka, type RestartableKafka } from '../../../test/support/kafka-broker.ts';
-import { startKafkaWorker, type KafkaWorkerProcess } from '../../../test/support/kafka-process.ts';
-import { kafkaWorld, repeated, runWorkload, type KafkaWorld } from '../../../test/support/kafka-world.ts';
+import { kafkaWorld, repeated, runWorkload, startKafkaConsumerWorker, startKafkaRelayWorker, type KafkaWorld } from '../../../test/support/kafka-world.ts';
+import type { RelayWorkerConfig, WorkerProcess } from '../../../test/support/worker-process.ts';
 
 // A broker of this file's own, really stopped and started again (keeping its data).
 let broker: RestartableKafka;
 let world: KafkaWorld;
-const workers: KafkaWorkerProcess[] = [];
+const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   broker = await startRestartableKafka();
@@ -45,26 +45,27 @@ describe('the path from a committed transaction to an exactly-once effect over K
     { timeout: 180_000 },
     async () => {
       const topic = await world.topic('e2e', 4);
-      const relayEnv = { KAFKA_BROKERS: broker.brokers, TIDINGS_SCHEMA: world.schema, TIDINGS_RELAY: 'e2e', TIDINGS_TOPIC: topic };
+      const relayOptions = { brokers: broker.brokers, schema: world.schema, relay: 'e2e', topic };
       const consumerEnv = (mode: string) => ({ KAFKA_BROKERS: broker.brokers, TIDINGS_SCHEMA: world.schema, TIDINGS_TOPIC: topic, TIDINGS_CONSUMER: mode, TIDINGS_MODE: mode, TIDINGS_BATCH: '10' });
-      const start = (kind: 'relay' | 'consumer', name: string, env: Record<string, string>) => {
-        const worker = startKafkaWorker(kind, name, env);
+      const keep = (worker: WorkerProcess): WorkerProcess => {
         workers.push(worker);
         return worker;
       };
+      const startConsumer = (name: string, env: Record<string, string>) => keep(startKafkaConsumerWorker(name, env));
+      const startRelay = (name: string, crash?: RelayWorkerConfig['crash']) => keep(startKafkaRelayWorker(name, { ...relayOptions, crash }));
       const delivered = () => workers.filter((w) => w.name.startsWith('relay')).flatMap((w) => w.lines).reduce((n, l) => n + (l.type === 'delivered' ? Number(l.count) : 0), 0);
 
       // Consumers that die right after their 4th database commit, before its offset commit; then replacements.
       const consumerStory = async (mode: 'inbox' | 'checkpoint'): Promise<void> => {
-        const first = start('consumer', `${mode}-1`, { ...consumerEnv(mode), TIDINGS_CRASH_AFTER_COMMITS: '4' });
+        const first = startConsumer(`${mode}-1`, { ...consumerEnv(mode), TIDINGS_CRASH_AFTER_COMMITS: '4' });
         expect(await first.exited).toBe('SIGKILL');
-        start('consumer', `${mode}-2`, consumerEnv(mode));
+        startConsumer(`${mode}-2`, consumerEnv(mode));
       };
       // Relays: the first dies after Kafka acknowledged a batch it never recorded, the second with a request in flight.
       const relayStory = async (): Promise<void> => {
-        expect(await start('relay', 'relay-1', { ...relayEnv, TIDINGS_CRASH: 'after-ack:4' }).exited).toBe('SIGKILL');
-        expect(await start('relay', 'relay-2', { ...relayEnv, TIDINGS_CRASH: 'in-flight:6' }).exited).toBe('SIGKILL');
-        start('relay', 'relay-3', relayEnv);
+        expect(await startRelay('relay-1', { when: 'after-ack', send: 4 }).exited).toBe('SIGKILL');
+        expect(await startRelay('relay-2', { when: 'in-flight', send: 6 }).exited).toBe('SIGKILL');
+        startRelay('relay-3');
       };
       // Kafka stops (clean shutdown) and starts again while the third relay is sending.
       const brokerStory = async (): Promise<void> => {

@@ -17,13 +17,13 @@ import { judge, waitUntil } from '../../../test/support/check.ts';
 import { inCommitOrder, inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { shareBrokerPerTest, withBrokerToMyself } from '../../../test/support/rabbitmq-broker-lock.ts';
-import { startRelayProcess, type RelayProcess } from '../../../test/support/rabbitmq-relay-process.ts';
 import { rabbitmqWorld, rawChannel, restartRabbitmq, startEffectConsumer, type RabbitmqWorld, type TestConsumer } from '../../../test/support/rabbitmq-setup.ts';
+import { startRelayWorker, testRelayTimings, type WorkerProcess } from '../../../test/support/worker-process.ts';
 
 let world: RabbitmqWorld;
 const relays: Relay[] = [];
 const consumers: TestConsumer[] = [];
-const processes: RelayProcess[] = [];
+const processes: WorkerProcess[] = [];
 let relaySeq = 0;
 
 beforeAll(async () => {
@@ -151,11 +151,17 @@ describe('the path from a committed transaction to an exactly-once effect over R
     const committed = await runWorkload(topic, 50, 40);
     const relay = `rabbitmq-proc-${++relaySeq}`;
 
-    const first = startRelayProcess({ schema: world.schema, relay, topic, worker: 'first' });
+    const startRelayProcess = (worker: string): WorkerProcess =>
+      startRelayWorker({
+        databaseUrl: services.postgres,
+        relay: { ...testRelayTimings, name: relay, schema: world.schema, topics: [topic], workerId: worker, retry: { minDelayMs: 20, maxDelayMs: 200, retries: 1000 } },
+        transport: { kind: 'rabbitmq', options: { url: services.rabbitmq, reconnect: { minDelayMs: 50, maxDelayMs: 500 } } },
+      });
+    const first = startRelayProcess('first');
     processes.push(first);
     await first.waitForDelivered(200);
     await first.kill('SIGKILL');
-    const second = startRelayProcess({ schema: world.schema, relay, topic, worker: 'second' });
+    const second = startRelayProcess('second');
     processes.push(second);
 
     await expectExactlyOnce('sigkill', committed, 90_000);

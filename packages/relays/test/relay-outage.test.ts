@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createRelay, listDeadLetters, publish, status, type OutboxEvent, type Relay, type RelayEvent } from '@tidings/outbox';
-import { kafkaHarness, rabbitmqHarness, type ReceivedMessage, type TransportHarness } from '@tidings/relays/testing';
+import { kafkaHarness, rabbitmqHarness, type ReceivedMessage, type TransportHarness, webhookHarness } from '@tidings/relays/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { webhookHarness } from '../../../test/support/webhook-harness.ts';
 
 // Under the default policy (10 retries, onFailure "park") with its delays scaled down about 600
 // times (100 ms..30 s becomes 5..50 ms), so the whole retry budget of an event is at most

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse } from '../../../test/support/feed-clients.ts';
+import { openSse } from '@tidings/relays/testing';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 import { waitUntil } from '../../../test/support/check.ts';
 

@@ -11,11 +11,10 @@ import {
   type WebhookEndpoints,
 } from '@tidings/relays/webhook';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackOnly, startWebhookServer, type TestWebhookServer, type WebhookServerHandler } from '@tidings/relays/testing';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
 import { startInboxReceiver, type InboxReceiver } from '../../../test/support/webhook-inbox-receiver.ts';
-import { startWebhookServer, type TestWebhookServer, type WebhookServerHandler } from '../../../test/support/webhook-server.ts';
 import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('webhook dispatcher', () => {
@@ -27,7 +26,7 @@ describe('webhook dispatcher', () => {
     outbox = await freshOutbox('webhook_dispatch');
     await migrateWebhooks(outbox.db, { schema: outbox.schema });
     await migrateInbox(outbox.db, { schema: outbox.schema });
-    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring });
+    endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopbackOnly, keyring: testKeyring });
   });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -41,7 +40,7 @@ describe('webhook dispatcher', () => {
     const started = await startWebhookDispatcher({
       database: outbox.db,
       schema: outbox.schema,
-      addressPolicy: loopback,
+      addressPolicy: loopbackOnly,
       keyring: testKeyring,
       retry: { retries: 1_000, minDelayMs: 50, maxDelayMs: 400, factor: 2 },
       sendTimeoutMs: 2_000,

@@ -1,12 +1,10 @@
 import { migrateInbox } from '@tidings/inbox';
 import type { OutboxEvent } from '@tidings/outbox';
-import { consumerConformance, testEvent, type ConsumerHarness } from '@tidings/relays/testing';
+import { consumerConformance, testEvent, type ConsumerHarness, loopbackOnly, startWebhookServer } from '@tidings/relays/testing';
 import { generateWebhookSecret, webhookReceiver, webhookTransport } from '@tidings/relays/webhook';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { freshOutbox } from '../../../test/support/db.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
-import { startWebhookServer } from '../../../test/support/webhook-server.ts';
 
 /**
  * webhookReceiver behind a real node:http server on loopback, fed by tidings' webhook sender that
@@ -48,7 +46,7 @@ async function webhookConsumerHarness(): Promise<ConsumerHarness> {
         }
         res.writeHead(reply.status, reply.headers).end(reply.body);
       });
-      const transport = webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopback, sendTimeoutMs: 10_000 });
+      const transport = webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopbackOnly, sendTimeoutMs: 10_000 });
       const sent = new Map<string, OutboxEvent>();
       const unanswered = new Set<string>();
       const sending = new Set<Promise<void>>();

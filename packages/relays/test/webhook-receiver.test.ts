@@ -1,5 +1,5 @@
 import { migrateInbox } from '@tidings/inbox';
-import { testEvent } from '@tidings/relays/testing';
+import { testEvent, loopbackOnly } from '@tidings/relays/testing';
 import {
   expressWebhookHandler,
   fastifyWebhookHandler,
@@ -15,7 +15,6 @@ import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
 
 describe('the webhook receiver', () => {
   let outbox: TestOutbox;
@@ -90,7 +89,7 @@ describe('the webhook receiver', () => {
   }
 
   it('applies a delivery once, answering 200 only after the transaction that applied it committed', async () => {
-    const transport = webhookTransport({ url, secrets: [secret], addressPolicy: loopback });
+    const transport = webhookTransport({ url, secrets: [secret], addressPolicy: loopbackOnly });
     const event = testEvent({ topic: 'orders.created', key: 'o-1', payload: { total: 42 } });
     try {
       for (let attempt = 0; attempt < 3; attempt++) {

@@ -1,10 +1,9 @@
 import { createRelay, listDeadLetters, publish, type Relay, type RelayEvent } from '@tidings/outbox';
 import { webhookTransport } from '@tidings/relays/webhook';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startWebhookServer, type TestWebhookServer, loopbackOnly } from '@tidings/relays/testing';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
-import { startWebhookServer, type TestWebhookServer } from '../../../test/support/webhook-server.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
 
 // A receiver that answers 429 with Retry-After to events in the middle of a batch: every event's
 // every retry must wait as long as it asked, also after the events before it were delivered.
@@ -44,7 +43,7 @@ describe('Retry-After from a webhook receiver', () => {
       name: 'retry-after',
       database: outbox.db,
       schema: outbox.schema,
-      transport: webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopback }),
+      transport: webhookTransport({ url: server.url, secrets: [secret], addressPolicy: loopbackOnly }),
       pollIntervalMs: 100,
       // Backoff alone would send again within 10-100 ms.
       retry: { minDelayMs: 10, maxDelayMs: 100 },

@@ -1,4 +1,4 @@
-import { testEvent } from '@tidings/relays/testing';
+import { testEvent, startWebhookServer } from '@tidings/relays/testing';
 import {
   classifyAddress,
   judgeAddress,
@@ -10,7 +10,6 @@ import {
 } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
-import { startWebhookServer } from '../../../test/support/webhook-server.ts';
 import { testKeyring } from '../../../test/support/secret-key.ts';
 
 describe('the SSRF guard', () => {

@@ -1,6 +1,5 @@
-import { describeTransport } from '@tidings/relays/testing';
+import { describeTransport, webhookHarness } from '@tidings/relays/testing';
 import { webhookCapabilities } from '@tidings/relays/webhook';
-import { webhookHarness } from '../../../test/support/webhook-harness.ts';
 
 // A receiver on loopback answers in well under a millisecond; the defaults are for real brokers.
 const local = { settleMs: 100, downSendTimeoutMs: 2_000, recoveryTimeoutMs: 30_000 };

@@ -91,8 +91,15 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
           schema,
           relay: context.relay,
           leaseMs: context.leaseMs,
-          transport: 'kafka',
-          transportOptions: { brokers: services.kafka, proxyPort: broker.port },
+          transport: (workerId) => ({
+            kind: 'kafka',
+            options: {
+              brokers: services.kafka,
+              sendTimeoutMs: 5_000,
+              client: { clientId: `property-${workerId}`, connectTimeoutMs: 1_000, requestTimeoutMs: 3_000, logLevel: 'nothing' },
+            },
+            proxyPort: broker.port,
+          }),
         }),
         cutBroker: async () => broker.cutAll(),
         brokerDown: async () => {

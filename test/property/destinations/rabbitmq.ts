@@ -117,8 +117,10 @@ export const rabbitmqDestination: DestinationSpec = {
         schema,
         relay: context.relay,
         leaseMs: context.leaseMs,
-        transport: 'rabbitmq',
-        transportOptions: { url: broker.url },
+        transport: () => ({
+          kind: 'rabbitmq',
+          options: { url: broker.url, connectTimeoutMs: 2_000, heartbeatSeconds: 5, sendTimeoutMs: 5_000, reconnect: { minDelayMs: 50, maxDelayMs: 500 } },
+        }),
       }),
       cutBroker: async () => broker.proxy.cutAll(),
       brokerDown: async () => {

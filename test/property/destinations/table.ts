@@ -56,8 +56,7 @@ export const tableDestination: DestinationSpec = {
         schema,
         relay: context.relay,
         leaseMs: context.leaseMs,
-        transport: 'table',
-        transportOptions: { url: sink.url, schema },
+        transport: () => ({ kind: 'table', url: sink.url, schema }),
       }),
       cutBroker: async () => sink.proxy.cutAll(),
       brokerDown: async () => {

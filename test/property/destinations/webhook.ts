@@ -97,8 +97,16 @@ export const webhookDestination: DestinationSpec = {
         schema,
         relay: context.relay,
         leaseMs: context.leaseMs,
-        transport: 'webhook',
-        transportOptions: { url: `http://127.0.0.1:${proxy.port}/hooks`, secrets: [secret], sendTimeoutMs: relayTimeoutMs },
+        transport: () => ({
+          kind: 'webhook',
+          options: {
+            url: `http://127.0.0.1:${proxy.port}/hooks`,
+            secrets: [secret],
+            addressPolicy: { allow: ['127.0.0.1/32', '::1/128'] },
+            sendTimeoutMs: relayTimeoutMs,
+            connectTimeoutMs: 500,
+          },
+        }),
       }),
       cutBroker: async () => proxy.cutAll(),
       brokerDown: async () => {

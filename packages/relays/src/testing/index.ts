@@ -1,6 +1,8 @@
 /**
- * Test kit for transports and for services that use tidings: the transport and consumer conformance suites, the
- * in-memory reference transport, synthetic events, and the fault proxy.
+ * Test kit for transports and for services that use tidings: the transport, consumer and feed
+ * conformance suites, harnesses for the in-memory, RabbitMQ, Kafka and webhook transports, a
+ * webhook receiver whose faults a test switches, SSE and polling feed clients, synthetic events,
+ * and the fault proxy.
  *
  * Importing this module loads vitest (the suite declares vitest tests).
  */
@@ -31,6 +33,21 @@ export { memoryCapabilities, memoryTransport, type MemoryTransport, type MemoryT
 export { createFaultProxy, type FaultProxy, type FaultProxyOptions, type FaultProxyTarget } from './fault-proxy.ts';
 export { createTopicWhenReady, kafkaHarness, type KafkaHarness, type KafkaHarnessOptions } from './kafka-harness.ts';
 export { rabbitmqHarness, type RabbitmqHarness, type RabbitmqHarnessOptions } from './rabbitmq-harness.ts';
+export { loopbackOnly, webhookHarness, type WebhookHarness, type WebhookHarnessOptions } from './webhook-harness.ts';
+export { startWebhookServer, type TestWebhookServer, type WebhookDownMode, type WebhookServerHandler } from './webhook-server.ts';
+export {
+  describeFeed,
+  pollingFeedReader,
+  sseFeedReader,
+  type FeedCapabilities,
+  type FeedConformanceOptions,
+  type FeedHarness,
+  type FeedRead,
+  type FeedReaderOptions,
+  type FeedReadRequest,
+  type ScopeHeaders,
+} from './feed-conformance.ts';
+export { openSse, pollFeed, pollFeedAll, type PollAnswer, type SseReader } from './feed-clients.ts';
 export {
   consumerConformance,
   type AppliedEvent,

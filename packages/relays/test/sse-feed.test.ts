@@ -2,7 +2,7 @@ import { encodePosition } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse, type SseReader } from '../../../test/support/feed-clients.ts';
+import { openSse, type SseReader } from '@tidings/relays/testing';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;

@@ -1,9 +1,7 @@
-import { testEvent, testEvents } from '@tidings/relays/testing';
+import { testEvent, testEvents, loopbackOnly, startWebhookServer, type TestWebhookServer } from '@tidings/relays/testing';
 import { verifyWebhook, webhookTransport, WebhookDeliveryError, WebhookSecretsExpiredError, type WebhookTransport, type WebhookTransportEvent } from '@tidings/relays/webhook';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loopback } from '../../../test/support/webhook-harness.ts';
-import { startWebhookServer, type TestWebhookServer } from '../../../test/support/webhook-server.ts';
 
 describe('webhook transport', () => {
   const opened: Array<TestWebhookServer | WebhookTransport> = [];
@@ -23,7 +21,7 @@ describe('webhook transport', () => {
     return { server, seen };
   }
   function transport(url: string, options: Partial<Parameters<typeof webhookTransport>[0]> = {}) {
-    const t = webhookTransport({ url, secrets: [secret], addressPolicy: loopback, ...options });
+    const t = webhookTransport({ url, secrets: [secret], addressPolicy: loopbackOnly, ...options });
     opened.push(t);
     return t;
   }
@@ -217,7 +215,7 @@ describe('webhook transport', () => {
     const url = 'http://127.0.0.1:1/hooks';
     const refused = (options: object) => {
       try {
-        webhookTransport({ url, secrets: [secret], addressPolicy: loopback, ...options } as never);
+        webhookTransport({ url, secrets: [secret], addressPolicy: loopbackOnly, ...options } as never);
       } catch (error) {
         return error;
       }

@@ -1,8 +1,8 @@
 import { encodePosition, type Position } from '@tidings/outbox';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { poll, pollAll } from '../../../test/support/feed-clients.ts';
 import type { FeedEvent, SseFeedOptions } from '@tidings/relays/sse';
+import { pollFeed, pollFeedAll } from '@tidings/relays/testing';
 import { headerAuthorize, startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
@@ -20,7 +20,7 @@ describe('the polling feed', () => {
   it('answers oldest-first pages of the requested size with an opaque next cursor and hasMore', async () => {
     const topic = unique('pages');
     const published = await feed.publish(Array.from({ length: 7 }, (_, n) => ({ topic, key: `k${n % 2}`, payload: { n } })));
-    const first = await poll(feed.origin, { after: 'start', limit: 3, topics: topic });
+    const first = await pollFeed(feed.origin, { after: 'start', limit: 3, topics: topic });
     expect(first.status).toBe(200);
     expect(first.headers.get('content-type')).toBe('application/json; charset=utf-8');
     expect(first.headers.get('cache-control')).toBe('no-cache');
@@ -36,9 +36,9 @@ describe('the polling feed', () => {
       headers: {},
       createdAt: published[0]!.createdAt.toISOString(),
     });
-    const all = await pollAll(feed.origin, 'start', 3, { 'x-topics': topic });
+    const all = await pollFeedAll(feed.origin, 'start', 3, { 'x-topics': topic });
     expect(all.events.map((e) => e.payload)).toEqual(published.map((e) => e.payload));
-    const last = await poll(feed.origin, { after: all.next, topics: topic });
+    const last = await pollFeed(feed.origin, { after: all.next, topics: topic });
     expect(last.body).toMatchObject({ events: [], hasMore: false });
   });
 
@@ -46,14 +46,14 @@ describe('the polling feed', () => {
     const topic = unique('etag');
     const [event] = await feed.publish({ topic, payload: 1 });
     const query = { after: 'start', topics: topic };
-    const first = await poll(feed.origin, query);
+    const first = await pollFeed(feed.origin, query);
     const etag = first.headers.get('etag')!;
     expect(etag).toMatch(/^W\/"[\w-]+"$/);
-    const again = await poll(feed.origin, query, { 'if-none-match': etag });
+    const again = await pollFeed(feed.origin, query, { 'if-none-match': etag });
     expect(again.status).toBe(304);
     expect(again.headers.get('etag')).toBe(etag);
     await feed.publish({ topic, payload: 2 });
-    const changed = await poll(feed.origin, query, { 'if-none-match': etag.slice(2) });
+    const changed = await pollFeed(feed.origin, query, { 'if-none-match': etag.slice(2) });
     expect(changed.status).toBe(200);
     expect(changed.body.events.map((e) => e.eventId)[0]).toBe(event!.eventId);
     expect(changed.body.events).toHaveLength(2);
@@ -61,9 +61,9 @@ describe('the polling feed', () => {
 
   it('holds an empty page with ?wait= until the first events commit, and answers an empty page when the wait is over', async () => {
     const topic = unique('long');
-    const { body: start } = await poll(feed.origin, { after: 'now', topics: topic });
+    const { body: start } = await pollFeed(feed.origin, { after: 'now', topics: topic });
     const started = Date.now();
-    const waiting = poll(feed.origin, { after: start.next, topics: topic, wait: 5 });
+    const waiting = pollFeed(feed.origin, { after: start.next, topics: topic, wait: 5 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const published = await feed.publish([{ topic, payload: 'a' }, { topic, payload: 'b' }]);
     const answer = await waiting;
@@ -72,7 +72,7 @@ describe('the polling feed', () => {
     expect(answer.body.hasMore).toBe(false);
 
     const quiet = Date.now();
-    const timedOut = await poll(feed.origin, { after: answer.body.next, topics: topic, wait: 1 });
+    const timedOut = await pollFeed(feed.origin, { after: answer.body.next, topics: topic, wait: 1 });
     expect(Date.now() - quiet).toBeGreaterThanOrEqual(950);
     expect(timedOut.status).toBe(200);
     expect(timedOut.body.events).toEqual([]);
@@ -80,14 +80,14 @@ describe('the polling feed', () => {
 
   it('splits what a long poll wakes up to by the limit, and says more is waiting', async () => {
     const topic = unique('split');
-    const { body: start } = await poll(feed.origin, { after: 'now', topics: topic });
-    const waiting = poll(feed.origin, { after: start.next, topics: topic, wait: 5, limit: 2 });
+    const { body: start } = await pollFeed(feed.origin, { after: 'now', topics: topic });
+    const waiting = pollFeed(feed.origin, { after: start.next, topics: topic, wait: 5, limit: 2 });
     await new Promise((resolve) => setTimeout(resolve, 200));
     const published = await feed.publish([1, 2, 3].map((n) => ({ topic, payload: n })));
     const answer = await waiting;
     expect(answer.body.events.map((e) => e.payload)).toEqual([1, 2]);
     expect(answer.body).toMatchObject({ hasMore: true, next: cursorOf(published[1]!) });
-    const rest = await poll(feed.origin, { after: answer.body.next, topics: topic });
+    const rest = await pollFeed(feed.origin, { after: answer.body.next, topics: topic });
     expect(rest.body.events.map((e) => e.payload)).toEqual([3]);
   });
 
@@ -98,21 +98,21 @@ describe('the polling feed', () => {
       { topic, tenant: 'globex', payload: 'g' },
       { topic: `${topic}.secret`, tenant: 'acme', payload: 's' },
     ]);
-    const acme = await pollAll(feed.origin, 'start', 10, { 'x-tenant': 'acme', 'x-topics': topic });
+    const acme = await pollFeedAll(feed.origin, 'start', 10, { 'x-tenant': 'acme', 'x-topics': topic });
     expect(acme.events.map((e) => e.payload)).toEqual(['a']);
-    const refusedTopic = await poll(feed.origin, { after: 'start', topics: `${topic}.secret` }, { 'x-topics': topic });
+    const refusedTopic = await pollFeed(feed.origin, { after: 'start', topics: `${topic}.secret` }, { 'x-topics': topic });
     expect(refusedTopic.status).toBe(403);
-    expect((await poll(feed.origin, {}, { 'x-deny': 'yes' })).body).toMatchObject({ error: 'forbidden' });
-    expect((await poll(feed.origin, {}, { 'x-deny': '401' })).status).toBe(401);
+    expect((await pollFeed(feed.origin, {}, { 'x-deny': 'yes' })).body).toMatchObject({ error: 'forbidden' });
+    expect((await pollFeed(feed.origin, {}, { 'x-deny': '401' })).status).toBe(401);
   });
 
   it('answers 400 for a malformed cursor, limit, wait or topic list, and 410 for an expired cursor', async () => {
-    const malformed = await poll(feed.origin, { after: '12-x' });
+    const malformed = await pollFeed(feed.origin, { after: '12-x' });
     expect(malformed.status).toBe(400);
     expect(malformed.body).toMatchObject({ error: 'invalid-cursor', cursor: '12-x' });
     const bad: Record<string, string | number>[] = [{ limit: 0 }, { limit: 51 }, { limit: 'ten' }, { wait: 6 }, { topics: 'bad topic' }];
     for (const query of bad) {
-      const answer = await poll(feed.origin, query);
+      const answer = await pollFeed(feed.origin, query);
       expect(answer.status, JSON.stringify(query)).toBe(400);
       expect(answer.body.error).toBe('invalid-request');
     }
@@ -123,7 +123,7 @@ describe('the polling feed', () => {
       kept!.position.id,
     ]);
     try {
-      const expired = await poll(feed.origin, { after: cursorOf(old!) });
+      const expired = await pollFeed(feed.origin, { after: cursorOf(old!) });
       expect(expired.status).toBe(410);
       expect(expired.body).toMatchObject({ error: 'cursor-expired', cursor: cursorOf(old!) });
     } finally {
@@ -151,12 +151,12 @@ describe('the feeds’ observer', () => {
     try {
       const topic = unique('observed');
       await server.publish([{ topic, payload: 1 }, { topic, payload: 2 }]);
-      expect((await poll(server.origin, { after: 'start', topics: topic }, { 'x-fail': '1' })).status).toBe(503);
+      expect((await pollFeed(server.origin, { after: 'start', topics: topic }, { 'x-fail': '1' })).status).toBe(503);
       const sse = await fetch(new URL('/events?after=start', server.origin), { headers: { 'x-fail': '1' } });
       expect(sse.status).toBe(503);
       await sse.body?.cancel();
       expect(heard).toEqual(['the token service is down', 'the token service is down']);
-      const answer = await poll(server.origin, { after: 'start', topics: topic });
+      const answer = await pollFeed(server.origin, { after: 'start', topics: topic });
       expect(answer.status).toBe(200);
       expect(answer.body.events.map((e) => e.payload)).toEqual([1, 2]);
     } finally {

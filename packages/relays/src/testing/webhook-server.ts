@@ -2,8 +2,9 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** How a test receiver misbehaves while it is down. */
-export type DownMode = 'refuse' | 'slow' | 'error';
+export type WebhookDownMode = 'refuse' | 'slow' | 'error';
 
+/** Answers one request that reached the receiver while it was up; `body` is the whole request body. */
 export type WebhookServerHandler = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => unknown;
 
 /** A real HTTP receiver on 127.0.0.1 whose faults tests switch on and off. */
@@ -17,7 +18,7 @@ export interface TestWebhookServer {
    * `refuse`: the port is closed (connections refused); `slow`: requests are read and never
    * answered; `error`: every request is answered 500 without reaching the handler.
    */
-  takeDown(mode?: DownMode): Promise<void>;
+  takeDown(mode?: WebhookDownMode): Promise<void>;
   recover(): Promise<void>;
   /** Destroys every open connection, requests in flight included; the server stays up. */
   cutConnections(): void;
@@ -31,8 +32,8 @@ export interface TestWebhookServer {
  * @example
  * const server = await startWebhookServer((req, res) => res.writeHead(204).end());
  */
-export async function startWebhookServer(handler: WebhookServerHandler, options: { downMode?: DownMode; path?: string } = {}): Promise<TestWebhookServer> {
-  let mode: DownMode | undefined;
+export async function startWebhookServer(handler: WebhookServerHandler, options: { downMode?: WebhookDownMode; path?: string } = {}): Promise<TestWebhookServer> {
+  let mode: WebhookDownMode | undefined;
   let handled = 0;
   const sockets = new Set<Socket>();
   const held = new Set<http.ServerResponse>();

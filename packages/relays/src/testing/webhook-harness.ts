@@ -1,21 +1,42 @@
-import { collectingSubscription, type CollectingSubscription, type TransportHarness } from '@tidings/relays/testing';
-import { generateWebhookSecret, verifyWebhook, webhookTransport, type WebhookTransport } from '@tidings/relays/webhook';
-import { startWebhookServer, type DownMode, type TestWebhookServer } from './webhook-server.ts';
+import { generateWebhookSecret } from '../webhook/secret.ts';
+import { verifyWebhook } from '../webhook/verify.ts';
+import { webhookTransport, type WebhookTransport, type WebhookTransportOptions } from '../webhook/webhook-transport.ts';
+import { collectingSubscription, type CollectingSubscription } from './conformance-subscription.ts';
+import type { TransportHarness } from './harness.ts';
+import { startWebhookServer, type TestWebhookServer, type WebhookDownMode } from './webhook-server.ts';
 
-/** Loopback only: what tests allow past the SSRF guard. */
-export const loopback = { allow: ['127.0.0.1/32', '::1/128'] } as const;
+/**
+ * An `addressPolicy` that lets the webhook transport reach loopback addresses only: what tests
+ * allow past the SSRF guard.
+ */
+export const loopbackOnly = { allow: ['127.0.0.1/32', '::1/128'] } as const;
 
 export interface WebhookHarness extends TransportHarness {
+  /** The receiver the transports send to. */
   readonly server: TestWebhookServer;
+  /** The signing secret the transports sign with and the receiver verifies. */
   readonly secret: string;
+}
+
+export interface WebhookHarnessOptions {
+  /** How the receiver fails while the suite takes it down. */
+  readonly downMode: WebhookDownMode;
+  /** The transports' send timeout. Default 1 000 ms. */
+  readonly sendTimeoutMs?: number;
+  /** Options of every transport the harness creates, over its own (URL, secret, loopback policy, timeouts). */
+  readonly transport?: Partial<WebhookTransportOptions>;
 }
 
 /**
  * The webhook transport's conformance harness: a real node:http receiver on 127.0.0.1 that
  * verifies every signature (a bad one is answered 401, so the suite sees it as undelivered) and
- * routes each envelope to the subscription of its topic.
+ * routes each envelope to the subscription of its topic. `options.transport` runs the suite with
+ * the transport settings of your own service.
+ *
+ * @example
+ * describeTransport('webhook', webhookCapabilities, () => webhookHarness({ downMode: 'error', transport: { userAgent: 'shop-webhooks/1', maxConnections: 4 } }));
  */
-export async function webhookHarness(options: { downMode: DownMode; sendTimeoutMs?: number }): Promise<WebhookHarness> {
+export async function webhookHarness(options: WebhookHarnessOptions): Promise<WebhookHarness> {
   const secret = generateWebhookSecret();
   const subscriptions = new Map<string, Set<CollectingSubscription>>();
   const transports = new Set<WebhookTransport>();
@@ -43,9 +64,10 @@ export async function webhookHarness(options: { downMode: DownMode; sendTimeoutM
       const transport = webhookTransport({
         url: server.url,
         secrets: [secret],
-        addressPolicy: loopback,
+        addressPolicy: loopbackOnly,
         sendTimeoutMs: options.sendTimeoutMs ?? 1_000,
         connectTimeoutMs: 500,
+        ...options.transport,
       });
       transports.add(transport);
       return transport;

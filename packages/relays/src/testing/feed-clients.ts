@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import type { FeedEnvelope } from '@tidings/relays/sse';
-import { SseParser, type SseMessage } from '@tidings/relays/sse';
-import type { PollingPage } from '@tidings/relays/polling';
+import type { FeedEnvelope } from '../feed/envelope.ts';
+import type { PollingPage } from '../polling/polling-feed.ts';
+import { SseParser, type SseMessage } from '../sse/sse-parser.ts';
 
 /** A raw SSE connection: every frame it received, and the bytes. */
 export interface SseReader {
@@ -22,7 +22,15 @@ export interface SseReader {
   close(): void;
 }
 
-/** Opens an SSE stream with plain node:http; resolves when the response headers arrive. */
+/**
+ * Opens an SSE stream with plain node:http, keeping every frame and byte, for tests of a feed;
+ * resolves when the response headers arrive.
+ *
+ * @example
+ * const stream = await openSse(`${origin}/events?after=${cursor}`, { authorization: 'Bearer test' });
+ * const events = await stream.waitFor(3);
+ * stream.close();
+ */
 export function openSse(url: string, headers: Record<string, string> = {}): Promise<SseReader> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers }, agent: false }, (response) => {
@@ -90,27 +98,34 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
   });
 }
 
+/** One answer of the polling feed: status, headers and the parsed body (a page, or an error). */
 export interface PollAnswer {
   readonly status: number;
   readonly headers: Headers;
   readonly body: PollingPage & { error?: string; message?: string; cursor?: string };
 }
 
-/** One GET of the polling feed. */
-export async function poll(origin: string, query: Record<string, string | number>, headers: Record<string, string> = {}): Promise<PollAnswer> {
-  const url = new URL('/feed', origin);
+/**
+ * One GET of the polling feed at `<origin>/feed` (or the path `origin` names, when it has one).
+ *
+ * @example
+ * const { status, body } = await pollFeed('http://127.0.0.1:3000', { after: 'now' });
+ */
+export async function pollFeed(origin: string, query: Record<string, string | number>, headers: Record<string, string> = {}): Promise<PollAnswer> {
+  const given = new URL(origin);
+  const url = given.pathname === '/' ? new URL('/feed', given) : given;
   for (const [name, value] of Object.entries(query)) url.searchParams.set(name, String(value));
   const response = await fetch(url, { headers });
   const text = await response.text();
   return { status: response.status, headers: response.headers, body: text === '' ? ({} as PollAnswer['body']) : JSON.parse(text) };
 }
 
-/** Pages through the polling feed from `after` until a page is not full; every event, oldest first. */
-export async function pollAll(origin: string, after: string, limit = 50, headers: Record<string, string> = {}): Promise<{ events: FeedEnvelope[]; next: string }> {
+/** Pages through the polling feed (as `pollFeed` finds it) from `after` until a page is not full; every event, oldest first. */
+export async function pollFeedAll(origin: string, after: string, limit = 50, headers: Record<string, string> = {}): Promise<{ events: FeedEnvelope[]; next: string }> {
   const events: FeedEnvelope[] = [];
   let cursor = after;
   for (;;) {
-    const { status, body } = await poll(origin, { after: cursor, limit }, headers);
+    const { status, body } = await pollFeed(origin, { after: cursor, limit }, headers);
     if (status !== 200) throw new Error(`the polling feed answered ${status}: ${JSON.stringify(body)}`);
     events.push(...body.events);
     cursor = body.next;
