@@ -1,24 +1,8 @@
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { cleanup, publish } from '@tidings/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
-
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function tidings(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...sourceNodeArgs(main), ...args],
-      { env: { ...process.env, DATABASE_URL: '' }, timeout: 60_000, cwd: tmpdir() },
-      (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runTidings as tidings } from '../../../test/support/cli.ts';
 
 let outbox: TestOutbox;
 let pg: string[];
