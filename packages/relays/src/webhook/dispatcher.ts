@@ -7,7 +7,6 @@ import { WebhookDeliveryError } from './errors.ts';
 import { translateError } from './schema.ts';
 import { tenantMessage } from './tenant-message.ts';
 import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';
-import { sharedListener } from './shared-listener.ts';
 import { webhookTransport, type WebhookAttempt, type WebhookTransportOptions } from './webhook-transport.ts';
 
 /**
@@ -120,7 +119,8 @@ class Dispatcher implements WebhookDispatcher {
     this.#options = options;
     this.#schema = resolveSchema(options.schema);
     this.#policy = validatePolicy(options.addressPolicy);
-    this.#database = sharedListener(options.database);
+    // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
+    this.#database = options.database;
     this.#store = new EndpointStore(options.database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
   }
 
