@@ -5,6 +5,7 @@ import { toExecutor } from './executor.ts';
 import { wholeOption } from './options.ts';
 import { inPgTransaction } from './pg-transaction.ts';
 import { PgListener } from './pg-listener.ts';
+import { offerOwnStatements } from './own-statements.ts';
 import { markAutocommit, markTransaction } from './transaction-check.ts';
 
 export interface PgDatabaseOptions {
@@ -17,10 +18,10 @@ export interface PgDatabaseOptions {
   /** The longest opening a connection may take. Default 10000. */
   readonly connectTimeoutMs?: number;
   /**
-   * The longest one of tidings' own statements (relay and feed reads, cursor and lease writes, admin
-   * calls) may wait for its answer; the connection is then dropped and the work retried on another.
-   * Never applies to `transaction()` nor to the caller's transactions given to `publish()`.
-   * Default 10000; 0 turns it off.
+   * The longest a statement of a relay or feed (reads, cursor and lease writes, heartbeats) may wait
+   * for its answer; the connection is then dropped and the work retried on another. Migrations,
+   * cleanup, admin calls, `transaction()` and the caller's transactions given to `publish()` are
+   * never limited. Default 10000; 0 turns it off.
    */
   readonly queryTimeoutMs?: number;
   /** How often the shared LISTEN connection must answer a query, or be replaced. Default 10000. */
@@ -73,25 +74,31 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
     heartbeatMs: settings.listenHeartbeatMs,
     queryTimeoutMs: settings.queryTimeoutMs,
   });
-  const timeout = settings.queryTimeoutMs > 0 ? { query_timeout: settings.queryTimeoutMs } : {};
-
-  // Each statement of `query` runs on whichever pooled connection is free, in a transaction of its own.
-  return markAutocommit({
-    async query<R>(text: string, params: readonly unknown[] = []) {
+  const run = (timeout: { query_timeout?: number }) =>
+    async function query<R>(text: string, params: readonly unknown[] = []) {
       // A statement that timed out fails its connection: the pool drops it rather than reuse a
       // connection whose answer may still arrive (or never will, when the network black-holes it).
       const result = await pool.query({ text, values: params as unknown[], ...timeout });
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
-    },
-    async transaction<T>(fn: (trx: Executor) => Promise<T>): Promise<T> {
-      return inPgTransaction(pool, (client) => fn(markTransaction(toExecutor(client))));
-    },
-    listen: (channel, onNotify) => listener.listen(channel, onNotify),
+    };
+  const transaction = <T>(fn: (trx: Executor) => Promise<T>): Promise<T> =>
+    inPgTransaction(pool, (client) => fn(markTransaction(toExecutor(client))));
+  const listen: Database['listen'] = (channel, onNotify) => listener.listen(channel, onNotify);
+
+  // Each statement of `query` runs on whichever pooled connection is free, in a transaction of its own.
+  const database = markAutocommit({
+    query: run({}),
+    transaction,
+    listen,
     async close() {
       await listener.close();
       if (owned) await pool.end();
     },
   });
+  // Relays and feeds run their reads and cursor writes with the time limit; migrations, cleanup,
+  // admin calls and every transaction (the caller's included) run without it.
+  const limited = settings.queryTimeoutMs > 0 ? markAutocommit({ query: run({ query_timeout: settings.queryTimeoutMs }), transaction, listen }) : database;
+  return offerOwnStatements(database, limited);
 }
 
 function resolvePgOptions(options: PgDatabaseOptions, owned: boolean): ResolvedPgOptions {

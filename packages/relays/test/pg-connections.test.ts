@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, createRelay, pgDatabase, publish, type Database, type OutboxEvent, type Relay } from '@tidings/outbox';
+import { ownStatements } from '@tidings/outbox/internal';
 import { createFaultProxy, type FaultProxy } from '@tidings/relays/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -186,6 +187,23 @@ describe('pgDatabase options', () => {
     const attempt = () => pgDatabase(services.postgres, options as never);
     expect(attempt).toThrow(ConfigError);
     expect(attempt).toThrow(`"${option}"`);
+  });
+
+  it('limits the statements of relays and feeds by queryTimeoutMs, never migrations, admin calls or transactions', async () => {
+    const database = pgDatabase(services.postgres, { max: 2, queryTimeoutMs: 300 });
+    try {
+      await expect(ownStatements(database).query('SELECT pg_sleep(1.5)')).rejects.toThrow(/timeout/i);
+      expect(ownStatements(database), 'one limited handle per database').toBe(ownStatements(database));
+      const admin = await database.query<{ ok: number }>('SELECT 1 AS ok FROM pg_sleep(0.6)');
+      expect(admin.rows).toEqual([{ ok: 1 }]);
+      const inTransaction = await database.transaction((trx) => trx.query<{ ok: number }>('SELECT 1 AS ok FROM pg_sleep(0.6)'));
+      expect(inTransaction.rows).toEqual([{ ok: 1 }]);
+      // The connection whose statement timed out was dropped; the pool serves the next one.
+      const after = await ownStatements(database).query<{ ok: number }>('SELECT 1 AS ok');
+      expect(after.rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await database.close();
+    }
   });
 
   it('refuses pool settings next to a pool of your own, saying where they belong', async () => {

@@ -1,5 +1,5 @@
 import { createRelay, dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
-import { resolveSchema } from '@tidings/outbox/internal';
+import { ownStatements, resolveSchema } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
@@ -120,8 +120,8 @@ class Dispatcher implements WebhookDispatcher {
     this.#schema = resolveSchema(options.schema);
     this.#policy = validatePolicy(options.addressPolicy);
     // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
-    this.#database = options.database;
-    this.#store = new EndpointStore(options.database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
+    this.#database = ownStatements(options.database);
+    this.#store = new EndpointStore(this.#database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
   }
 
   get endpoints(): readonly string[] {
