@@ -1,4 +1,5 @@
 import type { CleanupPlan } from './scenarios/cleanup.ts';
+import type { ConnectionsPlan } from './scenarios/connections.ts';
 import type { DrainBrokerPlan } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
@@ -18,6 +19,7 @@ export interface Plan {
   readonly backlog: BacklogPlan;
   readonly workers: WorkersPlan;
   readonly cleanup: CleanupPlan;
+  readonly connections: ConnectionsPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -34,6 +36,7 @@ export const fullPlan: Plan = {
   backlog: { small: 10_000, large: 1_000_000, smallRepeats: 3, batchSize, rounds: 3 },
   workers: { events: 200_000, counts: [1, 2, 4], batchSize, rounds: 3 },
   cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
+  connections: { relays: 1_000, poolSize: 10 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -48,4 +51,5 @@ export const quickPlan: Plan = {
   backlog: { small: 5_000, large: 100_000, smallRepeats: 3, batchSize, rounds: 2 },
   workers: { events: 30_000, counts: [1, 2, 4], batchSize, rounds: 1 },
   cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
+  connections: { relays: 300, poolSize: 10 },
 };

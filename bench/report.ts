@@ -6,6 +6,7 @@ import type { InboxResult } from './scenarios/inbox.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
+import { connectionRows, type ConnectionsResult } from './scenarios/connections.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -22,6 +23,7 @@ export interface Results {
   latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
+  connections?: ConnectionsResult;
 }
 
 interface Row {
@@ -35,7 +37,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, connections, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -94,6 +96,8 @@ export function report(results: Results): string {
       { figure: 'cleanup.rows_per_s', value: cleanup.one_relay_rows_per_s, unit: '/s', note: 'deleted by retention, one relay' },
     );
   }
+  // results.json of runs before the connections scenario have no plan for it.
+  if (connections && results.plan.connections) rows.push(...connectionRows(connections, results.plan.connections));
   const lines = [
     `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +
       `Node ${machine.node}, PostgreSQL ${machine.postgresql}, RabbitMQ ${machine.rabbitmq}, Kafka ${machine.kafka}`,
