@@ -256,4 +256,39 @@ describe('a relay whose PostgreSQL traffic is black-holed', () => {
       await database.close();
     }
   });
+
+  it('gives up opening a connection after connectTimeoutMs when the server never answers, for queries and for LISTEN', async () => {
+    const url = new URL(services.postgres);
+    url.host = `${proxy.host}:${proxy.port}`;
+    proxy.blackHoleNew(true);
+    const database = pgDatabase(url.toString(), { max: 1, connectTimeoutMs: 300 });
+    try {
+      await expect(database.query('SELECT 1')).rejects.toThrow(/timeout/i);
+      await expect(database.listen('never_heard', () => {})).rejects.toThrow(/timeout/i);
+    } finally {
+      proxy.blackHoleNew(false);
+      await database.close();
+    }
+  });
+});
+
+describe('connectTimeoutMs', () => {
+  it('limits opening a connection, not the wait for a free one', async () => {
+    const database = pgDatabase(services.postgres, { max: 1, connectTimeoutMs: 200 });
+    try {
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => (entered = resolve));
+      // The pool's only connection is taken for 0.6 s, three times the connect timeout.
+      const holding = database.transaction(async (trx) => {
+        entered();
+        await trx.query('SELECT pg_sleep(0.6)');
+      });
+      await inside;
+      const { rows } = await database.query<{ ok: number }>('SELECT 1 AS ok');
+      expect(rows).toEqual([{ ok: 1 }]);
+      await holding;
+    } finally {
+      await database.close();
+    }
+  });
 });
