@@ -16,6 +16,8 @@ type Subscriber = (payload: string) => void;
 
 const firstRetryMs = 100;
 const maxRetryMs = 5_000;
+/** How long closing waits for the server's goodbye before it drops the socket. */
+const endGraceMs = 1_000;
 
 /**
  * One LISTEN connection shared by every subscriber of a database: a channel is LISTENed when its
@@ -144,7 +146,13 @@ export class PgListener {
     const client = this.#client;
     this.#client = undefined;
     this.#listening = new Set();
-    await client?.end().catch(() => {});
+    if (!client) return;
+    // A graceful end waits for the server's goodbye, which a black-holed connection never sends.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, endGraceMs)));
+    await Promise.race([client.end().catch(() => {}), late]);
+    clearTimeout(timer);
+    destroy(client);
   }
 
   /** A half-open connection delivers nothing and reports nothing: only an unanswered query shows it. */

@@ -257,6 +257,17 @@ describe('a relay whose PostgreSQL traffic is black-holed', () => {
     }
   });
 
+  it('closes promptly while its listening connection is black-holed', async () => {
+    const url = new URL(services.postgres);
+    url.host = `${proxy.host}:${proxy.port}`;
+    const database = pgDatabase(url.toString(), { max: 1, listenHeartbeatMs: 600_000 });
+    await database.listen('black_holed', () => {});
+    proxy.blackHole();
+    const closed = database.close().then(() => 'closed');
+    const hung = new Promise((resolve) => setTimeout(resolve, 10_000, 'still closing after 10 s')).then(String);
+    expect(await Promise.race([closed, hung])).toBe('closed');
+  });
+
   it('gives up opening a connection after connectTimeoutMs when the server never answers, for queries and for LISTEN', async () => {
     const url = new URL(services.postgres);
     url.host = `${proxy.host}:${proxy.port}`;

@@ -78,6 +78,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     }
     if (holingNew) {
       holes.add(client);
+      client.allowHalfOpen = true;
       client.on('data', () => {});
       client.on('close', () => holes.delete(client));
       client.resume();
@@ -201,6 +202,8 @@ class Pipe {
   /** Drops whatever is queued and everything read from now on; keeps reading so the sender never blocks. */
   blackHole(): void {
     this.#holed = true;
+    // A vanished peer answers no FIN either: the socket must not end its side when the other ends.
+    this.#source.allowHalfOpen = true;
     this.#queue.length = 0;
     clearTimeout(this.#timer);
     this.#source.resume();
