@@ -4,6 +4,7 @@ import type { Database, Executor } from './executor.ts';
 import { toExecutor } from './executor.ts';
 import { wholeOption } from './options.ts';
 import { inPgTransaction } from './pg-transaction.ts';
+import { endWithin } from './pg-connection-end.ts';
 import { PgListener } from './pg-listener.ts';
 import { offerOwnStatements } from './own-statements.ts';
 import { markAutocommit, markTransaction } from './transaction-check.ts';
@@ -69,6 +70,11 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
     : source;
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   if (owned) pool.on('error', () => {});
+  const open = new Set<pg.Client>();
+  if (owned) {
+    pool.on('connect', (client) => open.add(client));
+    pool.on('remove', (client) => open.delete(client));
+  }
   const listener = new PgListener({
     client: owned ? { ...pool.options, connectionTimeoutMillis: settings.connectTimeoutMs } : pool.options,
     heartbeatMs: settings.listenHeartbeatMs,
@@ -92,7 +98,7 @@ export function pgDatabase(source: string | pg.Pool, options: PgDatabaseOptions 
     listen,
     async close() {
       await listener.close();
-      if (owned) await pool.end();
+      if (owned) await endWithin(pool.end(), open);
     },
   });
   // Relays and feeds run their reads and cursor writes with the time limit; migrations, cleanup,

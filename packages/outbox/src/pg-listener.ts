@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { dropConnection, endWithin } from './pg-connection-end.ts';
 import { asError } from './waits.ts';
 
 export interface PgListenerSettings {
@@ -16,8 +17,6 @@ type Subscriber = (payload: string) => void;
 
 const firstRetryMs = 100;
 const maxRetryMs = 5_000;
-/** How long closing waits for the server's goodbye before it drops the socket. */
-const endGraceMs = 1_000;
 
 /**
  * One LISTEN connection shared by every subscriber of a database: a channel is LISTENed when its
@@ -131,7 +130,7 @@ export class PgListener {
     try {
       await client.connect();
     } catch (error) {
-      destroy(client);
+      dropConnection(client);
       throw error;
     }
     this.#client = client;
@@ -147,12 +146,7 @@ export class PgListener {
     this.#client = undefined;
     this.#listening = new Set();
     if (!client) return;
-    // A graceful end waits for the server's goodbye, which a black-holed connection never sends.
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, endGraceMs)));
-    await Promise.race([client.end().catch(() => {}), late]);
-    clearTimeout(timer);
-    destroy(client);
+    await endWithin(client.end(), [client]);
   }
 
   /** A half-open connection delivers nothing and reports nothing: only an unanswered query shows it. */
@@ -168,7 +162,7 @@ export class PgListener {
     clearInterval(this.#heartbeatTimer);
     this.#client = undefined;
     this.#listening = new Set();
-    destroy(client);
+    dropConnection(client);
     if (this.#closed) return;
     this.#report(asError(error));
     this.#scheduleReconnect();
@@ -229,9 +223,3 @@ function quoteChannel(channel: string): string {
   return `"${channel.replaceAll('"', '""')}"`;
 }
 
-/** Closes the socket at once: a graceful end would wait for an answer a dead connection never gives. */
-function destroy(client: pg.Client): void {
-  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
-  connection?.stream?.destroy();
-  void client.end().catch(() => {});
-}

@@ -257,11 +257,12 @@ describe('a relay whose PostgreSQL traffic is black-holed', () => {
     }
   });
 
-  it('closes promptly while its listening connection is black-holed', async () => {
+  it('closes promptly while its pooled and listening connections are black-holed', async () => {
     const url = new URL(services.postgres);
     url.host = `${proxy.host}:${proxy.port}`;
     const database = pgDatabase(url.toString(), { max: 1, listenHeartbeatMs: 600_000 });
     await database.listen('black_holed', () => {});
+    await database.query('SELECT 1'); // leaves an idle pooled connection
     proxy.blackHole();
     const closed = database.close().then(() => 'closed');
     const hung = new Promise((resolve) => setTimeout(resolve, 10_000, 'still closing after 10 s')).then(String);
