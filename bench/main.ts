@@ -25,10 +25,11 @@ import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
 import { endpointScaling } from './scenarios/endpoints.ts';
+import { connectionScaling } from './scenarios/connections.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -131,6 +132,9 @@ async function main(): Promise<void> {
     if (only.has('endpoints')) {
       progress(`endpoints: one webhook dispatcher with ${plan.endpoints.counts.join(' and ')} endpoints`);
       results.endpoints = await endpointScaling(plan.endpoints);
+    }
+    if (only.has('connections')) {
+      results.connections = await connectionScaling(plan.connections);
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

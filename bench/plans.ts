@@ -1,4 +1,5 @@
 import type { CleanupPlan } from './scenarios/cleanup.ts';
+import type { ConnectionsPlan } from './scenarios/connections.ts';
 import type { DrainBrokerPlan } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
@@ -22,6 +23,7 @@ export interface Plan {
   readonly cleanup: CleanupPlan;
   readonly status: StatusPlan;
   readonly endpoints: EndpointsPlan;
+  readonly connections: ConnectionsPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -40,6 +42,7 @@ export const fullPlan: Plan = {
   cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
   status: { events: 1_000_000, relays: 1_000, behind: 1_000, rounds: 3 },
   endpoints: { counts: [100, 1_000], deliveries: 20_000, idleSeconds: 5 },
+  connections: { relays: 1_000, poolSize: 10 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -56,4 +59,5 @@ export const quickPlan: Plan = {
   cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
   status: { events: 100_000, relays: 1_000, behind: 200, rounds: 3 },
   endpoints: { counts: [100], deliveries: 2_000, idleSeconds: 3 },
+  connections: { relays: 300, poolSize: 10 },
 };

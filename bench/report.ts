@@ -8,6 +8,7 @@ import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { StatusResult } from './scenarios/status.ts';
 import type { EndpointsFigures } from './scenarios/endpoints.ts';
+import { connectionRows, type ConnectionsResult } from './scenarios/connections.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -26,6 +27,7 @@ export interface Results {
   cleanup?: CleanupResult;
   status?: StatusResult;
   endpoints?: Record<string, EndpointsFigures>;
+  connections?: ConnectionsResult;
 }
 
 interface Row {
@@ -39,7 +41,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -116,6 +118,8 @@ export function report(results: Results): string {
       note: `webhook deliveries to ${count} endpoints; idle ${format(figures.idle_queries_per_s)} statements/s, ${format(figures.heap_kib_per_endpoint)} KiB heap per endpoint`,
     });
   }
+  // results.json of runs before the connections scenario have no plan for it.
+  if (connections && results.plan.connections) rows.push(...connectionRows(connections, results.plan.connections));
   const lines = [
     `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +
       `Node ${machine.node}, PostgreSQL ${machine.postgresql}, RabbitMQ ${machine.rabbitmq}, Kafka ${machine.kafka}`,

@@ -2,6 +2,7 @@ import { ConfigError } from '../errors.ts';
 import type { Database } from '../executor.ts';
 import { wholeOption, resolveSchema } from '../options.ts';
 import type { Transport } from '../transport.ts';
+import { ownStatements } from '../own-statements.ts';
 
 /**
  * How often an event the destination refused (`retry`) is tried again before it becomes a dead
@@ -152,7 +153,7 @@ export function resolveRelayOptions(options: RelayOptions): ResolvedRelayOptions
   if (!(factor >= 1)) throw new ConfigError('retry.factor', `expected a number of at least 1, got ${String(factor)}`);
   return {
     name: options.name,
-    database: options.database,
+    database: ownStatements(options.database),
     transport,
     schema: resolveSchema(options.schema),
     topics: options.topics,

@@ -1,5 +1,5 @@
 import { asError } from '../shared/backoff.ts';
-import { observer } from '@tidings/outbox/internal';
+import { observer, ownStatements } from '@tidings/outbox/internal';
 import { wholeOption } from '../shared/options.ts';
 import { ConfigError, type Database } from '@tidings/outbox';
 import type { SlotLimits } from './connection-slots.ts';
@@ -81,7 +81,8 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
   const from = options.from ?? defaultFrom;
   if (from !== 'start' && from !== 'now') throw new ConfigError('from', `expected 'start' or 'now', got ${JSON.stringify(from)}`);
   return {
-    database,
+    // Reads of the feed run with the database's statement time limit (pgDatabase's queryTimeoutMs).
+    database: ownStatements(database),
     schema,
     authorize,
     from,

@@ -34,6 +34,15 @@ export interface FaultProxy {
   stall(): void;
   /** Moves bytes again after {@link FaultProxy.stall}. */
   resume(): void;
+  /**
+   * Turns every open connection into a black hole for good: bytes from either side are read and
+   * dropped, nothing is forwarded, and neither side is closed or told — a half-open TCP connection,
+   * as a vanished peer or a firewall that forgot the connection leaves it. New connections are not
+   * affected (see {@link FaultProxy.blackHoleNew}).
+   */
+  blackHole(): void;
+  /** While true, new connections are accepted and black-holed (see {@link FaultProxy.blackHole}); open ones are untouched. */
+  blackHoleNew(on?: boolean): void;
   /** Delays every chunk by `ms` in each direction, keeping order. 0 turns the delay off. */
   setLatency(ms: number): void;
   /** Resets every connection and stops listening. */
@@ -53,6 +62,9 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
   const pipes = new Set<Pipe>();
   const links = new Set<{ client: net.Socket; server: net.Socket }>();
   let refusing = false;
+  let holingNew = false;
+  /** Black-holed connections accepted while {@link FaultProxy.blackHoleNew} was on: no server behind them. */
+  const holes = new Set<net.Socket>();
   let stalled = false;
   let latencyMs = 0;
   let accepted = 0;
@@ -62,6 +74,14 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     client.on('error', () => {});
     if (refusing) {
       client.resetAndDestroy();
+      return;
+    }
+    if (holingNew) {
+      holes.add(client);
+      client.allowHalfOpen = true;
+      client.on('data', () => {});
+      client.on('close', () => holes.delete(client));
+      client.resume();
       return;
     }
     const upstream = net.connect({ host: options.target.host, port: options.target.port, noDelay: true });
@@ -100,6 +120,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
   const address = server.address() as net.AddressInfo;
 
   const cutAll = (): void => {
+    for (const hole of [...holes]) if (!hole.destroyed) hole.resetAndDestroy();
     for (const { client, server: upstream } of [...links]) {
       if (!client.destroyed) client.resetAndDestroy();
       if (!upstream.destroyed) upstream.resetAndDestroy();
@@ -110,7 +131,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     host: address.address,
     port: address.port,
     get openConnections() {
-      return links.size;
+      return links.size + holes.size;
     },
     get acceptedConnections() {
       return accepted;
@@ -118,6 +139,12 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     cutAll,
     refuseNew(refuse = true) {
       refusing = refuse;
+    },
+    blackHole() {
+      for (const pipe of pipes) pipe.blackHole();
+    },
+    blackHoleNew(on = true) {
+      holingNew = on;
     },
     stall() {
       stalled = true;
@@ -152,6 +179,7 @@ class Pipe {
   #waitingForDrain = false;
   #timer: NodeJS.Timeout | undefined;
   #disposed = false;
+  #holed = false;
 
   constructor(source: net.Socket, target: net.Socket, stalled: boolean, latencyMs: number) {
     this.#source = source;
@@ -159,6 +187,7 @@ class Pipe {
     this.#stalled = stalled;
     this.latencyMs = latencyMs;
     source.on('data', (chunk: Buffer) => {
+      if (this.#holed) return;
       this.#queue.push({ chunk, due: Date.now() + this.latencyMs });
       this.#flush();
     });
@@ -170,7 +199,18 @@ class Pipe {
     else source.resume();
   }
 
+  /** Drops whatever is queued and everything read from now on; keeps reading so the sender never blocks. */
+  blackHole(): void {
+    this.#holed = true;
+    // A vanished peer answers no FIN either: the socket must not end its side when the other ends.
+    this.#source.allowHalfOpen = true;
+    this.#queue.length = 0;
+    clearTimeout(this.#timer);
+    this.#source.resume();
+  }
+
   stall(): void {
+    if (this.#holed) return;
     this.#stalled = true;
     this.#source.pause();
   }
@@ -187,7 +227,7 @@ class Pipe {
   }
 
   #flush(): void {
-    if (this.#disposed) return;
+    if (this.#disposed || this.#holed) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     while (!this.#stalled && !this.#waitingForDrain && this.#queue.length > 0) {

@@ -1,5 +1,5 @@
 import { createRelay, dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
-import { resolveSchema } from '@tidings/outbox/internal';
+import { ownStatements, resolveSchema } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
@@ -7,7 +7,6 @@ import { WebhookDeliveryError } from './errors.ts';
 import { translateError } from './schema.ts';
 import { tenantMessage } from './tenant-message.ts';
 import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';
-import { sharedListener } from './shared-listener.ts';
 import { webhookTransport, type WebhookAttempt, type WebhookTransportOptions } from './webhook-transport.ts';
 
 /**
@@ -120,8 +119,9 @@ class Dispatcher implements WebhookDispatcher {
     this.#options = options;
     this.#schema = resolveSchema(options.schema);
     this.#policy = validatePolicy(options.addressPolicy);
-    this.#database = sharedListener(options.database);
-    this.#store = new EndpointStore(options.database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
+    // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
+    this.#database = ownStatements(options.database);
+    this.#store = new EndpointStore(this.#database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
   }
 
   get endpoints(): readonly string[] {
