@@ -1,4 +1,4 @@
-import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs } from '@tidings/outbox';
+import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs, type TransactionHandle } from '@tidings/outbox';
 import { requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox/internal';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
@@ -71,7 +71,7 @@ export interface Inbox {
    *   }),
    * );
    */
-  handle<Trx, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>>;
+  handle<Trx extends TransactionHandle, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>>;
 
   /**
    * Stores how far an ordered source has been applied, inside the caller's transaction, so the
@@ -85,7 +85,7 @@ export interface Inbox {
    *   await billing.saveCheckpoint(trx, { source: `orders/${partition}`, position: String(next), expected: String(from) });
    * });
    */
-  saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void>;
+  saveCheckpoint(trx: TransactionHandle, checkpoint: CheckpointInput): Promise<void>;
 
   /**
    * The position last saved for `source`, or null when there is none. Works on any handle (a
@@ -118,7 +118,7 @@ export function inbox(options: InboxOptions): Inbox {
   return Object.freeze({
     consumer,
     schema,
-    async handle<Trx, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>> {
+    async handle<Trx extends TransactionHandle, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>> {
       const eventId = validText('eventId', eventIdOf(message), limits.eventId);
       if (typeof handler !== 'function') throw new InvalidInputError('handler', `must be a function; got ${typeof handler}`);
       const executor = toExecutor(trx, 'trx');
@@ -133,7 +133,7 @@ export function inbox(options: InboxOptions): Inbox {
       await requireHealthyTransaction(trx, executor, 'inbox.handle()');
       return beyond ? { applied: true, result, beyondHorizon: true } : { applied: true, result };
     },
-    saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void> {
+    saveCheckpoint(trx: TransactionHandle, checkpoint: CheckpointInput): Promise<void> {
       return saveCheckpoint(trx, schema, consumer, checkpoint);
     },
     loadCheckpoint(db: unknown, source: string): Promise<string | null> {

@@ -1,5 +1,5 @@
 import { inbox, InvalidInputError, NotInTransactionError, SchemaMissingError, ConfigError } from '@tidings/inbox';
-import { pgDatabase } from '@tidings/outbox';
+import { pgDatabase, type TransactionHandle } from '@tidings/outbox';
 import { toExecutor } from '@tidings/outbox/internal';
 import type { Transaction } from 'kysely';
 import pg from 'pg';
@@ -219,7 +219,7 @@ describe('inbox.handle()', () => {
   });
 
   describe('refuses, before writing anything, a handle that is not inside a transaction', () => {
-    const refusals: Array<[string, (t: TestDb) => Promise<{ handle: unknown; done(): Promise<void> }>]> = [
+    const refusals: Array<[string, (t: TestDb) => Promise<{ handle: TransactionHandle; done(): Promise<void> }>]> = [
       ['a pg Pool', async (t) => ({ handle: t.pool, done: async () => {} })],
       ['a kysely instance that is not a Transaction', async (t) => ({ handle: t.kysely, done: async () => {} })],
       ['a pg PoolClient before BEGIN', async (t) => {

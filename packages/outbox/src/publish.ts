@@ -1,7 +1,7 @@
 import { newEventId } from './event-id.ts';
 import { translateDriverError, translatingErrors } from './driver-errors.ts';
 import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
-import { toExecutor } from './executor.ts';
+import { toExecutor, type TransactionHandle } from './executor.ts';
 import { defaults, notifyChannel, wholeOption, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
@@ -29,7 +29,7 @@ export interface PublishOptions {
  * });
  */
 export async function publish(
-  trx: unknown,
+  trx: TransactionHandle,
   events: EventInput | readonly EventInput[],
   options: PublishOptions = {},
 ): Promise<OutboxEvent[]> {
