@@ -97,6 +97,14 @@ export function ormAdapter(handle: unknown, inner: PlainHandles): OrmAdapter | u
   return undefined;
 }
 
+/** Whether `handle` is one of the ORM or postgres.js handles above (cheap: it looks at the shape only). */
+export function isOrmHandle(handle: unknown): boolean {
+  return ormAdapter(handle, { executor: () => noExecutor, verdict: () => 'ask-server' }) !== undefined;
+}
+const noExecutor: Executor = {
+  query: () => Promise.reject(new Error('not used')),
+};
+
 // postgres.js ----------------------------------------------------------------------------------
 
 interface PostgresJsResult extends ArrayLike<unknown> {
@@ -104,6 +112,7 @@ interface PostgresJsResult extends ArrayLike<unknown> {
 }
 interface PostgresJsSql {
   unsafe(query: string, parameters?: unknown[]): PromiseLike<PostgresJsResult>;
+  typed?(value: unknown, oid: number): unknown;
   savepoint?: unknown;
   begin?: unknown;
   reserve?: unknown;
@@ -119,7 +128,7 @@ function postgresJsAdapter(sql: PostgresJsSql): OrmAdapter {
     library: 'postgres.js',
     executor: {
       async query<R>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-        const result = await sql.unsafe(text, [...params]);
+        const result = await sql.unsafe(text, params.map((value) => asUntyped(sql, value)));
         const rows = Array.from(result) as R[];
         return { rows, rowCount: result.count ?? rows.length };
       },
@@ -132,6 +141,21 @@ function postgresJsAdapter(sql: PostgresJsSql): OrmAdapter {
       return 'ask-server';
     },
   };
+}
+
+/** PostgreSQL's `unknown` type: a parameter declared with it is typed by the statement, as an unspecified one is. */
+const unknownOid = 705;
+
+/**
+ * postgres.js serialises a parameter by the type PostgreSQL infers for it, so a string bound to
+ * `$1::json` would be JSON-encoded a second time. tidings sends JSON as text it already encoded
+ * (the publisher's exact bytes), so strings and string arrays go as `unknown`: sent as they are,
+ * typed by the statement's casts, as node-postgres sends them.
+ */
+function asUntyped(sql: PostgresJsSql, value: unknown): unknown {
+  if (typeof sql.typed !== 'function') return value;
+  const text = typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string' || v === null));
+  return text ? sql.typed(value, unknownOid) : value;
 }
 
 // Prisma ---------------------------------------------------------------------------------------
