@@ -1,5 +1,7 @@
 import { migrateInbox, inbox } from '@tidings/inbox';
 import { createRelay, NotInTransactionError, publish, TransactionAbortedError, type OutboxEvent, type Relay, type TransactionHandle } from '@tidings/outbox';
+import { testEvent } from '@tidings/relays/testing';
+import { generateWebhookSecret, signWebhook, webhookReceiver, type WebhookMessage } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../support/check.ts';
 import { collectingTransport } from '../support/collecting-transport.ts';
@@ -132,6 +134,31 @@ export function describeOrmHandle<Trx extends TransactionHandle>(name: string, m
       expect(await rows('effects', eventId)).toBe(0);
       expect(await kit.transaction((trx) => box.handle(trx, eventId, (t) => kit.insert(t, 'effects', eventId)))).toEqual({ applied: true, result: undefined });
       expect(await rows('effects', eventId)).toBe(1);
+    });
+
+    it("serves a consumer helper whose database is a function running the library's transaction (webhook receiver)", async () => {
+      const secret = generateWebhookSecret();
+      const consumer = next('hooks');
+      const receiver = webhookReceiver({
+        secrets: secret,
+        consumer,
+        schema,
+        database: <R>(work: (trx: Trx) => Promise<R>) => kit.transaction(work),
+        handler: (trx: Trx, message: WebhookMessage) => kit.insert(trx, 'effects', message.eventId),
+      });
+      const event = testEvent({ topic: 'orm.webhook', key: next('k'), payload: { total: 1 } });
+      const body = JSON.stringify({ id: event.eventId, topic: event.topic, key: event.key, tenant: null, createdAt: event.createdAt.toISOString(), headers: {}, payload: event.payload });
+      const timestamp = Math.floor(Date.now() / 1000);
+      const headers = { 'webhook-id': event.eventId, 'webhook-timestamp': String(timestamp), 'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, secret) };
+      try {
+        for (let delivery = 0; delivery < 2; delivery++) {
+          expect((await receiver.handle({ method: 'POST', headers, body })).status).toBe(200);
+        }
+      } finally {
+        await receiver.close();
+      }
+      expect(await rows('effects', event.eventId)).toBe(1);
+      expect(await inboxRows(consumer)).toBe(1);
     });
 
     it('refuses to report as applied a handler that swallowed a SQL error (the transaction is aborted)', async () => {
