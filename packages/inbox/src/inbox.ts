@@ -57,8 +57,10 @@ export interface Inbox {
    * it rolled back. (Under REPEATABLE READ or SERIALIZABLE the wait ends in a serialization failure,
    * SQLSTATE 40001, instead of a skip: retry the transaction as usual.)
    *
-   * `trx` is a kysely `Transaction`, a pg `Client`/`PoolClient` after BEGIN, or an `Executor` of an
-   * open transaction; anything else is refused with `NotInTransactionError` before a write. If the
+   * `trx` is a `TransactionHandle` inside an open transaction: a kysely `Transaction`, a pg
+   * `Client`/`PoolClient` after BEGIN, an `Executor`, or the transaction of Drizzle, Prisma, TypeORM,
+   * MikroORM or postgres.js; one outside a transaction is refused with `NotInTransactionError`
+   * before a write. The handler receives the same handle. If the
    * handler throws, the error propagates and the transaction must be rolled back (kysely's
    * `transaction().execute()` does) — committing it anyway would keep the mark without the effects.
    * A handler that catches a database error and returns leaves the transaction aborted; `handle()`

@@ -318,6 +318,17 @@ describe('inbox.handle()', () => {
       expect(await t.inboxRows(box.consumer)).toBe(0);
     });
 
+    it('a transaction that is no database handle: a type error, and a ConfigError naming the kinds accepted', async () => {
+      const box = newInbox();
+      let called = false;
+      // @ts-expect-error a number is no transaction handle
+      const error = await box.handle(42, 'e', () => (called = true)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(/^invalid option "trx": expected a kysely Transaction,.*Prisma interactive \$transaction client; got number\.$/);
+      expect(called).toBe(false);
+      expect(await t.inboxRows(box.consumer)).toBe(0);
+    });
+
     it('accepts an event id of exactly 1000 bytes', async () => {
       const box = newInbox();
       const id = 'é'.repeat(500);

@@ -20,7 +20,8 @@ export interface PublishOptions {
 /**
  * Writes events into the outbox inside the caller's transaction: they are relayed if and only if
  * that transaction commits. Every event is validated before anything is written; many events are
- * one multi-row insert.
+ * one multi-row insert. `trx` is the transaction you write the business data with: kysely, pg,
+ * PGlite, or an ORM's (Drizzle, Prisma, TypeORM, MikroORM) or postgres.js's (see `TransactionHandle`).
  *
  * @example
  * await db.transaction().execute(async (trx) => {
