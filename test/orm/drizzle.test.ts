@@ -5,7 +5,8 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import postgres from 'postgres';
 import { services } from '../support/env.ts';
-import { describeOrmHandle, type BusinessTable } from './orm-suite.ts';
+import type { TransactionOf } from '@tidings/relays/polling';
+import { describeOrmHandle, sameType, type BusinessTable } from './orm-suite.ts';
 
 /** The business tables as Drizzle declares them, in the suite's schema. */
 function tables(schema: string) {
@@ -19,6 +20,7 @@ type PostgresJsTx = Parameters<Parameters<PostgresJsDatabase['transaction']>[0]>
 describeOrmHandle<PgTx>('Drizzle on node-postgres: the tx of db.transaction()', async (schema) => {
   const pool = new pg.Pool({ connectionString: services.postgres, max: 4 });
   const db = drizzlePg({ client: pool });
+  sameType<TransactionOf<typeof db>, PgTx>(true);
   const t = tables(schema);
   return {
     transaction: (fn) => db.transaction(fn),
@@ -29,6 +31,7 @@ describeOrmHandle<PgTx>('Drizzle on node-postgres: the tx of db.transaction()', 
     swallowError: async (tx) => {
       await tx.execute(sql`SELECT 1/0`).catch(() => {});
     },
+    source: db,
     outside: db,
     close: () => pool.end(),
   };
@@ -37,6 +40,7 @@ describeOrmHandle<PgTx>('Drizzle on node-postgres: the tx of db.transaction()', 
 describeOrmHandle<PostgresJsTx>('Drizzle on postgres.js: the tx of db.transaction()', async (schema) => {
   const client = postgres(services.postgres, { max: 4, onnotice: () => {} });
   const db = drizzlePostgresJs({ client });
+  sameType<TransactionOf<typeof db>, PostgresJsTx>(true);
   const t = tables(schema);
   return {
     transaction: (fn) => db.transaction(fn),
@@ -47,6 +51,7 @@ describeOrmHandle<PostgresJsTx>('Drizzle on postgres.js: the tx of db.transactio
     swallowError: async (tx) => {
       await tx.execute(sql`SELECT 1/0`).catch(() => {});
     },
+    source: db,
     outside: db,
     close: () => client.end(),
   };

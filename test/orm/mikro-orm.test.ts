@@ -1,6 +1,7 @@
 import { EntitySchema, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { services } from '../support/env.ts';
-import { describeOrmHandle, type BusinessTable } from './orm-suite.ts';
+import type { TransactionOf } from '@tidings/relays/polling';
+import { describeOrmHandle, sameType, type BusinessTable } from './orm-suite.ts';
 
 interface Row {
   id: string;
@@ -16,8 +17,10 @@ describeOrmHandle<EntityManager>('MikroORM: the EntityManager of em.transactiona
     pool: { min: 0, max: 4 },
     debug: false,
   });
+  sameType<TransactionOf<EntityManager>, EntityManager>(true);
   return {
     transaction: (fn) => orm.em.fork().transactional((em) => fn(em)),
+    source: orm.em,
     txid: async (em) => (await em.execute<{ t: string }[]>('SELECT txid_current()::text AS t'))[0]!.t,
     insert: async (em, table, id) => {
       // Persisted through the unit of work and flushed now, inside the transaction.

@@ -1,6 +1,7 @@
 import { migrateInbox, inbox } from '@tidings/inbox';
 import { createRelay, NotInTransactionError, publish, TransactionAbortedError, type OutboxEvent, type Relay, type TransactionHandle } from '@tidings/outbox';
 import { testEvent } from '@tidings/relays/testing';
+import type { TransactionSource } from '@tidings/relays/polling';
 import { generateWebhookSecret, signWebhook, webhookReceiver, type WebhookMessage } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../support/check.ts';
@@ -20,12 +21,19 @@ export interface OrmKit<Trx extends TransactionHandle> {
   insert(trx: Trx, table: BusinessTable, id: string): Promise<void>;
   /** Runs a statement that fails (division by zero) through the library and swallows its error, as a careless handler would. */
   swallowError(trx: Trx): Promise<void>;
+  /** The library's own transaction source (a database, client or entity manager), as a consumer helper's `database`. */
+  readonly source: TransactionSource;
   /** The library's handle outside any transaction: tidings must refuse it. */
   readonly outside: TransactionHandle;
   close(): Promise<void>;
 }
 
 class PlannedRollback extends Error {}
+
+/** Compiles only when A and B are the same type (each assignable to the other, neither `any`): `sameType<A, B>(true)`. */
+export function sameType<A, B>(same: 0 extends 1 & A ? false : [A] extends [B] ? ([B] extends [A] ? true : false) : false): void {
+  void same;
+}
 
 /**
  * One suite per library: publish() and inbox.handle() run on the library's connection, inside its
@@ -136,15 +144,19 @@ export function describeOrmHandle<Trx extends TransactionHandle>(name: string, m
       expect(await rows('effects', eventId)).toBe(1);
     });
 
-    it("serves a consumer helper whose database is a function running the library's transaction (webhook receiver)", async () => {
+    const sources: Array<[string, () => TransactionSource]> = [
+      ['a function running the library\'s transaction', () => <R>(work: (trx: Trx) => Promise<R>) => kit.transaction(work)],
+      ["the library's own database, client or entity manager", () => kit.source],
+    ];
+    it.each(sources)('serves a consumer helper (webhook receiver) whose database is %s', async (_, source) => {
       const secret = generateWebhookSecret();
       const consumer = next('hooks');
       const receiver = webhookReceiver({
         secrets: secret,
         consumer,
         schema,
-        database: <R>(work: (trx: Trx) => Promise<R>) => kit.transaction(work),
-        handler: (trx: Trx, message: WebhookMessage) => kit.insert(trx, 'effects', message.eventId),
+        database: source(),
+        handler: (trx, message: WebhookMessage) => kit.insert(trx as Trx, 'effects', message.eventId),
       });
       const event = testEvent({ topic: 'orm.webhook', key: next('k'), payload: { total: 1 } });
       const body = JSON.stringify({ id: event.eventId, topic: event.topic, key: event.key, tenant: null, createdAt: event.createdAt.toISOString(), headers: {}, payload: event.payload });

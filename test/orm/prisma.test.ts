@@ -27,6 +27,7 @@ describeOrmHandle<PrismaTx>('Prisma: the client of an interactive $transaction()
     swallowError: async (tx) => {
       await tx.$queryRawUnsafe('SELECT 1/0').catch(() => {});
     },
+    source: prisma,
     outside: prisma,
     close: () => prisma.$disconnect(),
   };

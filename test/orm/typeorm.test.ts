@@ -1,6 +1,7 @@
 import { DataSource, EntitySchema, type EntityManager, type QueryRunner } from 'typeorm';
 import { services } from '../support/env.ts';
-import { describeOrmHandle, type BusinessTable, type OrmKit } from './orm-suite.ts';
+import type { TransactionOf } from '@tidings/relays/polling';
+import { describeOrmHandle, sameType, type BusinessTable, type OrmKit } from './orm-suite.ts';
 
 /** A data source with the business tables as TypeORM entities, in the suite's schema. */
 async function dataSource(schema: string): Promise<DataSource> {
@@ -29,8 +30,11 @@ function common<Trx extends EntityManager | QueryRunner>(manager: (trx: Trx) => 
 
 describeOrmHandle<EntityManager>('TypeORM: the EntityManager of dataSource.transaction()', async (schema) => {
   const source = await dataSource(schema);
+  sameType<TransactionOf<DataSource>, EntityManager>(true);
+  sameType<TransactionOf<EntityManager>, EntityManager>(true);
   return {
     ...common<EntityManager>((manager) => manager),
+    source,
     transaction: (fn) => source.transaction((manager) => fn(manager)),
     outside: source.manager,
     close: () => source.destroy(),
@@ -58,6 +62,9 @@ describeOrmHandle<QueryRunner>('TypeORM: a QueryRunner after startTransaction()'
         await runner.release();
       }
     },
+    // A consumer helper hands a QueryRunner's kit the manager of a DataSource transaction; the
+    // suite's handler writes through runner.manager, which an EntityManager has not: give it one.
+    source: <R>(work: (runner: QueryRunner) => Promise<R>) => source.transaction((manager) => work(manager.queryRunner!)),
     outside: idle,
     async close() {
       await idle.release();
