@@ -43,6 +43,14 @@ export default defineConfig({
       {
         ...shared,
         test: {
+          name: 'orm',
+          include: ['test/orm/**/*.test.ts'],
+          globalSetup: ['test/support/services-postgres.ts', 'test/orm/prisma/generate.ts'],
+        },
+      },
+      {
+        ...shared,
+        test: {
           name: 'property',
           include: ['test/property/**/*.test.ts'],
           globalSetup: ['test/support/services-postgres.ts', 'test/support/services-brokers.ts'],

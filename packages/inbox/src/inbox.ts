@@ -1,4 +1,4 @@
-import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs } from '@tidings/outbox';
+import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs, type TransactionHandle } from '@tidings/outbox';
 import { requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox/internal';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
@@ -57,8 +57,10 @@ export interface Inbox {
    * it rolled back. (Under REPEATABLE READ or SERIALIZABLE the wait ends in a serialization failure,
    * SQLSTATE 40001, instead of a skip: retry the transaction as usual.)
    *
-   * `trx` is a kysely `Transaction`, a pg `Client`/`PoolClient` after BEGIN, or an `Executor` of an
-   * open transaction; anything else is refused with `NotInTransactionError` before a write. If the
+   * `trx` is a `TransactionHandle` inside an open transaction: a kysely `Transaction`, a pg
+   * `Client`/`PoolClient` after BEGIN, an `Executor`, or the transaction of Drizzle, Prisma, TypeORM,
+   * MikroORM or postgres.js; one outside a transaction is refused with `NotInTransactionError`
+   * before a write. The handler receives the same handle. If the
    * handler throws, the error propagates and the transaction must be rolled back (kysely's
    * `transaction().execute()` does) — committing it anyway would keep the mark without the effects.
    * A handler that catches a database error and returns leaves the transaction aborted; `handle()`
@@ -71,7 +73,7 @@ export interface Inbox {
    *   }),
    * );
    */
-  handle<Trx, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>>;
+  handle<Trx extends TransactionHandle, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>>;
 
   /**
    * Stores how far an ordered source has been applied, inside the caller's transaction, so the
@@ -85,7 +87,7 @@ export interface Inbox {
    *   await billing.saveCheckpoint(trx, { source: `orders/${partition}`, position: String(next), expected: String(from) });
    * });
    */
-  saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void>;
+  saveCheckpoint(trx: TransactionHandle, checkpoint: CheckpointInput): Promise<void>;
 
   /**
    * The position last saved for `source`, or null when there is none. Works on any handle (a
@@ -118,7 +120,7 @@ export function inbox(options: InboxOptions): Inbox {
   return Object.freeze({
     consumer,
     schema,
-    async handle<Trx, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>> {
+    async handle<Trx extends TransactionHandle, T>(trx: Trx, message: InboxMessage, handler: (trx: Trx) => T | Promise<T>): Promise<HandleResult<T>> {
       const eventId = validText('eventId', eventIdOf(message), limits.eventId);
       if (typeof handler !== 'function') throw new InvalidInputError('handler', `must be a function; got ${typeof handler}`);
       const executor = toExecutor(trx, 'trx');
@@ -133,7 +135,7 @@ export function inbox(options: InboxOptions): Inbox {
       await requireHealthyTransaction(trx, executor, 'inbox.handle()');
       return beyond ? { applied: true, result, beyondHorizon: true } : { applied: true, result };
     },
-    saveCheckpoint(trx: unknown, checkpoint: CheckpointInput): Promise<void> {
+    saveCheckpoint(trx: TransactionHandle, checkpoint: CheckpointInput): Promise<void> {
       return saveCheckpoint(trx, schema, consumer, checkpoint);
     },
     loadCheckpoint(db: unknown, source: string): Promise<string | null> {

@@ -1,4 +1,5 @@
 import { inbox, type Inbox } from '@tidings/inbox';
+import type { TransactionHandle } from '@tidings/outbox';
 import fc from 'fast-check';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -97,7 +98,7 @@ describe('exactly-once effects (property)', () => {
 /** Runs one delivery; counts, for committed ones only, the events handle() reported as applied. */
 async function deliver(t: TestDb, box: Inbox, d: Delivery, reports: Map<string, number>): Promise<void> {
   const applied: string[] = [];
-  const body = async <Trx>(trx: Trx, apply: (trx: Trx, eventId: string) => Promise<void>) => {
+  const body = async <Trx extends TransactionHandle>(trx: Trx, apply: (trx: Trx, eventId: string) => Promise<void>) => {
     for (const eventId of d.events) {
       const outcome = await box.handle(trx, eventId, async (trx) => {
         await apply(trx, eventId);

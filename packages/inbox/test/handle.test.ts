@@ -1,5 +1,5 @@
 import { inbox, InvalidInputError, NotInTransactionError, SchemaMissingError, ConfigError } from '@tidings/inbox';
-import { pgDatabase } from '@tidings/outbox';
+import { pgDatabase, type TransactionHandle } from '@tidings/outbox';
 import { toExecutor } from '@tidings/outbox/internal';
 import type { Transaction } from 'kysely';
 import pg from 'pg';
@@ -219,7 +219,7 @@ describe('inbox.handle()', () => {
   });
 
   describe('refuses, before writing anything, a handle that is not inside a transaction', () => {
-    const refusals: Array<[string, (t: TestDb) => Promise<{ handle: unknown; done(): Promise<void> }>]> = [
+    const refusals: Array<[string, (t: TestDb) => Promise<{ handle: TransactionHandle; done(): Promise<void> }>]> = [
       ['a pg Pool', async (t) => ({ handle: t.pool, done: async () => {} })],
       ['a kysely instance that is not a Transaction', async (t) => ({ handle: t.kysely, done: async () => {} })],
       ['a pg PoolClient before BEGIN', async (t) => {
@@ -315,6 +315,17 @@ describe('inbox.handle()', () => {
         .execute((trx) => box.handle(trx, 'e', 'nope' as never))
         .catch((e: unknown) => e);
       expect(error).toMatchObject({ name: 'InvalidInputError', field: 'handler' });
+      expect(await t.inboxRows(box.consumer)).toBe(0);
+    });
+
+    it('a transaction that is no database handle: a type error, and a ConfigError naming the kinds accepted', async () => {
+      const box = newInbox();
+      let called = false;
+      // @ts-expect-error a number is no transaction handle
+      const error = await box.handle(42, 'e', () => (called = true)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(/^invalid option "trx": expected a kysely Transaction,.*Prisma interactive \$transaction client; got number\.$/);
+      expect(called).toBe(false);
       expect(await t.inboxRows(box.consumer)).toBe(0);
     });
 

@@ -46,7 +46,7 @@ export class NotInTransactionError extends TidingsError {
   constructor(what: string) {
     super(
       `${what} must run inside the caller's transaction so that it commits or rolls back with the ` +
-        'business data; pass a kysely Transaction, or a pg client after BEGIN.',
+        "business data; pass the transaction you write that data with (a kysely Transaction, a pg client after BEGIN, or your ORM's transaction).",
     );
   }
 }

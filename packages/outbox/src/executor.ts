@@ -1,5 +1,6 @@
 import { CompiledQuery } from 'kysely';
 import { ConfigError } from './errors.ts';
+import { ormAdapter, type OrmTransactionHandle, type PlainHandles } from './orm-handles.ts';
 
 /**
  * The one seam between tidings and a database client. Everything tidings runs goes through
@@ -37,22 +38,48 @@ interface PgLikeResult {
 export interface PgQueryable {
   query(text: string, params?: unknown[]): Promise<PgLikeResult>;
 }
-interface KyselyLike {
+/** A kysely `Transaction` (or any kysely instance). */
+export interface KyselyLike {
   executeQuery(query: CompiledQuery): Promise<{ rows: unknown[]; numAffectedRows?: bigint }>;
 }
 
 /**
- * Wraps what the caller passed to `publish()` or `inbox.handle()`: a kysely `Transaction` (or any
- * kysely instance), a pg `PoolClient`/`Client` inside BEGIN, or anything that already is an `Executor`.
- * Anything else is a `ConfigError` naming `argument`.
+ * The caller's open transaction, as `publish()` and `inbox.handle()` take it: a kysely
+ * `Transaction`, a pg `Client`/`PoolClient` inside BEGIN, a PGlite transaction, an `Executor`, a
+ * postgres.js `sql.begin` transaction, a Drizzle `tx`, a TypeORM `EntityManager` or `QueryRunner`
+ * in a transaction, a MikroORM `EntityManager` in `em.transactional`, or a Prisma interactive
+ * `$transaction` client. Each is recognised by its shape; tidings imports none of the ORMs.
+ *
+ * @example
+ * await db.transaction(async (tx) => {         // Drizzle
+ *   await tx.insert(orders).values(order);
+ *   await publish(tx, { topic: 'orders.created', key: order.id, payload: order });
+ * });
+ */
+export type TransactionHandle = KyselyLike | PgQueryable | Executor | OrmTransactionHandle;
+
+/** The kinds of handle accepted, for error messages. */
+export const acceptedHandles =
+  'a kysely Transaction, a pg Client/PoolClient inside BEGIN, a PGlite transaction, a tidings Executor, ' +
+  'a postgres.js sql.begin() transaction, a Drizzle transaction (tx), a TypeORM EntityManager or QueryRunner, ' +
+  'a MikroORM EntityManager (em.transactional) or a Prisma interactive $transaction client';
+
+/** Driver connections found inside an ORM's handle are treated as if they had been passed. */
+const plain: PlainHandles = {
+  executor: (connection) => toExecutor(connection),
+  verdict: () => 'ask-server',
+};
+
+/**
+ * Wraps what the caller passed to `publish()` or `inbox.handle()` (a `TransactionHandle`).
+ * Anything else is a `ConfigError` naming `argument` and the kinds accepted.
  */
 export function toExecutor(db: unknown, argument = 'db'): Executor {
+  const orm = ormAdapter(db, plain);
+  if (orm) return orm.executor;
   if (isKysely(db)) return kyselyExecutor(db);
   if (isQueryable(db)) return pgExecutor(db);
-  throw new ConfigError(
-    argument,
-    'expected a kysely Transaction, a pg PoolClient/Client inside BEGIN, or an object with ' + `query(text, params); got ${describe(db)}.`,
-  );
+  throw new ConfigError(argument, `expected ${acceptedHandles}; got ${describe(db)}.`);
 }
 
 function isKysely(db: unknown): db is KyselyLike {

@@ -17,7 +17,7 @@ export {
   type InvalidCursorReason,
   type InvalidEventReason,
 } from './errors.ts';
-export { type Database, type Executor, type QueryResult } from './executor.ts';
+export { type Database, type Executor, type QueryResult, type TransactionHandle } from './executor.ts';
 export { type MigrationResult } from './migrate.ts';
 export { pgDatabase, type PgDatabaseOptions } from './pg-database.ts';
 export { comparePositions, decodePosition, encodePosition, start as logStart } from './position.ts';

@@ -1,7 +1,7 @@
 import { newEventId } from './event-id.ts';
 import { translateDriverError, translatingErrors } from './driver-errors.ts';
 import { withJsonPayload, type EventInput, type OutboxEvent } from './event.ts';
-import { toExecutor } from './executor.ts';
+import { toExecutor, type TransactionHandle } from './executor.ts';
 import { defaults, notifyChannel, wholeOption, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
@@ -20,7 +20,8 @@ export interface PublishOptions {
 /**
  * Writes events into the outbox inside the caller's transaction: they are relayed if and only if
  * that transaction commits. Every event is validated before anything is written; many events are
- * one multi-row insert.
+ * one multi-row insert. `trx` is the transaction you write the business data with: kysely, pg,
+ * PGlite, or an ORM's (Drizzle, Prisma, TypeORM, MikroORM) or postgres.js's (see `TransactionHandle`).
  *
  * @example
  * await db.transaction().execute(async (trx) => {
@@ -29,7 +30,7 @@ export interface PublishOptions {
  * });
  */
 export async function publish(
-  trx: unknown,
+  trx: TransactionHandle,
   events: EventInput | readonly EventInput[],
   options: PublishOptions = {},
 ): Promise<OutboxEvent[]> {

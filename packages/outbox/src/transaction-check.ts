@@ -1,5 +1,6 @@
 import { NotInTransactionError } from './errors.ts';
-import type { Executor } from './executor.ts';
+import { toExecutor, type Executor } from './executor.ts';
+import { ormAdapter, type PlainHandles } from './orm-handles.ts';
 
 /**
  * What the handle itself can tell, without a round trip, about whether it is inside a transaction
@@ -45,7 +46,16 @@ export function forgetMark(handle: object): void {
   known.delete(handle);
 }
 
+/** Driver connections found inside an ORM's handle are judged as if they had been passed. */
+const plain: PlainHandles = {
+  executor: (connection) => toExecutor(connection),
+  verdict: (connection) => transactionVerdict(connection),
+};
+
 export function transactionVerdict(handle: unknown): TransactionVerdict {
+  // An ORM's transaction (or postgres.js's) says what it knows; see orm-handles.ts.
+  const orm = ormAdapter(handle, plain);
+  if (orm) return orm.verdict();
   if (typeof handle !== 'object' || handle === null) return 'ask-server';
   const marked = known.get(handle);
   if (marked) return marked;

@@ -62,10 +62,18 @@ describe('publish', () => {
     expect(await countEvents(outbox)).toBe(before);
   });
 
-  it('refuses a transaction argument that is no database handle with a ConfigError saying what to pass', async () => {
-    const error = await publish({ begin: true } as never, { topic: 't', payload: 1 }).catch((e: unknown) => e);
+  it('refuses a transaction argument that is no database handle with a ConfigError naming the kinds it accepts', async () => {
+    // @ts-expect-error an object of no known handle shape is a type error
+    const error = await publish({ begin: true }, { topic: 't', payload: 1 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error).toMatchObject({ option: 'trx', message: expect.stringMatching(/expected a kysely Transaction, a pg PoolClient\/Client inside BEGIN.*got/) });
+    expect(error).toMatchObject({ option: 'trx', message: expect.stringMatching(/expected a kysely Transaction, a pg Client\/PoolClient inside BEGIN,.*postgres\.js.*Drizzle.*TypeORM.*MikroORM.*Prisma.*; got Object/) });
+  });
+
+  it('refuses a number as the transaction, at compile time and at run time', async () => {
+    // @ts-expect-error a number is no transaction handle
+    const error = await publish(42, { topic: 't', payload: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/^invalid option "trx": expected a kysely Transaction.*; got number\.$/);
   });
 
   it("keeps the publisher's JSON text: relays read back the very bytes that were written", async () => {

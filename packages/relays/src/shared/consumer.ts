@@ -8,7 +8,7 @@ import { ConfigError, TidingsError, type Json } from '@tidings/outbox';
 import { asError } from './backoff.ts';
 import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from './options.ts';
-import { isTransactionSource, type TransactionOf, type TransactionSource } from './transaction-source.ts';
+import { acceptedSources, isTransactionSource, type TransactionOf, type TransactionSource } from './transaction-source.ts';
 
 /** Where a received event came from: what only its transport can say. */
 export type Delivery = RabbitmqDelivery | KafkaDelivery | WebhookDelivery | FeedDelivery;
@@ -91,7 +91,11 @@ export interface RetryOptions {
 export interface ConsumerOptions<Source extends TransactionSource, D extends Delivery, E extends { readonly type: string }> {
   /** The inbox consumer name: each event is applied once per consumer name. */
   readonly consumer: string;
-  /** Where the handler's transaction runs: a kysely instance, a pg Pool, a tidings Database or a function that runs a transaction. */
+  /**
+   * Where the handler's transaction runs: a kysely instance, a pg Pool, a tidings Database, a Drizzle
+   * database, a TypeORM DataSource, a PrismaClient, a MikroORM EntityManager, postgres.js's sql, or
+   * a function that runs a transaction.
+   */
   readonly database: Source;
   /**
    * Applies one event inside the transaction that also records it (inbox mark or checkpoint).
@@ -135,7 +139,7 @@ export function resolveCommon<Source extends TransactionSource, D extends Delive
   if (typeof options !== 'object' || options === null) throw new ConfigError('options', `pass an object with ${needs}`);
   if (typeof options.consumer !== 'string' || options.consumer === '') throw new ConfigError('consumer', 'pass the inbox consumer name, e.g. "billing"');
   if (!isTransactionSource(options.database)) {
-    throw new ConfigError('database', 'pass a kysely instance, a pg Pool, a tidings Database, or a function that runs a transaction');
+    throw new ConfigError('database', `pass ${acceptedSources}`);
   }
   if (typeof options.handler !== 'function') throw new ConfigError('handler', 'pass a function (trx, event) => … that applies the event');
   if (options.schema !== undefined && (typeof options.schema !== 'string' || options.schema === '')) {
