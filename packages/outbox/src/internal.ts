@@ -19,3 +19,4 @@ export { commandTag, inPgTransaction, type PgTransactionClient, type PgTransacti
 export { observer } from './observer.ts';
 export { failureModes } from './relay/options.ts';
 export { cleanupSettings } from './admin.ts';
+export { activeTraceHeaders, attributes, instruments, producerContext, producerSpanContext, tidingsTracer, type TidingsInstruments } from './telemetry.ts';
