@@ -65,7 +65,7 @@ export class PartitionRunner {
 
   constructor(options: ResolvedRelayOptions, store: RelayStore, parking: ParkingStore, lease: Lease) {
     this.#options = options;
-    this.#labels = attributes({ relay: options.name, transport: options.transport.name });
+    this.#labels = attributes({ relay: options.name, transport: options.transport.system ?? options.transport.name });
     this.#store = store;
     this.#parking = parking;
     this.lease = lease;
@@ -338,7 +338,7 @@ export class PartitionRunner {
     const topic = batch[0]!.topic;
     const oneTopic = batch.every((event) => event.topic === topic);
     const attrs: Attributes = {
-      'messaging.system': this.#options.transport.name,
+      'messaging.system': this.#options.transport.system ?? this.#options.transport.name,
       'messaging.operation.type': 'send',
       'messaging.operation.name': 'send',
       'messaging.batch.message_count': batch.length,
