@@ -46,32 +46,30 @@ export function registerTelemetry(): TestTelemetry {
   };
 }
 
+type Where = Readonly<Record<string, string | number>>;
+
+/** The data points of metric `name` whose attributes include `where`. */
+function points(collected: ResourceMetrics, name: string, where: Where): Array<{ attributes: Record<string, unknown>; value: unknown }> {
+  return collected.scopeMetrics
+    .flatMap((scope) => scope.metrics)
+    .filter((metric) => metric.descriptor.name === name)
+    .flatMap((metric) => metric.dataPoints as Array<{ attributes: Record<string, unknown>; value: unknown }>)
+    .filter((point) => Object.entries(where).every(([k, v]) => point.attributes[k] === v));
+}
+
 /** The sum of a counter's data points whose attributes include `where`. */
-export function counterValue(collected: ResourceMetrics, name: string, where: Readonly<Record<string, string | number>> = {}): number {
-  let sum = 0;
-  for (const scope of collected.scopeMetrics) {
-    for (const metric of scope.metrics) {
-      if (metric.descriptor.name !== name) continue;
-      for (const point of metric.dataPoints) {
-        if (Object.entries(where).every(([k, v]) => point.attributes[k] === v)) sum += point.value as number;
-      }
-    }
-  }
-  return sum;
+export function counterValue(collected: ResourceMetrics, name: string, where: Where = {}): number {
+  return points(collected, name, where).reduce((sum, point) => sum + (point.value as number), 0);
 }
 
 /** How many values a histogram recorded, over the data points whose attributes include `where`. */
-export function histogramCount(collected: ResourceMetrics, name: string, where: Readonly<Record<string, string | number>> = {}): number {
-  let count = 0;
-  for (const scope of collected.scopeMetrics) {
-    for (const metric of scope.metrics) {
-      if (metric.descriptor.name !== name) continue;
-      for (const point of metric.dataPoints) {
-        if (Object.entries(where).every(([k, v]) => point.attributes[k] === v)) count += (point.value as { count: number }).count;
-      }
-    }
-  }
-  return count;
+export function histogramCount(collected: ResourceMetrics, name: string, where: Where = {}): number {
+  return points(collected, name, where).reduce((sum, point) => sum + (point.value as { count: number }).count, 0);
+}
+
+/** A gauge's data points (attributes and value) whose attributes include `where`. */
+export function gaugeValues(collected: ResourceMetrics, name: string, where: Where = {}): Array<{ attributes: Record<string, unknown>; value: number }> {
+  return points(collected, name, where) as Array<{ attributes: Record<string, unknown>; value: number }>;
 }
 
 export const sameSpan = (a: SpanContext | undefined, b: SpanContext): boolean => a?.traceId === b.traceId && a.spanId === b.spanId;
