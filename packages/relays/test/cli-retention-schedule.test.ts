@@ -1,46 +1,27 @@
 import { publish } from '@tidings/outbox';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
-import { sourceNodeArgs } from '../../../test/support/mutants.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
+import { spawnTidings, type TidingsRun } from '../../../test/support/tidings-cli.ts';
 
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 shareBrokerPerTest();
 
-interface Run {
-  readonly exited: Promise<number | null>;
-  stdout(): string;
-  stderr(): string;
-  signal(signal: NodeJS.Signals): void;
-}
-
-function tidings(args: string[]): Run {
-  const child = spawn(process.execPath, [...sourceNodeArgs(main), ...args], {
-    cwd: folder,
-    env: { ...process.env, DATABASE_URL: '', TIDINGS_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  running.push({ kill: () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), exited });
-  return { exited, stdout: () => stdout, stderr: () => stderr, signal: (signal) => void child.kill(signal) };
+function tidings(args: string[]): TidingsRun {
+  const run = spawnTidings(args, folder);
+  running.push(run);
+  return run;
 }
 
 let outbox: TestOutbox;
 let s: string;
 let folder: string;
 let flags: string[];
-const running: { kill: () => unknown; exited: Promise<unknown> }[] = [];
+const running: TidingsRun[] = [];
 beforeAll(async () => {
   outbox = await freshOutbox('cli_retention_schedule', { partitions: 2 });
   s = `"${outbox.schema}"`;
