@@ -1,13 +1,13 @@
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { LeaseLostError } from '../errors.ts';
-import { attributes, instruments, producerSpanContext, tidingsTracer } from '../telemetry.ts';
+import { attributes, instruments, producerContext, producerSpanContext, tidingsTracer } from '../telemetry.ts';
 import { asError, pause } from '../waits.ts';
 import type { OutboxEvent, Position } from '../event.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
 import { unavailable, type SendOutcome } from '../transport.ts';
 import { retryDelay } from './backoff.ts';
-import type { ResolvedRelayOptions } from './options.ts';
+import type { RelayEvent, ResolvedRelayOptions } from './options.ts';
 import type { ParkingStore } from './parking-store.ts';
 import type { AttemptError, Lease, RelayStore } from './store.ts';
 
@@ -182,10 +182,10 @@ export class PartitionRunner {
         await this.#store.deadLetter(this.lease, head, attempts, parks);
         this.#readFrom = maxPosition(this.#readFrom, head.position);
         this.#saved = head.position;
-        this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+        this.#emitFor(head, { type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
         if (parks && !this.#parked!.has(head.key!)) {
           this.#parked!.set(head.key!, head.eventId);
-          this.#options.onEvent({ type: 'key-parked', partition: this.partition, key: head.key!, eventId: head.eventId });
+          this.#emitFor(head, { type: 'key-parked', partition: this.partition, key: head.key!, eventId: head.eventId });
         }
         return this.#setAside(rest, scannedTo);
       },
@@ -241,7 +241,7 @@ export class PartitionRunner {
               await this.#parking.parkedEventDead(this.lease, { seq: seqs.get(head)!, event: head }, attempts);
               parked.set(item.key, head.eventId);
             }
-            this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+            this.#emitFor(head, { type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
             return undefined;
           },
         };
@@ -285,7 +285,7 @@ export class PartitionRunner {
         this.#outage = { since, attempts: attempt, error: outcome.error };
         if (attempt === 1) this.#record({ since, error: outcome.error.message });
         const delayMs = retryDelay(policy, attempt, outcome.retryAfterMs);
-        this.#options.onEvent({ type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
+        this.#emitFor(head, { type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
         await this.#pause(delayMs);
         continue;
       }
@@ -301,7 +301,7 @@ export class PartitionRunner {
       }
       const delayMs = retryDelay(policy, attempts.length, 'retryAfterMs' in outcome ? outcome.retryAfterMs : undefined);
       instruments().retried.add(1, this.#labels);
-      this.#options.onEvent({ type: 'retry', partition: this.partition, eventId: head.eventId, attempt: attempts.length, delayMs, error: outcome.error });
+      this.#emitFor(head, { type: 'retry', partition: this.partition, eventId: head.eventId, attempt: attempts.length, delayMs, error: outcome.error });
       await this.#pause(delayMs);
     }
   }
@@ -409,6 +409,11 @@ export class PartitionRunner {
       this.#wake = done;
     });
     this.#wake = undefined;
+  }
+
+  /** Reports what happened to one event in the context it was published in: a log line of it carries the publisher's trace. */
+  #emitFor(event: OutboxEvent, relayEvent: RelayEvent): void {
+    context.with(producerContext(event.headers), () => this.#options.onEvent(relayEvent));
   }
 
   #lost(error: unknown): void {
