@@ -23,10 +23,11 @@ import { inboxOverhead } from './scenarios/inbox.ts';
 import { relayLatency, sseLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
+import { tracedDrain, tracedWrite } from './scenarios/telemetry.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'telemetry'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -121,6 +122,10 @@ async function main(): Promise<void> {
     if (only.has('cleanup')) {
       progress(`cleanup: retention on ${plan.cleanup.events} events with 1 and ${plan.cleanup.relays} relays`);
       results.cleanup = await cleanupScaling(plan.cleanup);
+    }
+    if (only.has('telemetry')) {
+      progress('telemetry: the memory drain and the write with an OpenTelemetry SDK registered, against without');
+      results.telemetry = { drain_memory: await tracedDrain(plan.drainMemory), write: await tracedWrite(plan.write) };
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

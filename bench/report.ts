@@ -6,6 +6,7 @@ import type { InboxResult } from './scenarios/inbox.ts';
 import type { LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
+import type { TracedDrainResult, TracedWriteResult } from './scenarios/telemetry.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -22,6 +23,7 @@ export interface Results {
   latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
+  telemetry?: { drain_memory: TracedDrainResult; write: TracedWriteResult };
 }
 
 interface Row {
@@ -35,7 +37,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, telemetry, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -92,6 +94,13 @@ export function report(results: Results): string {
         note: `${relays} relays ${format(cleanup.many_relays_rows_per_s)} rows/s vs 1 relay ${format(cleanup.one_relay_rows_per_s)} rows/s, ${format(results.plan.cleanup.events)} events`,
       },
       { figure: 'cleanup.rows_per_s', value: cleanup.one_relay_rows_per_s, unit: '/s', note: 'deleted by retention, one relay' },
+    );
+  }
+  if (telemetry) {
+    const { drain_memory: d, write: w } = telemetry;
+    rows.push(
+      { figure: 'drain.memory.traced_ratio', value: d.traced_ratio, target: { atLeast: 0.9 }, note: `with an OpenTelemetry SDK ${format(d.traced_per_s)}/s vs without ${format(d.plain_per_s)}/s` },
+      { figure: 'write.traced_overhead_ratio', value: w.traced_overhead_ratio, note: `${format(w.plain_tx_per_s)} vs ${format(w.traced_tx_per_s)} tx/s with an SDK and a request span` },
     );
   }
   const lines = [
