@@ -1,4 +1,5 @@
 import { publish } from '@tidings/outbox';
+import { migrateWebhooks, webhookEndpoints } from '@tidings/relays/webhook';
 import amqp from 'amqplib';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -8,6 +9,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
+import { loopback } from '../../../test/support/webhook-harness.ts';
 import { services } from '../../../test/support/env.ts';
 import { freePort } from '../../../test/support/private-postgres.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
@@ -54,7 +57,7 @@ function sample(text: string, metric: string, labels: Readonly<Record<string, st
 }
 
 describe('tidings relay --metrics-port', () => {
-  it('serves Prometheus text whose delivered counter equals what the destination received, with lag gauges per partition', async () => {
+  it('serves Prometheus text on metricsHost:metricsPort whose delivered counter equals what the destination received, with lag gauges per partition', async () => {
     const id = randomBytes(4).toString('hex');
     const topic = `metrics_${id}.orders.created`;
     const exchange = `tidings.cli-metrics.${id}`;
@@ -80,6 +83,7 @@ describe('tidings relay --metrics-port', () => {
       relays: [{ name: relay, topics: [topic], pollIntervalMs: 100, transport: { type: 'rabbitmq', url: services.rabbitmq, exchange } }],
       retention: false,
       metricsPort: port,
+      metricsHost: '127.0.0.1',
     });
     const run = tidings(['relay', '--config', file, '--database', services.postgres, '--schema', outbox.schema]);
 
@@ -88,7 +92,7 @@ describe('tidings relay --metrics-port', () => {
     });
     let text = '';
     await waitUntil('the endpoint reports 12 delivered', async () => {
-      text = await fetch(`http://localhost:${port}/metrics`).then((response) => response.text(), () => '');
+      text = await fetch(`http://127.0.0.1:${port}/metrics`).then((response) => response.text(), () => '');
       return sample(text, 'tidings_relay_events_delivered_total', { relay }) === 12;
     }, 30_000);
     expect(run.stderr()).toBe('');
@@ -128,5 +132,25 @@ describe('tidings relay --metrics-port', () => {
     const run = tidings(['relay', '--config', file, '--database', services.postgres, '--schema', outbox.schema]);
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toContain(`the metrics endpoint cannot listen on localhost:${port}`);
+  });
+
+  it('counts the disabled webhook endpoints', async () => {
+    await migrateWebhooks(outbox.db, { schema: outbox.schema });
+    const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring });
+    const kept = await endpoints.create(outbox.db, { url: 'http://127.0.0.1:9/kept', topics: ['metrics.kept'] });
+    const gone = await endpoints.create(outbox.db, { url: 'http://127.0.0.1:9/gone', topics: ['metrics.gone'] });
+    await endpoints.disable(outbox.db, gone.id, 'the test disabled it');
+    expect((await endpoints.get(outbox.db, kept.id))!.enabled).toBe(true);
+    const port = await freePort();
+    const file = await config('endpoints', {
+      relays: [{ name: 'unused-too', topics: ['unused'], transport: { type: 'rabbitmq', url: services.rabbitmq } }],
+      retention: false,
+      metricsPort: port,
+    });
+    tidings(['relay', '--config', file, '--database', services.postgres, '--schema', outbox.schema]);
+    await waitUntil('the endpoint reports one disabled endpoint', async () => {
+      const text = await fetch(`http://localhost:${port}/metrics`).then((response) => response.text(), () => '');
+      return /^tidings_webhook_endpoints_disabled(\{[^}]*\})? 1$/m.test(text);
+    }, 30_000);
   });
 });
