@@ -26,10 +26,11 @@ import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
 import { endpointScaling } from './scenarios/endpoints.ts';
 import { connectionScaling } from './scenarios/connections.ts';
+import { tracedDrain, tracedWrite } from './scenarios/telemetry.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'telemetry'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -135,6 +136,10 @@ async function main(): Promise<void> {
     }
     if (only.has('connections')) {
       results.connections = await connectionScaling(plan.connections);
+    }
+    if (only.has('telemetry')) {
+      progress('telemetry: the memory drain and the write with an OpenTelemetry SDK registered, against without');
+      results.telemetry = { drain_memory: await tracedDrain(plan.drainMemory), write: await tracedWrite(plan.write) };
     }
   } finally {
     await Promise.all(destinations.map((destination) => destination.close()));

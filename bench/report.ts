@@ -9,6 +9,7 @@ import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { StatusResult } from './scenarios/status.ts';
 import type { EndpointsFigures } from './scenarios/endpoints.ts';
 import { connectionRows, type ConnectionsResult } from './scenarios/connections.ts';
+import type { TracedDrainResult, TracedWriteResult } from './scenarios/telemetry.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
 
@@ -28,6 +29,7 @@ export interface Results {
   status?: StatusResult;
   endpoints?: Record<string, EndpointsFigures>;
   connections?: ConnectionsResult;
+  telemetry?: { drain_memory: TracedDrainResult; write: TracedWriteResult };
 }
 
 interface Row {
@@ -41,7 +43,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, telemetry, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -120,6 +122,13 @@ export function report(results: Results): string {
   }
   // results.json of runs before the connections scenario have no plan for it.
   if (connections && results.plan.connections) rows.push(...connectionRows(connections, results.plan.connections));
+  if (telemetry) {
+    const { drain_memory: d, write: w } = telemetry;
+    rows.push(
+      { figure: 'drain.memory.traced_ratio', value: d.traced_ratio, target: { atLeast: 0.9 }, note: `with an OpenTelemetry SDK ${format(d.traced_per_s)}/s vs without ${format(d.plain_per_s)}/s` },
+      { figure: 'write.traced_overhead_ratio', value: w.traced_overhead_ratio, note: `${format(w.plain_tx_per_s)} vs ${format(w.traced_tx_per_s)} tx/s with an SDK and a request span` },
+    );
+  }
   const lines = [
     `tidings bench${results.quick ? ' (--quick)' : ''}, ${results.date.slice(0, 10)}: ${machine.cores} cores (${machine.cpu}), ${machine.memory_gib} GiB, ` +
       `Node ${machine.node}, PostgreSQL ${machine.postgresql}, RabbitMQ ${machine.rabbitmq}, Kafka ${machine.kafka}`,

@@ -1,5 +1,5 @@
 import { BeyondHorizonError, ConfigError, defaultRedeliveryHorizonMs, type TransactionHandle } from '@tidings/outbox';
-import { requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox/internal';
+import { attributes, instruments, requireHealthyTransaction, requireTransaction, toExecutor } from '@tidings/outbox/internal';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInput } from './checkpoint.ts';
 import { InvalidInputError } from './errors.ts';
 import { markReceived } from './mark-received.ts';
@@ -116,6 +116,7 @@ export function inbox(options: InboxOptions): Inbox {
   const table = `${quoteIdent(schema)}.inbox`;
   const horizonMs = horizonOption(options.horizonMs);
   const refuseBeyond = beyondOption(options.beyondHorizon) === 'refuse';
+  const labels = attributes({ consumer });
 
   return Object.freeze({
     consumer,
@@ -128,7 +129,10 @@ export function inbox(options: InboxOptions): Inbox {
       const written = createdAtOf(message);
       const beyond = written !== undefined && Date.now() - written.getTime() > horizonMs;
       if (beyond && refuseBeyond) throw new BeyondHorizonError(`inbox "${consumer}" handling event ${eventId}`, written, horizonMs);
-      if (!(await markReceived(executor, schema, consumer, eventId))) return { applied: false };
+      if (!(await markReceived(executor, schema, consumer, eventId))) {
+        instruments().inboxDuplicates.add(1, labels);
+        return { applied: false };
+      }
       const result = await handler(trx);
       // A handler that caught a database error left the transaction aborted: its COMMIT would
       // silently roll back the effects and the mark, and the caller would acknowledge a loss.

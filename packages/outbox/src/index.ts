@@ -45,3 +45,4 @@ export { readFeed, type FeedPage, type FeedReadOptions } from './feed.ts';
 export { partitionOf } from './partition.ts';
 export { status, type CommitLockHolder, type FeedHoldReport, type OutboxStatus, type PartitionStatus, type RelayStatusReport, type StatusOptions } from './status.ts';
 export { adoptCluster, inspectCluster, moveCursors, type ClusterReport, type MoveCursorsOptions } from './cluster.ts';
+export { observeStatus, type StatusMetrics, type StatusMetricsOptions } from './status-metrics.ts';

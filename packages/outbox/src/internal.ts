@@ -20,3 +20,4 @@ export { observer } from './observer.ts';
 export { failureModes } from './relay/options.ts';
 export { cleanupSettings } from './admin.ts';
 export { ownStatements } from './own-statements.ts';
+export { activeTraceHeaders, attributes, instruments, producerContext, producerSpanContext, tidingsTracer, type TidingsInstruments } from './telemetry.ts';

@@ -5,8 +5,9 @@ import { toExecutor, type TransactionHandle } from './executor.ts';
 import { defaults, notifyChannel, wholeOption, resolveSchema } from './options.ts';
 import { keyHash } from './partition.ts';
 import { quoteIdent } from './sql.ts';
+import { activeTraceHeaders, instruments } from './telemetry.ts';
 import { requireTransaction } from './transaction-check.ts';
-import { validateEvent } from './validate.ts';
+import { validateEvent, type ValidEvent } from './validate.ts';
 
 export interface PublishOptions {
   /** Schema the outbox was migrated into. Default `tidings`. */
@@ -37,7 +38,8 @@ export async function publish(
   const list: readonly EventInput[] = Array.isArray(events) ? events : [events as EventInput];
   const schema = resolveSchema(options.schema);
   const maxPayloadBytes = wholeOption('maxPayloadBytes', options.maxPayloadBytes, defaults.maxPayloadBytes);
-  const valid = list.map((event, index) => validateEvent(event, index, maxPayloadBytes));
+  const traced = activeTraceHeaders();
+  const valid = list.map((event, index) => withTrace(validateEvent(event, index, maxPayloadBytes), event, traced));
   const executor = toExecutor(trx, 'trx');
   await requireTransaction(trx, executor, 'publish()', `${quoteIdent(schema)}.events`, (error) => translateDriverError(error, schema));
   if (valid.length === 0) return [];
@@ -58,6 +60,7 @@ export async function publish(
   if (notify) params.push(notifyChannel(schema));
   const text = insertStatement(schema, notify, single);
   const { rows } = await translatingErrors(schema, () => executor.query<InsertedRow>(text, params));
+  instruments().published.add(valid.length);
   const byId = new Map(rows.map((row) => [row.event_id, row]));
   return valid.map((event, i) => {
     const row = byId.get(ids[i]!)!;
@@ -76,6 +79,20 @@ export async function publish(
       event.payloadText,
     );
   });
+}
+
+/**
+ * Carries the active trace into the event's headers (W3C `traceparent`, and `tracestate` when the
+ * trace has one), so relays link their sends to it and consumers run their handlers in it. Headers
+ * the caller set for the trace are kept as they are.
+ */
+function withTrace(valid: ValidEvent, input: EventInput, traced: ReturnType<typeof activeTraceHeaders>): ValidEvent {
+  if (traced === undefined) return valid;
+  const own = input.headers as Record<string, unknown> | undefined | null;
+  if (own != null && (own.traceparent !== undefined || own.tracestate !== undefined)) return valid;
+  const added = JSON.stringify(traced);
+  const headersText = valid.headersText === '{}' ? added : `${valid.headersText.slice(0, -1)},${added.slice(1)}`;
+  return { ...valid, headersText };
 }
 
 interface InsertedRow {

@@ -32,6 +32,12 @@ export type SendOutcome =
  */
 export interface Transport {
   readonly name: string;
+  /**
+   * The kind of destination for metrics and traces (`messaging.system`, the `transport` label):
+   * `rabbitmq`, `kafka`, `webhook`. Default the name, which may carry an address and so should
+   * not be a label: set this in a transport of your own.
+   */
+  readonly system?: string;
   readonly capabilities: TransportCapabilities;
   send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]>;
   close(): Promise<void>;

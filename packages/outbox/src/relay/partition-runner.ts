@@ -1,11 +1,13 @@
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Link, type Span } from '@opentelemetry/api';
 import { LeaseLostError } from '../errors.ts';
+import { attributes, instruments, producerContext, producerSpanContext, tidingsTracer } from '../telemetry.ts';
 import { asError, pause } from '../waits.ts';
 import type { OutboxEvent, Position } from '../event.ts';
 import { comparePositions, maxPosition } from '../position.ts';
 import { readPartition } from '../read.ts';
 import { unavailable, type SendOutcome } from '../transport.ts';
 import { retryDelay } from './backoff.ts';
-import type { ResolvedRelayOptions } from './options.ts';
+import type { RelayEvent, ResolvedRelayOptions } from './options.ts';
 import type { ParkingStore } from './parking-store.ts';
 import type { AttemptError, Lease, RelayStore } from './store.ts';
 
@@ -58,9 +60,12 @@ export class PartitionRunner {
   #woken = false;
   #outage: PartitionOutage | undefined;
   #done: Promise<void> = Promise.resolve();
+  /** The metrics' attributes of this relay and transport. */
+  readonly #labels: Attributes;
 
   constructor(options: ResolvedRelayOptions, store: RelayStore, parking: ParkingStore, lease: Lease) {
     this.#options = options;
+    this.#labels = attributes({ relay: options.name, transport: options.transport.system ?? options.transport.name });
     this.#store = store;
     this.#parking = parking;
     this.lease = lease;
@@ -177,10 +182,10 @@ export class PartitionRunner {
         await this.#store.deadLetter(this.lease, head, attempts, parks);
         this.#readFrom = maxPosition(this.#readFrom, head.position);
         this.#saved = head.position;
-        this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+        this.#emitFor(head, { type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
         if (parks && !this.#parked!.has(head.key!)) {
           this.#parked!.set(head.key!, head.eventId);
-          this.#options.onEvent({ type: 'key-parked', partition: this.partition, key: head.key!, eventId: head.eventId });
+          this.#emitFor(head, { type: 'key-parked', partition: this.partition, key: head.key!, eventId: head.eventId });
         }
         return this.#setAside(rest, scannedTo);
       },
@@ -197,6 +202,7 @@ export class PartitionRunner {
     const aside = events.filter((e) => e.key !== null && parked.has(e.key));
     if (aside.length === 0) return events;
     await this.#parking.park(this.lease, aside);
+    instruments().parked.add(aside.length, this.#labels);
     const rest = events.filter((e) => e.key === null || !parked.has(e.key));
     if (rest.length === 0) await this.#save(maxPosition(events.at(-1)!.position, scannedTo));
     return rest;
@@ -235,7 +241,7 @@ export class PartitionRunner {
               await this.#parking.parkedEventDead(this.lease, { seq: seqs.get(head)!, event: head }, attempts);
               parked.set(item.key, head.eventId);
             }
-            this.#options.onEvent({ type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
+            this.#emitFor(head, { type: 'dead-letter', partition: this.partition, eventId: head.eventId, error });
             return undefined;
           },
         };
@@ -267,6 +273,7 @@ export class PartitionRunner {
         pending = pending.slice(k);
         attempts = [];
         this.#available();
+        this.#countDelivered(prefix);
         await lane.delivered(prefix, pending);
         if (pending.length === 0) return;
       }
@@ -278,13 +285,14 @@ export class PartitionRunner {
         this.#outage = { since, attempts: attempt, error: outcome.error };
         if (attempt === 1) this.#record({ since, error: outcome.error.message });
         const delayMs = retryDelay(policy, attempt, outcome.retryAfterMs);
-        this.#options.onEvent({ type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
+        this.#emitFor(head, { type: 'unavailable', partition: this.partition, eventId: head.eventId, attempt, delayMs, error: outcome.error });
         await this.#pause(delayMs);
         continue;
       }
       this.#available();
       attempts.push({ attempt: attempts.length + 1, at: new Date().toISOString(), message: outcome.error.message });
       if (onFailure !== 'block' && (outcome.status === 'failed' || attempts.length > policy.retries)) {
+        instruments().deadLettered.add(1, this.#labels);
         const next = await lane.dead(head, attempts, outcome.error, pending.slice(1));
         if (next === undefined) return;
         pending = next;
@@ -292,23 +300,70 @@ export class PartitionRunner {
         continue;
       }
       const delayMs = retryDelay(policy, attempts.length, 'retryAfterMs' in outcome ? outcome.retryAfterMs : undefined);
-      this.#options.onEvent({ type: 'retry', partition: this.partition, eventId: head.eventId, attempt: attempts.length, delayMs, error: outcome.error });
+      instruments().retried.add(1, this.#labels);
+      this.#emitFor(head, { type: 'retry', partition: this.partition, eventId: head.eventId, attempt: attempts.length, delayMs, error: outcome.error });
       await this.#pause(delayMs);
     }
   }
 
   async #send(batch: readonly OutboxEvent[]): Promise<readonly SendOutcome[]> {
+    const span = this.#sendSpan(batch);
+    const started = performance.now();
     try {
-      const outcomes = await this.#options.transport.send(batch, this.#abort.signal);
+      const outcomes = await context.with(trace.setSpan(context.active(), span), () => this.#options.transport.send(batch, this.#abort.signal));
       if (outcomes.length !== batch.length) {
         throw new Error(`transport ${this.#options.transport.name} returned ${outcomes.length} outcomes for ${batch.length} events`);
       }
+      endSendSpan(span, outcomes);
       return outcomes;
     } catch (error) {
+      span.recordException(asError(error));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: asError(error).message });
       if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
       const outcome = unavailable(error);
       return batch.map(() => outcome);
+    } finally {
+      span.end();
+      instruments().sendDuration.record((performance.now() - started) / 1000, this.#labels);
     }
+  }
+
+  /**
+   * One span per send of a batch (messaging semantic conventions, operation `send`), linked to the
+   * context each event was published in. Kind CLIENT: the consumers' spans descend from the
+   * publishers' contexts, not from this one. Links are parsed only when the span records, so
+   * without an SDK a batch costs one no-op span.
+   */
+  #sendSpan(batch: readonly OutboxEvent[]): Span {
+    const topic = batch[0]!.topic;
+    const oneTopic = batch.every((event) => event.topic === topic);
+    const attrs: Attributes = {
+      'messaging.system': this.#options.transport.system ?? this.#options.transport.name,
+      'messaging.operation.type': 'send',
+      'messaging.operation.name': 'send',
+      'messaging.batch.message_count': batch.length,
+      'tidings.relay': this.#options.name,
+      'tidings.partition': this.partition,
+    };
+    if (oneTopic) attrs['messaging.destination.name'] = topic;
+    const span = tidingsTracer().startSpan(oneTopic ? `send ${topic}` : 'send', { kind: SpanKind.CLIENT, attributes: attrs });
+    if (span.isRecording()) {
+      const links: Link[] = [];
+      for (const event of batch) {
+        const producer = producerSpanContext(event.headers);
+        if (producer) links.push({ context: producer, attributes: { 'messaging.message.id': event.eventId } });
+      }
+      if (links.length > 0) span.addLinks(links);
+    }
+    return span;
+  }
+
+  /** Counts a delivered prefix: one add, and each event's time from its write to the acknowledgement. */
+  #countDelivered(prefix: readonly OutboxEvent[]): void {
+    const meter = instruments();
+    meter.delivered.add(prefix.length, this.#labels);
+    const now = Date.now();
+    for (const event of prefix) meter.commitToAck.record(Math.max(0, now - event.createdAt.getTime()) / 1000, this.#labels);
   }
 
   /** The destination answered: an outage, if there was one, is over. */
@@ -356,6 +411,11 @@ export class PartitionRunner {
     this.#wake = undefined;
   }
 
+  /** Reports what happened to one event in the context it was published in: a log line of it carries the publisher's trace. */
+  #emitFor(event: OutboxEvent, relayEvent: RelayEvent): void {
+    context.with(producerContext(event.headers), () => this.#options.onEvent(relayEvent));
+  }
+
   #lost(error: unknown): void {
     if (error instanceof LeaseLostError) this.#options.onEvent({ type: 'lease-lost', partition: this.partition });
   }
@@ -363,4 +423,13 @@ export class PartitionRunner {
   #report(error: unknown): void {
     this.#options.onEvent({ type: 'error', partition: this.partition, error: asError(error) });
   }
+}
+
+/** A batch with any event not delivered is an error span, described by the first failure. */
+function endSendSpan(span: Span, outcomes: readonly SendOutcome[]): void {
+  if (!span.isRecording()) return;
+  const failure = outcomes.find((outcome): outcome is Failure => outcome.status !== 'delivered');
+  const deliveredCount = outcomes.reduce((n, outcome) => n + (outcome.status === 'delivered' ? 1 : 0), 0);
+  span.setAttribute('tidings.delivered_count', deliveredCount);
+  if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: `${failure.status}: ${failure.error.message}` });
 }

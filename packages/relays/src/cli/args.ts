@@ -26,6 +26,14 @@ export function wholeNumber(flag: string, value: string | undefined): number | u
   return n;
 }
 
+/** A flag that takes a TCP port number. */
+export function portNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 1 || n > 65_535) throw new UsageError(`--${flag} takes a port number from 1 to 65535, got "${value}"`);
+  return n;
+}
+
 /** A flag that takes a number of at least 0 (fractions allowed), e.g. hours. */
 export function zeroOrMore(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -30,7 +30,7 @@ export type RetentionFileOptions = Pick<RetentionScheduleOptions, 'retentionMs' 
 type WebhooksFileOptions = Omit<WebhookDispatcherOptions, 'database' | 'schema' | 'keyring' | 'onEvent'>;
 
 export const configKeys = Object.freeze({
-  top: keysOf<TidingsConfig>()({ database: true, schema: true, webhooks: true, relays: true, retention: true }),
+  top: keysOf<TidingsConfig>()({ database: true, schema: true, webhooks: true, relays: true, retention: true, metricsPort: true, metricsHost: true }),
   retention: keysOf<RetentionFileOptions>()({ retentionMs: true, deadLetterRetentionMs: true, batchSize: true, intervalMs: true }),
   relay: keysOf<RelayFileOptions>()({
     name: true,

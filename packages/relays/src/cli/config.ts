@@ -33,6 +33,13 @@ export interface TidingsConfig {
    * `false` turns it off, for a deployment that runs `tidings cleanup` from its own scheduler.
    */
   readonly retention?: false | RetentionFileOptions;
+  /**
+   * Serve the metrics (meter `tidings`) in Prometheus text format on this port, at `/metrics`
+   * (`--metrics-port` overrides it). Default: no endpoint.
+   */
+  readonly metricsPort?: number;
+  /** The address the metrics endpoint listens on. Default `localhost`; `0.0.0.0` for a scraper on another machine. */
+  readonly metricsHost?: string;
 }
 
 /**
@@ -110,6 +117,8 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
     check.optional(retention.deadLetterRetentionMs, `${at}.deadLetterRetentionMs`, (n, where) => check.wholeNumber(n, where, 0));
     check.optional(retention.intervalMs, `${at}.intervalMs`, (n, where) => check.wholeNumber(n, where, 100));
   });
+  check.optional(config.metricsPort, 'metricsPort', (v, at) => check.wholeNumber(v, at, 1, 65_535));
+  check.optional(config.metricsHost, 'metricsHost', (v, at) => check.string(v, at, 'an address to listen on, e.g. "0.0.0.0"'));
   const relays = config.relays ?? [];
   if (!Array.isArray(relays)) check.fail('"relays" must be a list');
   const names = new Set<string>();

@@ -1,9 +1,22 @@
-import { pino, type Logger } from 'pino';
+import { context, isSpanContextValid, trace } from '@opentelemetry/api';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 /** JSON lines for machines; readable lines when a person watches a terminal. */
-export function createLogger(level = process.env.TIDINGS_LOG_LEVEL ?? 'info'): Logger {
+export function createLogger(level = process.env.TIDINGS_LOG_LEVEL ?? 'info', destination?: DestinationStream): Logger {
+  if (destination) return pino({ level, mixin: traceFields }, destination);
   if (process.stdout.isTTY) {
-    return pino({ level, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } });
+    return pino({ level, mixin: traceFields, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } });
   }
-  return pino({ level });
+  return pino({ level, mixin: traceFields });
+}
+
+/**
+ * The active span's ids, so a log line can be found from its trace and the other way round. The
+ * relay reports a refused or dead-lettered event in the context it was published in, so those
+ * lines carry the publisher's trace.
+ */
+export function traceFields(): Record<string, string> {
+  const span = trace.getSpanContext(context.active());
+  if (span === undefined || !isSpanContextValid(span)) return {};
+  return { trace_id: span.traceId, span_id: span.spanId, trace_flags: (span.traceFlags & 0xff).toString(16).padStart(2, '0') };
 }

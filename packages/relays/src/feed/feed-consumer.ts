@@ -2,6 +2,7 @@ import { CheckpointConflictError, inbox } from '@tidings/inbox';
 import { asError, Backoff, pause } from '../shared/backoff.ts';
 import { HandlerFailedError, lifecycle, type Consumer, type FeedDelivery, type ReceivedEvent } from '../shared/consumer.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
+import { runHandler } from '../shared/handler-span.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 import type { ResolvedConsumerOptions } from './consumer-options.ts';
 import { compareCursors } from './cursor.ts';
@@ -106,7 +107,7 @@ export function runConsumer<Source extends TransactionSource>(
       try {
         await runInTransaction(options.database, async (trx) => {
           try {
-            await options.handler(trx, event);
+            await runHandler(options.consumer, event, () => options.handler(trx, event));
           } catch (error) {
             throw new HandlerFailed(event.eventId, error);
           }

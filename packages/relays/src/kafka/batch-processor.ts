@@ -5,6 +5,7 @@ import type { ResolvedConsumerOptions, TopicPartition } from './consumer-options
 import type { DeadLetterWriter, KafkaDeadLetterReason } from './dead-letter-writer.ts';
 import { decodeRecord, type KafkaEvent } from './record-codec.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
+import { runHandler } from '../shared/handler-span.ts';
 import { readThrough, runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 /** A record of a batch, read as an event or not readable. */
@@ -184,7 +185,7 @@ export class BatchProcessor<Source extends TransactionSource> {
         const event = attempt === 1 ? item.event : { ...item.event, attempt };
         const apply = async (t: typeof trx): Promise<void> => {
           try {
-            await handler(t, event);
+            await runHandler(this.#options.consumer, event, () => handler(t, event));
           } catch (error) {
             throw new HandlerFailed(event.eventId, error);
           }

@@ -62,6 +62,7 @@ export function kafkaTransport(options: KafkaTransportOptions): KafkaTransport {
 
 class KafkaPublisher implements KafkaTransport {
   readonly name: string;
+  readonly system = 'kafka';
   readonly capabilities: TransportCapabilities;
   readonly #options: ResolvedTransportOptions;
   readonly #queue: ProduceQueue;

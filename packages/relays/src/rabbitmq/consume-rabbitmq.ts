@@ -16,6 +16,7 @@ import { lifecycle, type Consumer as RunningConsumer, type RabbitmqDelivery, typ
 import { copyMessage, describeError } from './message-copy.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
+import { runHandler } from '../shared/handler-span.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 type ReceivedEvent = AnyReceivedEvent<RabbitmqDelivery>;
@@ -202,7 +203,7 @@ class Consumer implements RabbitmqConsumer {
         const result = await runInTransaction(database, (trx) =>
           this.#inbox.handle(trx, event, async (trx) => {
             try {
-              return await handler(trx, event);
+              return await runHandler(this.#options.consumer, event, () => handler(trx, event));
             } catch (error) {
               throw new HandlerFailed(error);
             }

@@ -83,6 +83,7 @@ export function rabbitmqTransport(options: RabbitmqTransportOptions): RabbitmqTr
 
 class RabbitmqPublisher implements RabbitmqTransport {
   readonly name: string;
+  readonly system = 'rabbitmq';
   readonly capabilities: TransportCapabilities;
   readonly #options: ResolvedTransportOptions;
   readonly #turns = new FifoLock();

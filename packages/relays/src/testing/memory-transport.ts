@@ -42,6 +42,7 @@ export interface MemoryTransport extends Transport {
  */
 class BrokerTransport implements MemoryTransport {
   readonly name: string;
+  readonly system = 'memory';
   readonly capabilities: TransportCapabilities;
   readonly broker: MemoryBroker;
   readonly #maxBatchSize: number;

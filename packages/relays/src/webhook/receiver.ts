@@ -7,6 +7,7 @@ import { verifyWebhook, type HeaderSource } from './verify.ts';
 import { asError } from '../shared/backoff.ts';
 import { lifecycle, resolveCommon, type Consumer, type ConsumerOptions, type WebhookDelivery } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
+import { runHandler } from '../shared/handler-span.ts';
 import { runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 /** Something the receiver did; for logs, metrics and tests. */
@@ -109,7 +110,7 @@ export function webhookReceiver<Source extends TransactionSource>(options: Webho
       if (error instanceof WebhookVerificationError) return reject(401, error, error.reason);
       return reject(400, error as Error, `not a tidings webhook: ${(error as Error).message}`);
     }
-    const applying = runInTransaction(common.database, (trx) => box.handle(trx, message, (t) => common.handler(t, message)));
+    const applying = runInTransaction(common.database, (trx) => box.handle(trx, message, (t) => runHandler(common.consumer, message, () => common.handler(t, message))));
     inFlight.add(applying);
     try {
       const outcome = await applying;

@@ -110,6 +110,7 @@ interface ResolvedWebhookOptions {
 
 class HttpWebhookTransport implements WebhookTransport {
   readonly name: string;
+  readonly system = 'webhook';
   readonly capabilities = webhookCapabilities;
   readonly url: string;
   readonly #url: URL;

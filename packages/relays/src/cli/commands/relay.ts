@@ -1,9 +1,10 @@
 import { ConfigError, createRelay, dropRelay, scheduleRetention, status, type Relay, type RelayEvent } from '@tidings/outbox';
 import type { Logger } from 'pino';
-import { databaseFlags, parseFlags } from '../args.ts';
+import { databaseFlags, parseFlags, portNumber } from '../args.ts';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../database.ts';
 import { createLogger } from '../log.ts';
+import { serveMetrics } from '../metrics-endpoint.ts';
 import { requireMigrated } from '../migrated.ts';
 import { relayNames } from '../relay-names.ts';
 import { closest } from '../suggest.ts';
@@ -19,6 +20,10 @@ export const help = `tidings relay: run relay workers from a config file until S
   --database URL   PostgreSQL URL (default: the config's "database", else DATABASE_URL, else the
                    embedded database in .tidings/)
   --schema NAME    schema (default: the config's "schema", else tidings)
+  --metrics-port N serve the metrics in Prometheus text format at http://HOST:N/metrics
+                   (default: the config's "metricsPort", else no endpoint)
+  --metrics-host H the address the metrics endpoint listens on (default: the config's
+                   "metricsHost", else localhost; 0.0.0.0 for a scraper on another machine)
 
 Webhook signing secrets are decrypted with TIDINGS_SECRET_KEY (TIDINGS_SECRET_KEY_OLD during a key
 rotation); the embedded database uses its own key file in .tidings/.
@@ -33,7 +38,14 @@ Logs are JSON lines, or readable lines on a terminal (TIDINGS_LOG_LEVEL sets the
 longer waits for it; it refuses while a worker of that relay holds a lease.`;
 
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags('relay', args, { ...databaseFlags, config: { type: 'string' }, worker: { type: 'string' } });
+  const { values, positionals } = parseFlags('relay', args, {
+    ...databaseFlags,
+    config: { type: 'string' },
+    worker: { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'metrics-host': { type: 'string' },
+  });
+  const metricsPortFlag = portNumber('metrics-port', values['metrics-port']);
   if (values.help) {
     console.log(help);
     return 0;
@@ -51,6 +63,12 @@ export async function run(args: string[]): Promise<number> {
   const stops: (() => Promise<void>)[] = [];
   try {
     await requireMigrated(db, schema, where, Boolean(config.webhooks));
+    const metricsPort = metricsPortFlag ?? config.metricsPort;
+    if (metricsPort !== undefined) {
+      const endpoint = await serveMetrics({ port: metricsPort, host: values['metrics-host'] ?? config.metricsHost, db, schema, log });
+      stops.push(() => endpoint.stop());
+      log.info({ url: endpoint.url }, 'metrics endpoint serving');
+    }
     for (const [i, relayConfig] of (config.relays ?? []).entries()) {
       const { transport: transportConfig, name, ...options } = relayConfig;
       // A value the loader let through but a factory refuses is still a mistake in the file: exit 2.
