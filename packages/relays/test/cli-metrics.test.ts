@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { testKeyring } from '../../../test/support/secret-key.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
+import { loopbackOnly as loopback } from '@tidings/relays/testing';
 import { services } from '../../../test/support/env.ts';
 import { freePort } from '../../../test/support/private-postgres.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';

@@ -8,7 +8,6 @@ import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/suppo
 import { services } from '../../../test/support/env.ts';
 import { startTidings, type CliProcess } from '../../../test/support/cli.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
-import { spawnTidings, type TidingsRun } from '../../../test/support/tidings-cli.ts';
 
 shareBrokerPerTest();
 

@@ -15,8 +15,7 @@ import { startFeedServer, type FeedServer } from '../../../test/support/feed-ser
 import { kafkaWorld, startEffectConsumer as startKafkaConsumer, type KafkaWorld } from '../../../test/support/kafka-world.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 import { registerTelemetry, sameSpan, type ReadableSpan, type TestTelemetry } from '../../../test/support/telemetry.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
-import { startWebhookServer, type TestWebhookServer } from '../../../test/support/webhook-server.ts';
+import { loopbackOnly as loopback, startWebhookServer, type TestWebhookServer } from '@tidings/relays/testing';
 
 let telemetry: TestTelemetry;
 let kafka: KafkaWorld;
