@@ -32,7 +32,7 @@ describeOrmHandle<PgTx>('Drizzle on node-postgres: the tx of db.transaction()', 
       await tx.execute(sql`SELECT 1/0`).catch(() => {});
     },
     source: db,
-    outside: db,
+    outside: [db],
     close: () => pool.end(),
   };
 });
@@ -52,7 +52,7 @@ describeOrmHandle<PostgresJsTx>('Drizzle on postgres.js: the tx of db.transactio
       await tx.execute(sql`SELECT 1/0`).catch(() => {});
     },
     source: db,
-    outside: db,
+    outside: [db],
     close: () => client.end(),
   };
 });

@@ -29,7 +29,7 @@ describeOrmHandle<EntityManager>('MikroORM: the EntityManager of em.transactiona
     swallowError: async (em) => {
       await em.execute('SELECT 1/0').catch(() => {});
     },
-    outside: orm.em.fork(),
+    outside: [orm.em.fork(), orm.em],
     close: () => orm.close(true),
   };
 });

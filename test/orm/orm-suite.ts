@@ -23,8 +23,8 @@ export interface OrmKit<Trx extends TransactionHandle> {
   swallowError(trx: Trx): Promise<void>;
   /** The library's own transaction source (a database, client or entity manager), as a consumer helper's `database`. */
   readonly source: TransactionSource;
-  /** The library's handle outside any transaction: tidings must refuse it. */
-  readonly outside: TransactionHandle;
+  /** The library's handles outside any transaction: tidings must refuse them. */
+  readonly outside: readonly TransactionHandle[];
   close(): Promise<void>;
 }
 
@@ -107,16 +107,33 @@ export function describeOrmHandle<Trx extends TransactionHandle>(name: string, m
       expect(transport.got.map((e) => e.payload)).toEqual([{ id: kept, n: 1 }, { id: kept, n: 2 }]);
     });
 
-    it("refuses the library's handle outside a transaction, before writing anything", async () => {
-      const before = await countEvents(outbox);
-      const error = await publish(kit.outside, { topic: 'orm.outside', payload: 1 }, { schema }).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(NotInTransactionError);
-      expect((error as Error).message).toMatch(/publish\(\) must run inside the caller's transaction/);
-      expect(await countEvents(outbox)).toBe(before);
-      const handled = await inbox({ consumer: next('outside'), schema })
-        .handle(kit.outside, 'evt-outside', () => 'ran')
-        .catch((e: unknown) => e);
-      expect(handled).toBeInstanceOf(NotInTransactionError);
+    it("refuses the library's handles outside a transaction, before writing anything", async () => {
+      expect(kit.outside.length).toBeGreaterThan(0);
+      for (const outside of kit.outside) {
+        const before = await countEvents(outbox);
+        const error = await publish(outside, { topic: 'orm.outside', payload: 1 }, { schema }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(NotInTransactionError);
+        expect((error as Error).message).toMatch(/publish\(\) must run inside the caller's transaction/);
+        expect(await countEvents(outbox)).toBe(before);
+        const box = inbox({ consumer: next('outside'), schema });
+        const handled = await box.handle(outside, 'evt-outside', () => 'ran').catch((e: unknown) => e);
+        expect(handled).toBeInstanceOf(NotInTransactionError);
+        expect(await inboxRows(box.consumer)).toBe(0);
+      }
+    });
+
+    it("saves an ordered source's checkpoint in the library's transaction: kept on commit, gone on rollback", async () => {
+      const box = inbox({ consumer: next('ordered'), schema });
+      const source = next('orders/0');
+      await expect(
+        kit.transaction(async (trx) => {
+          await box.saveCheckpoint(trx, { source, position: '7', expected: null });
+          throw new PlannedRollback('caller rolls back');
+        }),
+      ).rejects.toBeInstanceOf(PlannedRollback);
+      expect(await box.loadCheckpoint(outbox.db, source)).toBeNull();
+      await kit.transaction((trx) => box.saveCheckpoint(trx, { source, position: '7', expected: null }));
+      expect(await box.loadCheckpoint(outbox.db, source)).toBe('7');
     });
 
     it("applies an event once through the inbox in the library's transaction: the duplicate is skipped", async () => {

@@ -16,7 +16,7 @@ describeOrmHandle<postgres.TransactionSql>('postgres.js: the sql of sql.begin()'
       await trx`SELECT 1/0`.catch(() => {});
     },
     source: sql,
-    outside: sql,
+    outside: [sql],
     close: () => sql.end(),
   };
 });

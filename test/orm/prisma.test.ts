@@ -28,7 +28,7 @@ describeOrmHandle<PrismaTx>('Prisma: the client of an interactive $transaction()
       await tx.$queryRawUnsafe('SELECT 1/0').catch(() => {});
     },
     source: prisma,
-    outside: prisma,
+    outside: [prisma],
     close: () => prisma.$disconnect(),
   };
 });

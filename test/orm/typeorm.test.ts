@@ -36,7 +36,7 @@ describeOrmHandle<EntityManager>('TypeORM: the EntityManager of dataSource.trans
     ...common<EntityManager>((manager) => manager),
     source,
     transaction: (fn) => source.transaction((manager) => fn(manager)),
-    outside: source.manager,
+    outside: [source.manager, source],
     close: () => source.destroy(),
   };
 });
@@ -65,7 +65,7 @@ describeOrmHandle<QueryRunner>('TypeORM: a QueryRunner after startTransaction()'
     // A consumer helper hands a QueryRunner's kit the manager of a DataSource transaction; the
     // suite's handler writes through runner.manager, which an EntityManager has not: give it one.
     source: <R>(work: (runner: QueryRunner) => Promise<R>) => source.transaction((manager) => work(manager.queryRunner!)),
-    outside: idle,
+    outside: [idle],
     async close() {
       await idle.release();
       await source.destroy();

@@ -1,4 +1,5 @@
 import type { Executor, QueryResult } from './executor.ts';
+import type { TransactionVerdict } from './transaction-check.ts';
 
 // The transactions of ORMs and of postgres.js, recognised by their shape: tidings imports none of
 // these libraries, so an application pays only for the one it already uses. Each adapter finds
@@ -62,21 +63,18 @@ export type OrmTransactionHandle =
   | MikroOrmEntityManagerLike
   | PrismaTransactionLike;
 
-/** Whether a handle is inside a transaction block, as far as the handle itself can tell. */
-export type HandleVerdict = 'inside' | 'outside' | 'ask-server';
-
 /** What tidings makes of an ORM handle: where its statements go and what it says about its transaction. */
 export interface OrmAdapter {
   /** The library, for messages. */
   readonly library: string;
   readonly executor: Executor;
-  verdict(): HandleVerdict;
+  verdict(): TransactionVerdict;
 }
 
 /** How a driver connection found inside an ORM (a pg client, a postgres.js `sql`) is treated: as if it had been passed itself. */
 export interface PlainHandles {
   executor(connection: unknown): Executor;
-  verdict(connection: unknown): HandleVerdict;
+  verdict(connection: unknown): TransactionVerdict;
 }
 
 /** The adapter for `handle` when it is one of the ORM or postgres.js handles above, else undefined. */
@@ -86,6 +84,8 @@ export function ormAdapter(handle: unknown, inner: PlainHandles): OrmAdapter | u
   const h = handle as Record<string | symbol, unknown>;
   if (typeof h.$queryRawUnsafe === 'function' && typeof h.$executeRawUnsafe === 'function') return prismaAdapter(handle as PrismaTransactionLike);
   if (h['@instanceof'] === Symbol.for('EntityManager')) return typeormManagerAdapter(handle as TypeormEntityManagerLike);
+  // A TypeORM DataSource is a pool: its manager has no query runner, so it is refused the same way.
+  if (h['@instanceof'] === Symbol.for('DataSource')) return typeormManagerAdapter(h.manager as TypeormEntityManagerLike);
   if (isTypeormQueryRunner(h)) return typeormRunnerAdapter(handle as TypeormQueryRunnerLike);
   if (typeof h.transactional === 'function' && typeof h.getTransactionContext === 'function') {
     return mikroOrmAdapter(handle as MikroOrmEntityManagerLike, inner);
