@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConfigError, createRelay, pgDatabase, publish, type Database, type OutboxEvent, type Relay } from '@tidings/outbox';
 import { ownStatements } from '@tidings/outbox/internal';
-import { createFaultProxy, type FaultProxy } from '@tidings/relays/testing';
+import { createFaultProxy, loopbackOnly, type FaultProxy } from '@tidings/relays/testing';
 import { migrateWebhooks, startWebhookDispatcher, webhookEndpoints } from '@tidings/relays/webhook';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,6 @@ import { collectingTransport } from '../../../test/support/collecting-transport.
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { testKeyring } from '../../../test/support/secret-key.ts';
-import { loopback } from '../../../test/support/webhook-harness.ts';
 
 // Every database below names its connections with an application_name of its own, so
 // pg_stat_activity tells exactly which server connections it opened.
@@ -136,7 +135,7 @@ describe('one LISTEN connection per pgDatabase', () => {
 describe('a webhook dispatcher and relays on one pgDatabase', () => {
   it('share one LISTEN connection, and the dispatcher still hears the registry change', async () => {
     await migrateWebhooks(outbox.db, { schema: outbox.schema });
-    const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring });
+    const endpoints = webhookEndpoints({ schema: outbox.schema, addressPolicy: loopbackOnly, keyring: testKeyring });
     const topic = `quiet-${randomBytes(4).toString('hex')}`;
     // Nothing is ever published to these topics: the receivers are never called.
     for (let i = 0; i < 10; i++) await endpoints.create(outbox.db, { url: `http://127.0.0.1:9/hook-${i}`, topics: [`${topic}.${i}`] });
@@ -146,7 +145,7 @@ describe('a webhook dispatcher and relays on one pgDatabase', () => {
       createRelay({ name: `${topic}-relay-${i}`, database, schema: outbox.schema, transport: collectingTransport(), topics: [topic], pollIntervalMs: 120_000 }),
     );
     // The registry is re-read on NOTIFY only, within this test.
-    const dispatcher = await startWebhookDispatcher({ database, schema: outbox.schema, addressPolicy: loopback, keyring: testKeyring, refreshIntervalMs: 600_000 });
+    const dispatcher = await startWebhookDispatcher({ database, schema: outbox.schema, addressPolicy: loopbackOnly, keyring: testKeyring, refreshIntervalMs: 600_000 });
     try {
       await Promise.all(relays.map((relay) => relay.start()));
       await waitUntil('the dispatcher runs a relay per endpoint', () => dispatcher.endpoints.length >= 10);
