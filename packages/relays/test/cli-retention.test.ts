@@ -1,4 +1,4 @@
-import { createRelay, migrate, publish, type Relay } from '@tidings/outbox';
+import { createRelay, migrate, publish, retry, type Relay, type Transport } from '@tidings/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
@@ -16,6 +16,17 @@ beforeAll(async () => {
 });
 afterAll(() => outbox.close());
 
+function stuckTransport(): Transport {
+  return {
+    name: 'stuck',
+    capabilities: { orderedPerKey: true, persistent: true },
+    async send(batch) {
+      return batch.map(() => retry(new Error('the receiver is down for an hour')));
+    },
+    async close() {},
+  };
+}
+
 function relayNamed(name: string, topic: string): Relay {
   return createRelay({ name, database: outbox.db, schema: outbox.schema, transport: tableTransport(outbox.pool, outbox.schema), topics: [topic], pollIntervalMs: 50 });
 }
@@ -25,10 +36,18 @@ describe('tidings cleanup and tidings relay drop', () => {
     const topic = 'cli.retention';
     await inTransaction(outbox.pool, (c) => publish(c, [1, 2, 3].map((n) => ({ topic, key: `k${n}`, payload: n })), { schema: outbox.schema }));
     await outbox.db.query(`UPDATE "${outbox.schema}".events SET created_at = now() - interval '8 days'`);
-    // "stale" saw nothing of the topic's events before it stopped: it registered, then stopped at once.
-    const stale = relayNamed('stale', 'cli.nothing');
+    // "stale" is stuck at the first event of each partition: its transport asks for a retry an hour
+    // later every time, so its cursor never passes an event while it runs, and after it stops.
+    const stale = createRelay({
+      name: 'stale',
+      database: outbox.db,
+      schema: outbox.schema,
+      transport: stuckTransport(),
+      topics: [topic],
+      onFailure: 'block',
+      retry: { minDelayMs: 3_600_000, maxDelayMs: 3_600_000 },
+    });
     await stale.start();
-    await outbox.db.query(`UPDATE "${outbox.schema}".relay_partitions SET cursor_seq = 0, cursor_id = 0 WHERE relay = 'stale'`);
     const live = relayNamed('live', topic);
     await live.start();
     await waitUntil('the live relay delivered', async () => (await received(outbox.pool, outbox.schema)).length === 3);
