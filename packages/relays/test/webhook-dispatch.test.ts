@@ -99,6 +99,8 @@ describe('webhook dispatcher', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     await waitUntil('the healthy endpoint applied every event', async () => healthy.appliedAt.size === phase1.length, 30_000);
+    // Isolation without a clock: "down" never recovers until the healthy endpoint has everything, so
+    // anything that made the healthy one wait for it would hang here. Latency is the bench's business.
     expect(down.server.isDown, 'the healthy endpoint got everything while the other one was still down').toBe(true);
     expect(down.appliedAt.size).toBe(0);
     const whileFailing = phase1.map((e) => healthy.appliedAt.get(e.eventId)! - e.committedAt);
@@ -119,7 +121,6 @@ describe('webhook dispatcher', () => {
     const summary = (values: number[]) => `p50 ${percentile(values, 50)} ms, p95 ${percentile(values, 95)} ms, max ${Math.max(...values)} ms`;
     console.info(`healthy endpoint latency, commit to applied: while the others fail: ${summary(whileFailing)}; all healthy: ${summary(allHealthy)}`);
     console.info(`flaky endpoint: ${flaky.stats.failedBefore} answered 500 before applying, ${flaky.stats.failedAfterCommit} after committing, ${flaky.stats.duplicates} redeliveries skipped by the inbox`);
-    expect(percentile(whileFailing, 95), 'p95 latency of the healthy endpoint while the others fail').toBeLessThan(2_000);
 
     for (const target of [healthy, down, flaky]) {
       const applied = await target.applied();
