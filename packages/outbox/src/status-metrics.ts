@@ -24,7 +24,7 @@ export interface StatusMetrics {
  * Reports `status()` as OpenTelemetry gauges on meter `tidings`, read when the metrics are
  * collected (a Prometheus scrape), by the same statements as `tidings status`: per relay and
  * partition the lag in events and seconds; per relay the dead letters, parked keys, live workers
- * and whether it is stalled; what holds the feeds back (the watermark lag). Call it once per
+ * and whether it is stalled or abandoned; what holds the feeds back (the watermark lag). Call it once per
  * process, after the application registered its meter provider: each collection runs the status
  * statements once.
  *
@@ -42,10 +42,11 @@ export function observeStatus(db: Executor, options: StatusMetricsOptions = {}):
   const parkedKeys = gauge('tidings.relay.parked_keys', 'Keys whose events wait behind a dead letter', '{key}');
   const workers = gauge('tidings.relay.workers', 'Live workers of the relay', '{worker}');
   const stalled = gauge('tidings.relay.stalled', '1 when the relay is behind and has no live worker or has not moved for stalledAfterSeconds');
+  const abandoned = gauge('tidings.relay.abandoned', '1 when the relay is behind, has no live worker and has not moved for abandonedAfterSeconds: it holds retention back until dropped');
   const watermarkEvents = gauge('tidings.watermark.lag.events', 'Committed events the feeds cannot hand out yet, held back by a transaction holding a commit lock', '{event}');
   const watermarkSeconds = gauge('tidings.watermark.lag.seconds', 'Age of the oldest event held back from the feeds', 's');
   const extras = Object.entries(options.extra ?? {}).map(([name, { description, read }]) => ({ gauge: gauge(name, description), read }));
-  const observables: Observable[] = [lagEvents, lagSeconds, deadLetters, parkedKeys, workers, stalled, watermarkEvents, watermarkSeconds, ...extras.map((e) => e.gauge)];
+  const observables: Observable[] = [lagEvents, lagSeconds, deadLetters, parkedKeys, workers, stalled, abandoned, watermarkEvents, watermarkSeconds, ...extras.map((e) => e.gauge)];
   const { filters, extra: _extra, onError, ...statusOptions } = options;
 
   const observe = async (result: BatchObservableResult): Promise<void> => {
@@ -69,6 +70,7 @@ export function observeStatus(db: Executor, options: StatusMetricsOptions = {}):
       result.observe(parkedKeys, relay.parkedKeys, labels);
       result.observe(workers, relay.workers.length, labels);
       result.observe(stalled, relay.stalled ? 1 : 0, labels);
+      result.observe(abandoned, relay.abandoned ? 1 : 0, labels);
     }
     result.observe(watermarkEvents, report.feeds.events);
     result.observe(watermarkSeconds, report.feeds.seconds);

@@ -83,6 +83,12 @@ describe('metrics on meter tidings', () => {
     // retries: 2 → three attempts, the first two of them refusals counted as retries.
     expect(counterValue(collected, 'tidings.relay.events.retried', { relay: relayName, transport: 'memory' })).toBe(2);
     expect(counterValue(collected, 'tidings.relay.events.delivered', { relay: relayName })).toBe(0);
+
+    const gauges: StatusMetrics = observeStatus(feed.outbox.db, { schema: schema() });
+    stops.push(() => gauges.stop());
+    const kept = await telemetry.collect();
+    expect(gaugeValues(kept, 'tidings.relay.dead_letters').find((point) => point.attributes.relay === relayName)?.value).toBe(1);
+    expect(gaugeValues(kept, 'tidings.relay.parked_keys').find((point) => point.attributes.relay === relayName)?.value).toBe(1);
   });
 
   it('report lag per relay and partition, dead letters and stalls as gauges read from status()', async () => {
@@ -92,7 +98,8 @@ describe('metrics on meter tidings', () => {
     const relay = startRelay(relayName, topic, broker);
     await relay.start();
     await relay.stop({ graceMs: 1_000 });
-    const gauges: StatusMetrics = observeStatus(feed.outbox.db, { schema: schema() });
+    // Abandoned as soon as it is behind with no worker: no waiting a day in a test.
+    const gauges: StatusMetrics = observeStatus(feed.outbox.db, { schema: schema(), abandonedAfterSeconds: 0 });
     stops.push(() => gauges.stop());
     const [event] = await inTransaction(feed.outbox.pool, (client) => publish(client, [1, 2, 3].map((n) => ({ topic, key: 'lagging', payload: n })), { schema: schema() }));
 
@@ -105,6 +112,8 @@ describe('metrics on meter tidings', () => {
     expect(gaugeValues(behind, 'tidings.relay.workers').find((point) => point.attributes.relay === relayName)?.value).toBe(0);
     expect(gaugeValues(behind, 'tidings.relay.dead_letters').find((point) => point.attributes.relay === relayName)?.value).toBe(0);
     expect(gaugeValues(behind, 'tidings.watermark.lag.events')[0]?.value).toBe(0);
+    expect(gaugeValues(behind, 'tidings.relay.stalled').find((point) => point.attributes.relay === relayName)?.value).toBe(1);
+    expect(gaugeValues(behind, 'tidings.relay.abandoned').find((point) => point.attributes.relay === relayName)?.value).toBe(1);
 
     await startRelay(relayName, topic, broker).start();
     await broker.waitFor(topic, 3);
@@ -114,6 +123,7 @@ describe('metrics on meter tidings', () => {
     const caughtUp = await telemetry.collect();
     expect(gaugeValues(caughtUp, 'tidings.relay.stalled').find((point) => point.attributes.relay === relayName)?.value).toBe(0);
     expect(gaugeValues(caughtUp, 'tidings.relay.workers').find((point) => point.attributes.relay === relayName)?.value).toBe(1);
+    expect(gaugeValues(caughtUp, 'tidings.relay.abandoned').find((point) => point.attributes.relay === relayName)?.value).toBe(0);
   });
 
   it('count the inbox duplicates skipped, and the handler runs, failures and durations of a consumer helper', async () => {
