@@ -1,4 +1,4 @@
-import type { RelayOptions, RetentionScheduleOptions, RetryPolicy } from '@tidings/outbox';
+import type { PgDatabaseOptions, RelayOptions, RetentionScheduleOptions, RetryPolicy } from '@tidings/outbox';
 import type { TidingsConfig } from './config.ts';
 import type { KafkaClientOptions } from '../kafka/kafka-client.ts';
 import type { KafkaTransportOptions } from '../kafka/transport-options.ts';
@@ -30,7 +30,8 @@ export type RetentionFileOptions = Pick<RetentionScheduleOptions, 'retentionMs' 
 type WebhooksFileOptions = Omit<WebhookDispatcherOptions, 'database' | 'schema' | 'keyring' | 'onEvent'>;
 
 export const configKeys = Object.freeze({
-  top: keysOf<TidingsConfig>()({ database: true, schema: true, webhooks: true, relays: true, retention: true, metricsPort: true, metricsHost: true }),
+  top: keysOf<TidingsConfig>()({ database: true, schema: true, pool: true, webhooks: true, relays: true, retention: true, metricsPort: true, metricsHost: true }),
+  pool: keysOf<PgDatabaseOptions>()({ max: true, keepAlive: true, keepAliveInitialDelayMs: true, connectTimeoutMs: true, queryTimeoutMs: true, listenHeartbeatMs: true }),
   retention: keysOf<RetentionFileOptions>()({ retentionMs: true, deadLetterRetentionMs: true, batchSize: true, intervalMs: true }),
   relay: keysOf<RelayFileOptions>()({
     name: true,

@@ -1,7 +1,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { RelayOptions } from '@tidings/outbox';
+import type { PgDatabaseOptions, RelayOptions } from '@tidings/outbox';
 import { failureModes } from '@tidings/outbox/internal';
 import { configKeys, type RetentionFileOptions } from './config-keys.ts';
 import { closest } from './suggest.ts';
@@ -24,6 +24,12 @@ export interface TidingsConfig {
   readonly database?: string;
   /** Default `tidings`. */
   readonly schema?: string;
+  /**
+   * The PostgreSQL connections of `tidings relay` (see `pgDatabase`): pool size, TCP keepalive,
+   * connect and statement timeouts, the LISTEN heartbeat. Only with a PostgreSQL URL, not the
+   * embedded database.
+   */
+  readonly pool?: PgDatabaseOptions;
   /** Webhook deliveries to the registered endpoints run too. Default false. */
   readonly webhooks?: boolean | Readonly<Record<string, unknown>>;
   readonly relays?: readonly RelayConfig[];
@@ -92,6 +98,15 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
   const config = check.object(raw, '', configKeys.top, 'expected an object (export default { relays: [...] })');
   check.optional(config.database, 'database', (v, at) => check.string(v, at, 'a PostgreSQL URL'));
   check.optional(config.schema, 'schema', (v, at) => check.string(v, at, 'a schema name'));
+  check.optional(config.pool, 'pool', (v, at) => {
+    const pool = check.object(v, at, configKeys.pool, 'must be an object of pgDatabase options');
+    for (const [key, min] of [['max', 1], ['keepAliveInitialDelayMs', 0], ['connectTimeoutMs', 1], ['queryTimeoutMs', 0], ['listenHeartbeatMs', 1]] as const) {
+      check.optional(pool[key], `${at}.${key}`, (n, where) => check.wholeNumber(n, where, min));
+    }
+    check.optional(pool.keepAlive, `${at}.keepAlive`, (b, where) => {
+      if (typeof b !== 'boolean') check.fail(`${where} must be true or false, got ${describe(b)}`);
+    });
+  });
   check.optional(config.webhooks, 'webhooks', (v, at) => {
     if (typeof v === 'boolean') return;
     const webhooks = check.object(v, at, configKeys.webhooks, 'must be true, false or an object of dispatcher options');

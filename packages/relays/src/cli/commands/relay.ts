@@ -59,7 +59,7 @@ export async function run(args: string[]): Promise<number> {
   process.on('warning', (warning) => log.warn({ warning: warning.name, code: (warning as { code?: string }).code }, warning.message));
   const { config, file } = await loadConfig(values.config);
   const schema = values.schema ?? config.schema;
-  const { db, where, close, keyring } = await openDatabase(values.database ?? config.database ?? process.env.DATABASE_URL, undefined, (message) => log.warn(message));
+  const { db, where, close, keyring } = await openDatabase(values.database ?? config.database ?? process.env.DATABASE_URL, undefined, (message) => log.warn(message), config.pool);
   const stops: (() => Promise<void>)[] = [];
   try {
     await requireMigrated(db, schema, where, Boolean(config.webhooks));
