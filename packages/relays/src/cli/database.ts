@@ -1,5 +1,6 @@
 import { pgDatabase, pgliteDatabase, type Database } from '@tidings/outbox';
 import { maskPassword } from '../redact.ts';
+import { importPackage } from '../shared/optional-package.ts';
 import type { SecretKeyring } from '../webhook/index.ts';
 import { preparePrivateFolder, tightenPrivateFolder } from './embedded-folder.ts';
 import { cliKeyring } from './keyring.ts';
@@ -34,7 +35,10 @@ export async function openDatabase(
     const db = pgDatabase(url);
     return { db, where: maskPassword(url), embedded: false, folder: undefined, keyring: () => cliKeyring(undefined), close: () => db.close() };
   }
-  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGlite } = await importPackage<typeof import('@electric-sql/pglite')>(
+    '@electric-sql/pglite',
+    'the embedded database (used without --database, a config "database" or DATABASE_URL)',
+  );
   const folder = dataDir === 'memory://' ? undefined : await preparePrivateFolder(dataDir, warn);
   const pglite = await PGlite.create(dataDir);
   if (folder) await tightenPrivateFolder(folder);
