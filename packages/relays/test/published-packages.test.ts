@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runTidings, type CliOptions } from '../../../test/support/cli.ts';
+import { waitUntil } from '@tidings/relays/testing';
+import { runTidings, startTidings, type CliOptions } from '../../../test/support/cli.ts';
 import { services } from '../../../test/support/env.ts';
 
 /*
@@ -70,6 +71,14 @@ async function version(folder: string, field: 'dependencies' | 'devDependencies'
   return `${name}@${manifest[field]![name]!}`;
 }
 
+let adding: Promise<string> | undefined;
+
+/** What an application that relays to RabbitMQ with the tidings command adds: amqplib and pino (once per run). */
+async function addClients(): Promise<void> {
+  const clients = [await version('packages/relays', 'peerDependencies', 'amqplib'), await version('packages/relays', 'peerDependencies', 'pino')];
+  await (adding ??= npm(['install', '--prefer-offline', '--no-audit', '--no-fund', ...clients], scratch));
+}
+
 const cli = (args: string[], options: CliOptions = {}) =>
   runTidings(args, { cwd: scratch, script: join(scratch, 'node_modules', '@tidings', 'relays', 'bin', 'tidings.js'), timeoutMs: 60_000, ...options });
 
@@ -104,8 +113,8 @@ afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-// The tests run in order on one scratch project: the last one installs amqplib and pino, which
-// the ones before it check are missing.
+// The tests run in order on one scratch project: the later ones install amqplib and pino, which
+// the first ones check are missing.
 describe('the published packages, installed into a project of their own', () => {
   it('resolve every entry point as ES modules without any broker client, and refuse a transport whose client is missing by naming the package', async () => {
     const report = await node('without-clients.mjs');
@@ -156,7 +165,7 @@ describe('the published packages, installed into a project of their own', () => 
   }, 120_000);
 
   it('publish, relay through RabbitMQ and apply through the inbox once amqplib is installed, loading it only when RabbitMQ is used', async () => {
-    await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', await version('packages/relays', 'peerDependencies', 'amqplib'), await version('packages/relays', 'peerDependencies', 'pino')], scratch);
+    await addClients();
     const report = await node('roundtrip.mjs', {
       DATABASE_URL: services.postgres,
       RABBITMQ_URL: services.rabbitmq,
@@ -175,6 +184,27 @@ describe('the published packages, installed into a project of their own', () => 
     expect(relay.code).toBe(1);
     expect(relay.stderr).toContain('tidings relay: Kafka (kafkaTransport, consumeKafka, createKafkaClient) needs the package kafkajs: npm install kafkajs');
     expect(relay.stderr).not.toMatch(/\n\s+at |ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND/);
+  }, 120_000);
+
+  it('log JSON lines from tidings relay on a terminal when pino-pretty is not installed', async () => {
+    await addClients();
+    const migrated = await cli(['migrate', '--schema', schema], { env: { DATABASE_URL: services.postgres } });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const relay = startTidings(['relay', '--config', 'webhooks.config.mjs', '--schema', schema], {
+      cwd: scratch,
+      script: join(scratch, 'on-a-terminal.mjs'),
+      env: { DATABASE_URL: services.postgres, TIDINGS_SECRET_KEY: randomBytes(32).toString('base64') },
+    });
+    try {
+      await waitUntil('tidings relay running', () => relay.stdout().includes('tidings relay running') || relay.child.exitCode !== null, 30_000);
+      relay.signal('SIGTERM');
+      const ended = await relay.exited;
+      expect(ended.code, ended.stderr).toBe(0);
+      const lines = ended.stdout.trim().split('\n');
+      expect(lines.map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(expect.arrayContaining(['tidings relay running; SIGINT or SIGTERM stops it', 'stopped']));
+    } finally {
+      await relay.kill();
+    }
   }, 120_000);
 });
 
@@ -272,6 +302,12 @@ await pool.end();
 await db.close();
 console.log(JSON.stringify({ loadedBeforeUse, loadedAfterUse, committed, rolledBack: rolledBack.eventId, applied }));
 `,
+  'on-a-terminal.mjs': `
+process.stdout.isTTY = true;
+const { runCli } = await import('@tidings/relays');
+process.exitCode = await runCli(process.argv.slice(2));
+`,
+  'webhooks.config.mjs': 'export default { webhooks: true };\n',
   'kafka.config.mjs': `export default { relays: [{ name: 'to-kafka', transport: { type: 'kafka', brokers: '127.0.0.1:9' } }] };\n`,
   'entry-points.ts': `
 import { publish, type Transport } from '@tidings/outbox';
