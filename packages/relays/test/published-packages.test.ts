@@ -206,6 +206,19 @@ describe('the published packages, installed into a project of their own', () => 
       await relay.kill();
     }
   }, 120_000);
+
+  it('name both exporter packages when tidings relay is asked for a metrics endpoint without them', async () => {
+    await addClients();
+    const env = { DATABASE_URL: services.postgres, TIDINGS_SECRET_KEY: randomBytes(32).toString('base64') };
+    const migrated = await cli(['migrate', '--schema', schema], { env });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const relay = await cli(['relay', '--config', 'webhooks.config.mjs', '--schema', schema, '--metrics-port', '9464'], { env });
+    expect(relay.code).toBe(1);
+    expect(relay.stderr).toBe(
+      'tidings relay: the metrics endpoint of tidings relay (--metrics-port, metricsPort) needs the packages @opentelemetry/exporter-prometheus and @opentelemetry/sdk-metrics: ' +
+        'npm install @opentelemetry/exporter-prometheus @opentelemetry/sdk-metrics\n',
+    );
+  }, 120_000);
 });
 
 /** The scratch project's files besides package.json. */
