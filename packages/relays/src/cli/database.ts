@@ -1,5 +1,6 @@
 import { pgDatabase, pgliteDatabase, type Database, type PgDatabaseOptions } from '@tidings/outbox';
 import { maskPassword } from '../redact.ts';
+import { importPackage } from '../shared/optional-package.ts';
 import type { SecretKeyring } from '../webhook/index.ts';
 import { preparePrivateFolder, tightenPrivateFolder } from './embedded-folder.ts';
 import { cliKeyring } from './keyring.ts';
@@ -40,7 +41,10 @@ export async function openDatabase(
   if (pool !== undefined) {
     throw new UsageError('the config file sets "pool", which is for PostgreSQL connections, but no database URL is given: set "database" (or DATABASE_URL, or --database), or remove "pool" to use the embedded database');
   }
-  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGlite } = await importPackage<typeof import('@electric-sql/pglite')>(
+    '@electric-sql/pglite',
+    'the embedded database (used without --database, a config "database" or DATABASE_URL)',
+  );
   const folder = dataDir === 'memory://' ? undefined : await preparePrivateFolder(dataDir, warn);
   const pglite = await PGlite.create(dataDir);
   if (folder) await tightenPrivateFolder(folder);

@@ -1,10 +1,16 @@
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
-import { pino, type DestinationStream, type Logger } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
+import { isInstalled, requirePackage } from '../shared/optional-package.ts';
 
-/** JSON lines for machines; readable lines when a person watches a terminal. */
+/**
+ * JSON lines for machines; readable lines when a person watches a terminal and pino-pretty is
+ * installed. pino and pino-pretty are optional peer dependencies: without pino, `tidings relay`
+ * says which package to install.
+ */
 export function createLogger(level = process.env.TIDINGS_LOG_LEVEL ?? 'info', destination?: DestinationStream): Logger {
+  const { pino } = requirePackage<typeof import('pino')>('pino', 'the log of tidings relay');
   if (destination) return pino({ level, mixin: traceFields }, destination);
-  if (process.stdout.isTTY) {
+  if (process.stdout.isTTY && isInstalled('pino-pretty')) {
     return pino({ level, mixin: traceFields, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } });
   }
   return pino({ level, mixin: traceFields });

@@ -1,8 +1,7 @@
 import { metrics } from '@opentelemetry/api';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { observeStatus, type Database } from '@tidings/outbox';
 import type { Logger } from 'pino';
+import { importPackage } from '../shared/optional-package.ts';
 import { allEndpoints, webhookFilters } from './commands/status.ts';
 import { UsageError } from './usage-error.ts';
 
@@ -21,6 +20,10 @@ export interface MetricsEndpoint {
 export async function serveMetrics(options: { port: number; host: string | undefined; db: Database; schema: string | undefined; log: Logger }): Promise<MetricsEndpoint> {
   const { port, db, schema, log } = options;
   const host = options.host ?? 'localhost';
+  const feature = 'the metrics endpoint of tidings relay (--metrics-port, metricsPort)';
+  const both = ['@opentelemetry/exporter-prometheus', '@opentelemetry/sdk-metrics'] as const;
+  const { PrometheusExporter } = await importPackage<typeof import('@opentelemetry/exporter-prometheus')>(both[0], feature, both);
+  const { MeterProvider } = await importPackage<typeof import('@opentelemetry/sdk-metrics')>(both[1], feature, both);
   const exporter = new PrometheusExporter({ port, host, preventServerStart: true });
   try {
     await exporter.startServer();

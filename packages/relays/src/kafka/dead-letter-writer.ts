@@ -1,4 +1,5 @@
-import kafkajs, { type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import type { Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { kafkajs } from './kafka-client.ts';
 import { kafkaHeaders } from './record-codec.ts';
 
 /** Why a record went to the dead-letter topic; carried in its `tidings_dead_letter_reason` header. */
@@ -28,7 +29,7 @@ export class DeadLetterWriter {
     const producer = (this.#producer ??= this.#kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
-      createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+      createPartitioner: kafkajs().Partitioners.DefaultPartitioner,
       retry: { retries: 3 },
     }));
     try {

@@ -1,6 +1,7 @@
 import { ConfigError } from '@tidings/outbox';
-import './kafkajs-request-queue.ts';
-import kafkajs, { type ISocketFactory, type Kafka, type KafkaConfig, type LogEntry } from 'kafkajs';
+import type { ISocketFactory, Kafka, KafkaConfig, LogEntry } from 'kafkajs';
+import { requirePackage } from '../shared/optional-package.ts';
+import { quietRequestQueue } from './kafkajs-request-queue.ts';
 
 /** How much kafkajs says: `warn` (default) shows warnings and errors, `nothing` silences it. */
 export type KafkaLogLevel = 'nothing' | 'error' | 'warn' | 'info' | 'debug';
@@ -45,7 +46,22 @@ export interface KafkaClientOptions {
   readonly kafkajs?: Omit<KafkaConfig, 'brokers'>;
 }
 
-const { Kafka: KafkaClass, logLevel: kafkajsLevel } = kafkajs;
+let loaded: typeof import('kafkajs') | undefined;
+
+/**
+ * kafkajs, loaded at first use (it is an optional peer dependency); a MissingPackageError when it
+ * is not installed. Every kafkajs client tidings makes comes through `createKafkaClient`, so a
+ * missing client is reported when the transport or consumer is made.
+ */
+export function kafkajs(): typeof import('kafkajs') {
+  if (loaded) return loaded;
+  const module = requirePackage<typeof import('kafkajs')>('kafkajs', 'Kafka (kafkaTransport, consumeKafka, createKafkaClient)');
+  quietRequestQueue();
+  return (loaded = module);
+}
+
+// kafkajs's log levels, in its numbering (NOTHING 0 … DEBUG 5), so they are known before it is loaded.
+const kafkajsLevel = { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 } as const;
 
 const levels: Record<KafkaLogLevel, number> = {
   nothing: kafkajsLevel.NOTHING,
@@ -91,7 +107,7 @@ export function createKafkaClient(options: KafkaClientOptions): Kafka {
     ...(options.socketFactory === undefined ? {} : { socketFactory: options.socketFactory }),
     ...options.kafkajs,
   };
-  return new KafkaClass(config);
+  return new (kafkajs().Kafka)(config);
 }
 
 /** `"a:9092,b:9092"` or `["a:9092"]` as kafkajs's list; throws a ConfigError when empty. */

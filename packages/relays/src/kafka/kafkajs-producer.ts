@@ -1,8 +1,6 @@
-import kafkajs, { type Kafka, type Message, type PartitionerArgs, type Producer } from 'kafkajs';
-import { createKafkaClient, type KafkaClientOptions } from './kafka-client.ts';
+import type { Kafka, Message, PartitionerArgs, Producer } from 'kafkajs';
+import { createKafkaClient, kafkajs, type KafkaClientOptions } from './kafka-client.ts';
 import type { KafkaProducerClient, KafkaProducerFactory, KafkaRecord } from './producer-client.ts';
-
-const { CompressionTypes, Partitioners } = kafkajs;
 
 /** How the kafkajs producers are made. */
 export interface KafkajsProducerOptions {
@@ -33,6 +31,7 @@ export interface KafkajsProducerOptions {
  */
 export function kafkajsProducer(options: KafkajsProducerOptions): KafkaProducerFactory {
   const kafka = isKafka(options.kafka) ? options.kafka : createKafkaClient(options.kafka);
+  const { CompressionTypes } = kafkajs();
   const compression = options.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
   return () => {
@@ -102,7 +101,7 @@ function byTopic(records: readonly KafkaRecord[]): { topic: string; messages: Me
  * record in the same partition (and under the same sequence numbers) as before.
  */
 function hashingPartitioner() {
-  const partition = Partitioners.DefaultPartitioner();
+  const partition = kafkajs().Partitioners.DefaultPartitioner();
   return (args: PartitionerArgs): number => {
     const partitionKey = args.message.key == null ? partitionKeys.get(args.message) : undefined;
     return partitionKey === undefined ? partition(args) : partition({ ...args, message: { ...args.message, key: partitionKey } });

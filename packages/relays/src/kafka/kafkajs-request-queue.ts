@@ -8,17 +8,19 @@ import { createRequire } from 'node:module';
  * happens for every producer with `maxInFlightRequests: 1`, which the idempotent producer needs.
  *
  * With nothing waiting there is nothing to check, so the scheduling is skipped then; with
- * requests waiting, kafkajs's own logic runs unchanged. Applied once, where kafkajs is loaded.
+ * requests waiting, kafkajs's own logic runs unchanged.
  */
 interface RequestQueueLike {
   pending: unknown[];
   scheduleCheckPendingRequests(): void;
 }
 
-const require = createRequire(import.meta.url);
-const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueLike };
-const schedule = RequestQueue.prototype.scheduleCheckPendingRequests;
-if (!(schedule as { tidingsPatched?: boolean }).tidingsPatched) {
+/** Applies the fix once; called where kafkajs is loaded (see `kafkajs()` in kafka-client.ts). */
+export function quietRequestQueue(): void {
+  const require = createRequire(import.meta.url);
+  const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueLike };
+  const schedule = RequestQueue.prototype.scheduleCheckPendingRequests;
+  if ((schedule as { tidingsPatched?: boolean }).tidingsPatched) return;
   const patched = function (this: RequestQueueLike): void {
     if (this.pending.length === 0) return;
     schedule.call(this);

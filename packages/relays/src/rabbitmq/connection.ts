@@ -1,6 +1,7 @@
 import { ConfigError } from '@tidings/outbox';
-import amqp, { type ChannelModel, type Options } from 'amqplib';
+import type { ChannelModel, Options } from 'amqplib';
 import { maskPassword } from '../redact.ts';
+import { requirePackage } from '../shared/optional-package.ts';
 
 /** Where RabbitMQ is: an `amqp://` / `amqps://` URL, or amqplib's connection object. */
 export type RabbitmqUrl = string | Options.Connect;
@@ -22,6 +23,15 @@ export interface ConnectionSettings {
 }
 
 /**
+ * amqplib, loaded at first use (it is an optional peer dependency); a MissingPackageError when it
+ * is not installed. The transport and the consumer helper call it when they are made, so a missing
+ * client is reported at once rather than as an unreachable broker.
+ */
+export function amqplib(): typeof import('amqplib') {
+  return requirePackage('amqplib', 'RabbitMQ (rabbitmqTransport, consumeRabbitmq)');
+}
+
+/**
  * Opens an AMQP connection with a deadline on the whole handshake and a heartbeat, so that a
  * broker that accepts TCP but never answers, or a peer that silently vanished, is noticed.
  */
@@ -29,7 +39,7 @@ export async function openConnection(settings: ConnectionSettings, signal?: Abor
   signal?.throwIfAborted();
   const timeout = settings.connectTimeoutMs ?? 10_000;
   const clientProperties = settings.connectionName ? { connection_name: settings.connectionName } : undefined;
-  const connecting = amqp
+  const connecting = amqplib()
     .connect(withHeartbeat(settings.url, settings.heartbeatSeconds ?? 10), {
       ...settings.socketOptions,
       timeout,

@@ -1,6 +1,7 @@
 import { inbox, type Inbox } from '@tidings/inbox';
 import type { ConsumeMessage } from 'amqplib';
 import { asError, Backoff, pause } from '../shared/backoff.ts';
+import { amqplib } from './connection.ts';
 import {
   resolveConsumerOptions,
   retryQueueName,
@@ -66,6 +67,7 @@ export interface RabbitmqConsumer extends RunningConsumer {
  * await consumer.close();
  */
 export async function consumeRabbitmq<Source extends TransactionSource>(options: ConsumeRabbitmqOptions<Source>): Promise<RabbitmqConsumer> {
+  amqplib();
   const consumer = new Consumer(resolveConsumerOptions(options) as unknown as ResolvedConsumerOptions<TransactionSource>);
   await consumer.start();
   return consumer;

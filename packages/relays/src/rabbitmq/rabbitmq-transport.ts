@@ -1,6 +1,6 @@
 import { delivered, failed, retry, TransportClosedError, unavailable, type OutboxEvent, type SendOutcome, type Transport, type TransportCapabilities } from '@tidings/outbox';
 import { Backoff } from '../shared/backoff.ts';
-import { describeUrl } from './connection.ts';
+import { amqplib, describeUrl } from './connection.ts';
 import { RabbitmqConnectionError, RabbitmqEncodeError, RabbitmqNackError, RabbitmqUnroutableError } from './errors.ts';
 import { encodeEvent, type EncodedMessage } from './message-codec.ts';
 import { ConfirmLink, type Confirmation, type LinkCounters } from './confirm-link.ts';
@@ -78,6 +78,7 @@ export const rabbitmqCapabilities: TransportCapabilities = Object.freeze({ order
  * await relay.start();
  */
 export function rabbitmqTransport(options: RabbitmqTransportOptions): RabbitmqTransport {
+  amqplib(); // a missing client is reported now, not as a broker that never answers
   return new RabbitmqPublisher(resolveTransportOptions(options));
 }
 

@@ -1,6 +1,7 @@
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { amqplib } from '../rabbitmq/connection.ts';
 import { decodeMessage } from '../rabbitmq/message-codec.ts';
 import { rabbitmqTransport, type RabbitmqTransport } from '../rabbitmq/rabbitmq-transport.ts';
 import type { RabbitmqTransportOptions } from '../rabbitmq/transport-options.ts';
@@ -114,7 +115,7 @@ async function watchTopic(url: string, exchange: string, topic: string, subscrip
     }
   };
   const start = async (): Promise<void> => {
-    const next = await amqp.connect(url);
+    const next = await amqplib().connect(url);
     next.on('error', () => {});
     try {
       const ch = await next.createChannel();
