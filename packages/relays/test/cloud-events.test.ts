@@ -1,9 +1,9 @@
 import { migrateInbox } from '@tidings/inbox';
 import { ConfigError, encodePosition, type OutboxEvent } from '@tidings/outbox';
-import { decodeRecord, kafkaTransport } from '@tidings/relays/kafka';
+import { consumeKafka, decodeRecord, kafkaTransport } from '@tidings/relays/kafka';
 import { pollingConsumer, pollingFeed } from '@tidings/relays/polling';
-import { decodeMessage, rabbitmqTransport } from '@tidings/relays/rabbitmq';
-import { sseConsumer, sseFeed, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
+import { consumeRabbitmq, decodeMessage, rabbitmqTransport } from '@tidings/relays/rabbitmq';
+import { sseConsumer, sseFeed, type Delivery, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
 import { loopbackOnly, openSse, testEvent, type SseReader } from '@tidings/relays/testing';
 import { generateWebhookSecret, startWebhookDispatcher, webhookReceiver, webhookTransport, type WebhookMessage } from '@tidings/relays/webhook';
 import { CloudEvent, HTTP, Kafka, type KafkaMessage } from 'cloudevents';
@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { services } from '../../../test/support/env.ts';
+import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
 import { captureAmqp, captureKafka, captureWebhooks, kafkaHeaderText, sendOne } from '../../../test/support/wire-capture.ts';
@@ -139,6 +140,66 @@ describe('CloudEvents on Kafka (Kafka binding, binary mode)', () => {
       expect(read).toMatchObject({ id: event.eventId, type: capture.topic, data: 1 });
       expect(read.subject).toBeUndefined();
     } finally {
+      await capture.close();
+    }
+  });
+});
+
+describe('the RabbitMQ and Kafka consumer helpers', () => {
+  let outbox: TestOutbox;
+  beforeAll(async () => {
+    outbox = await freshOutbox('ce_consumers');
+    await migrateInbox(outbox.db, { schema: outbox.schema });
+  });
+  afterAll(async () => {
+    await outbox?.close();
+  });
+  shareBrokerPerTest();
+
+  it('consumeRabbitmq applies a CloudEvents-mode message as the event that was sent', async () => {
+    const topic = unique('amqp-consumer');
+    const seen: ReceivedEvent<Delivery>[] = [];
+    const consumer = await consumeRabbitmq({
+      url: services.rabbitmq,
+      queue: `ce.${randomBytes(4).toString('hex')}`,
+      bindings: [topic],
+      consumer: 'ce-amqp',
+      schema: outbox.schema,
+      database: outbox.db,
+      handler: (_trx, event) => void seen.push(event),
+    });
+    try {
+      const event = fullEvent(topic);
+      await sendOne(rabbitmqTransport({ url: services.rabbitmq, cloudEvents }), event);
+      await waitUntil('the message was applied', async () => seen.length === 1);
+      expect(seen[0]).toMatchObject(receivedFields(event));
+      expect(seen[0]!.headers).toEqual(receivedFields(event).headers);
+    } finally {
+      await consumer.close();
+    }
+  });
+
+  it('consumeKafka applies a CloudEvents-mode record as the event that was sent', async () => {
+    const capture = await captureKafka('consumer');
+    const seen: ReceivedEvent<Delivery>[] = [];
+    const consumer = await consumeKafka({
+      brokers: services.kafka,
+      client: { logLevel: 'nothing' },
+      topics: [capture.topic],
+      fromBeginning: true,
+      consumer: 'ce-kafka',
+      schema: outbox.schema,
+      database: outbox.db,
+      handler: (_trx, event) => void seen.push(event),
+    });
+    try {
+      const event = fullEvent(capture.topic);
+      await sendOne(kafkaTransport({ brokers: services.kafka, client: { logLevel: 'nothing' }, cloudEvents }), event);
+      await waitUntil('the record was applied', async () => seen.length === 1, 30_000);
+      expect(seen[0]).toMatchObject(receivedFields(event));
+      expect(seen[0]!.headers).toEqual(receivedFields(event).headers);
+    } finally {
+      await consumer.close();
       await capture.close();
     }
   });
