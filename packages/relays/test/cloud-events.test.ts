@@ -253,7 +253,7 @@ describe('CloudEvents on webhooks (HTTP binding, binary mode)', () => {
     }
   });
 
-  it('percent-encodes a key or tenant outside printable ASCII in its ce- header, and the receiver decodes it', async () => {
+  it('percent-encodes a key or tenant outside printable ASCII in its ce- header, which the receiver decodes; the ce- headers are not signed, the body is', async () => {
     const capture = await captureWebhooks();
     try {
       const secret = generateWebhookSecret();
@@ -268,7 +268,16 @@ describe('CloudEvents on webhooks (HTTP binding, binary mode)', () => {
       const receiver = webhookReceiver({ secrets: secret, consumer: 'ce-hooks-2', schema, database: feed.outbox.db, handler: (_trx, message) => void applied.push(message) });
       expect((await receiver.handle({ method: 'POST', headers: request.headers, body: request.body })).status).toBe(200);
       expect(applied[0]).toMatchObject({ key: 'Bestellung 7 "ü" 100%', tenant: 'Zürich', headers: {}, payload: 1 });
-      await receiver.close();
+
+      // The signature covers id, timestamp and body: a ce- header changed on the way still verifies (hence HTTPS).
+      const fooled: WebhookMessage[] = [];
+      const another = webhookReceiver({ secrets: secret, consumer: 'ce-hooks-3', schema, database: feed.outbox.db, handler: (_trx, message) => void fooled.push(message) });
+      const altered = { ...request.headers, 'ce-tidingstenant': 'someone-else' };
+      expect((await another.handle({ method: 'POST', headers: altered, body: request.body })).status).toBe(200);
+      expect(fooled.map((message) => message.tenant)).toEqual(['someone-else']);
+      // The body is signed: changing it is refused.
+      expect((await another.handle({ method: 'POST', headers: request.headers, body: Buffer.from('2') })).status).toBe(401);
+      await Promise.all([receiver.close(), another.close()]);
     } finally {
       await capture.close();
     }

@@ -24,7 +24,7 @@ export interface PollingFeedOptions extends FeedOptions {
 
 /** The body of a polling feed's answer. */
 export interface PollingPage {
-  /** Oldest first. */
+  /** Oldest first. With the `cloudEvents` option each item is a CloudEvent in the JSON format instead (see the README's "Wire format"). */
   readonly events: readonly FeedEnvelope[];
   /** Opaque cursor: ask for `?after=<next>` to continue, also when `events` is empty. */
   readonly next: string;
