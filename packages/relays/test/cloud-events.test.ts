@@ -5,7 +5,17 @@ import { pollingConsumer, pollingFeed } from '@tidings/relays/polling';
 import { consumeRabbitmq, decodeMessage, rabbitmqTransport } from '@tidings/relays/rabbitmq';
 import { sseConsumer, sseFeed, type Delivery, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
 import { loopbackOnly, openSse, testEvent, type SseReader } from '@tidings/relays/testing';
-import { generateWebhookSecret, startWebhookDispatcher, webhookReceiver, webhookTransport, type WebhookMessage } from '@tidings/relays/webhook';
+import {
+  generateWebhookSecret,
+  migrateWebhooks,
+  startWebhookDispatcher,
+  verifyWebhook,
+  webhookEndpoints,
+  webhookReceiver,
+  webhookTransport,
+  type WebhookDispatcherEvent,
+  type WebhookMessage,
+} from '@tidings/relays/webhook';
 import { CloudEvent, HTTP, Kafka, type KafkaMessage } from 'cloudevents';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +24,7 @@ import { services } from '../../../test/support/env.ts';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 import { shareBrokerPerTest } from '../../../test/support/rabbitmq-broker-lock.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 import { captureAmqp, captureKafka, captureWebhooks, kafkaHeaderText, sendOne } from '../../../test/support/wire-capture.ts';
 
 /**
@@ -279,6 +290,44 @@ describe('CloudEvents on webhooks (HTTP binding, binary mode)', () => {
       expect((await another.handle({ method: 'POST', headers: request.headers, body: Buffer.from('2') })).status).toBe(401);
       await Promise.all([receiver.close(), another.close()]);
     } finally {
+      await capture.close();
+    }
+  });
+
+  it('are sent by the webhook dispatcher to its endpoints when it is given the option', async () => {
+    await migrateWebhooks(feed.outbox.db, { schema: feed.outbox.schema, keyring: testKeyring });
+    const capture = await captureWebhooks();
+    const topic = unique('dispatch');
+    const endpoints = webhookEndpoints({ schema: feed.outbox.schema, addressPolicy: loopbackOnly, keyring: testKeyring });
+    const { secret } = await endpoints.create(feed.outbox.db, { url: capture.server.url, topics: [topic] });
+    const heard: WebhookDispatcherEvent[] = [];
+    const dispatcher = await startWebhookDispatcher({
+      database: feed.outbox.db,
+      schema: feed.outbox.schema,
+      addressPolicy: loopbackOnly,
+      keyring: testKeyring,
+      cloudEvents,
+      relay: { pollIntervalMs: 200 },
+      onEvent: (event) => heard.push(event),
+    });
+    try {
+      await waitUntil('the endpoint relay started', async () => heard.some((event) => event.type === 'endpoint-started'));
+      const [event] = await feed.publish({ topic, key: 'order-9', payload: { n: 9 } });
+      const request = await capture.next();
+      expect(verifyWebhook(request.headers, request.body, secret).id).toBe(event!.eventId);
+      const read = HTTP.toEvent({ headers: request.headers as Record<string, string>, body: request.body.toString('utf8') }) as CloudEvent<unknown>;
+      expect(valid(read)).toEqual({
+        specversion: '1.0',
+        id: event!.eventId,
+        source,
+        type: topic,
+        subject: 'order-9',
+        time: event!.createdAt.toISOString(),
+        datacontenttype: 'application/json',
+        data: { n: 9 },
+      });
+    } finally {
+      await dispatcher.stop();
       await capture.close();
     }
   });
