@@ -127,7 +127,7 @@ async function world(label: string, kafkaClient: Record<string, unknown> = {}) {
     await admin.disconnect();
   });
   await admin.createTopics({ topics: [{ topic: kafkaTopic, numPartitions: 3 }], waitForLeaders: true });
-  const kafkaArrivals: { event_id: string; key: string | null; partition: number }[] = [];
+  const kafkaArrivals: { event_id: string; key: string | null; partition: number; ce_id: string; ce_source: string }[] = [];
   const consumer = kafka.consumer({ groupId: `cli-relay-test-${id}`, maxWaitTimeInMs: 100 });
   await consumer.connect();
   cleanups.push(async () => {
@@ -138,7 +138,8 @@ async function world(label: string, kafkaClient: Record<string, unknown> = {}) {
   await consumer.run({
     eachMessage: async ({ partition, message }) => {
       const eventId = message.headers?.[kafkaHeaders.eventId];
-      kafkaArrivals.push({ event_id: String(eventId), key: message.key === null ? null : message.key.toString(), partition });
+      const ce = (name: string) => String(message.headers?.[`ce_${name}`]);
+      kafkaArrivals.push({ event_id: String(eventId), key: message.key === null ? null : message.key.toString(), partition, ce_id: ce('id'), ce_source: ce('source') });
     },
   });
 
@@ -150,7 +151,7 @@ async function world(label: string, kafkaClient: Record<string, unknown> = {}) {
       pollIntervalMs: 200,
       onFailure: 'block',
       retry: { retries: 20, maxDelayMs: 1_000 },
-      transport: { type: 'kafka', brokers: [services.kafka], client: kafkaClient },
+      transport: { type: 'kafka', brokers: [services.kafka], client: kafkaClient, cloudEvents: { source: '/cli-relay' } },
     },
   ] as const;
   return { id, schema, dir, pool, rabbitTopic, queue, kafkaTopic, rabbitArrivals, kafkaArrivals, relays };
@@ -237,6 +238,8 @@ async function relayThroughBothBrokers(w: World, config: string, env: Record<str
   for (const a of w.kafkaArrivals) partitionsByKey.set(a.key!, (partitionsByKey.get(a.key!) ?? new Set()).add(a.partition));
   expect([...partitionsByKey.keys()].sort()).toEqual(['customer-0', 'customer-1', 'customer-2', 'customer-3']);
   for (const [key, partitions] of partitionsByKey) expect(partitions.size, key).toBe(1);
+  // The config's cloudEvents option reached the Kafka transport: every record is also a CloudEvent.
+  expect(w.kafkaArrivals.filter((a) => a.ce_id !== a.event_id || a.ce_source !== '/cli-relay')).toEqual([]);
 
   // SIGTERM: a graceful stop and exit 0, promptly.
   const signalledAt = Date.now();

@@ -53,6 +53,8 @@ describe('the tidings command tells the truth', () => {
       [{ relays: [{ name: 'r', retry: { retrys: 3 }, transport: rabbit }] }, /relays\[0\]\.retry has an unknown key "retrys" \(did you mean "retries"\?\)/],
       [{ webhooks: { sendTimeoutMS: 5_000 } }, /webhooks has an unknown key "sendTimeoutMS" \(did you mean "sendTimeoutMs"\?\)/],
       [{ webhooks: { relay: { pollInterval: 100 } } }, /webhooks\.relay has an unknown key "pollInterval" \(did you mean "pollIntervalMs"\?\)/],
+      [{ relays: [{ name: 'r', transport: { ...rabbit, cloudEvents: { sorce: '/orders' } } }] }, /relays\[0\]\.transport\.cloudEvents has an unknown key "sorce" \(did you mean "source"\?\)/],
+      [{ webhooks: { cloudEvents: { source: '' } } }, /webhooks\.cloudEvents\.source must be a URI reference naming the producer, e\.g\. "\/orders" \(a non-empty string\), got ""/],
       [{ relays: [{ name: 'r', batchSize: '500', transport: rabbit }] }, /relays\[0\]\.batchSize must be a whole number of at least 1, got "500"/],
       [{ relays: [{ name: 'r', topics: 'orders.*', transport: rabbit }] }, /relays\[0\]\.topics must be a list of strings .*got "orders\.\*"/],
     ];

@@ -79,6 +79,8 @@ describe('the Kafka transport', () => {
       [kafkaHeaders.topic]: topic,
       [kafkaHeaders.tenant]: 'acme',
       [kafkaHeaders.createdAt]: event.createdAt.toISOString(),
+      [kafkaHeaders.contentType]: 'application/json',
+      [kafkaHeaders.wireVersion]: '1',
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
       // An event header in tidings' own namespace is carried, escaped, and cannot pose as the id.
       [`${kafkaHeaders.escapedPrefix}tidings_event_id`]: 'spoofed',

@@ -6,6 +6,7 @@ import type { ExchangeDeclaration } from '../rabbitmq/confirm-link.ts';
 import type { RabbitmqTransportOptions } from '../rabbitmq/transport-options.ts';
 import type { AddressPolicy } from '../webhook/address-policy.ts';
 import type { WebhookDispatcherOptions } from '../webhook/dispatcher.ts';
+import type { CloudEventsOptions } from '../shared/cloud-events.ts';
 
 /**
  * Every key a config file may use, level by level. Each list is checked against the option type
@@ -64,6 +65,7 @@ export const configKeys = Object.freeze({
       reconnect: true,
       maxBatchSize: true,
       onEvent: true,
+      cloudEvents: true,
     }),
   ],
   rabbitmqReconnect: keysOf<NonNullable<RabbitmqTransportOptions['reconnect']>>()({ minDelayMs: true, maxDelayMs: true }),
@@ -82,6 +84,7 @@ export const configKeys = Object.freeze({
       sendTimeoutMs: true,
       maxBatchSize: true,
       onEvent: true,
+      cloudEvents: true,
     }),
   ],
   kafkaClient: keysOf<Omit<KafkaClientOptions, 'brokers'>>()({
@@ -107,7 +110,9 @@ export const configKeys = Object.freeze({
     refreshIntervalMs: true,
     stopGraceMs: true,
     relay: true,
+    cloudEvents: true,
   }),
   webhooksRelay: keysOf<NonNullable<WebhookDispatcherOptions['relay']>>()({ pollIntervalMs: true, leaseTtlMs: true, heartbeatIntervalMs: true }),
   addressPolicy: keysOf<AddressPolicy>()({ allow: true, resolve: true }),
+  cloudEvents: keysOf<CloudEventsOptions>()({ source: true }),
 });

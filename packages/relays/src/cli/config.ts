@@ -120,6 +120,7 @@ function checkConfig(raw: unknown, file: string): TidingsConfig {
       const relay = check.object(r, where, configKeys.webhooksRelay);
       for (const key of configKeys.webhooksRelay) check.optional(relay[key], `${where}.${key}`, (n, w) => check.wholeNumber(n, w, 1));
     });
+    check.cloudEvents(webhooks.cloudEvents, `${at}.cloudEvents`);
     check.optional(webhooks.addressPolicy, `${at}.addressPolicy`, (a, where) => {
       const policy = check.object(a, where, configKeys.addressPolicy);
       check.optional(policy.allow, `${where}.allow`, (list, w) => check.strings(list, w, 'address ranges such as "10.0.0.0/8"'));
@@ -228,6 +229,14 @@ class ConfigChecker {
     } else {
       this.fail(`${at}.type must be "rabbitmq" or "kafka", got ${describe(type)}`);
     }
+    this.cloudEvents((value as { cloudEvents?: unknown }).cloudEvents, `${at}.cloudEvents`);
+  }
+
+  cloudEvents(value: unknown, at: string): void {
+    this.optional(value, at, (v, where) => {
+      const options = this.object(v, where, configKeys.cloudEvents);
+      this.string(options.source, `${where}.source`, 'a URI reference naming the producer, e.g. "/orders"');
+    });
   }
 }
 

@@ -4,6 +4,7 @@ import { wholeOption } from '../shared/options.ts';
 import { ConfigError, type Database } from '@tidings/outbox';
 import type { SlotLimits } from './connection-slots.ts';
 import type { Authorize } from './scope.ts';
+import { resolveCloudEvents, type CloudEventsOptions, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
 /** What a feed hears that no request can be told about (the LISTEN connection, the shared tail read, a failing request). */
 export type FeedEvent = { readonly type: 'error'; readonly error: Error };
@@ -42,6 +43,11 @@ export interface FeedOptions {
   readonly maxConnections?: number;
   /** The most of those one tenant may hold (callers without a tenant count as one). Default 1 000. */
   readonly maxConnectionsPerTenant?: number;
+  /**
+   * Send every event as a CloudEvent 1.0 in the structured JSON format (the `data:` of an SSE
+   * frame, an item of a polling page) instead of the tidings envelope. Default: off.
+   */
+  readonly cloudEvents?: CloudEventsOptions;
 }
 
 export interface ResolvedFeedOptions {
@@ -52,6 +58,7 @@ export interface ResolvedFeedOptions {
   readonly pollIntervalMs: number;
   readonly onError: (error: unknown) => void;
   readonly limits: SlotLimits;
+  readonly cloudEvents: ResolvedCloudEvents | undefined;
 }
 
 /** The feed's parts report bare errors; the observer hears them as `error` events. */
@@ -80,6 +87,7 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
   if (!schemaShape.test(schema)) throw new ConfigError('schema', `expected a lower-case SQL identifier, got ${JSON.stringify(schema)}`);
   const from = options.from ?? defaultFrom;
   if (from !== 'start' && from !== 'now') throw new ConfigError('from', `expected 'start' or 'now', got ${JSON.stringify(from)}`);
+  const cloudEvents = resolveCloudEvents(options.cloudEvents);
   return {
     // Reads of the feed run with the database's statement time limit (pgDatabase's queryTimeoutMs).
     database: ownStatements(database),
@@ -93,6 +101,7 @@ export function resolveFeedOptions(options: FeedOptions, defaultFrom: 'start' | 
       perTenant: wholeOption('maxConnectionsPerTenant', options.maxConnectionsPerTenant, 1_000),
       retryAfterSeconds,
     },
+    cloudEvents,
   };
 }
 

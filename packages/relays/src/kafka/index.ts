@@ -42,3 +42,4 @@ export { checkpointSource } from './batch-processor.ts';
 export type { ConsumeKafkaOptions, KafkaConsumerEvent, KafkaConsumerMode, TopicPartition } from './consumer-options.ts';
 export type { KafkaDeadLetterReason } from './dead-letter-writer.ts';
 export type * from '../shared/consumer-exports.ts';
+export { wireVersion, type CloudEventsOptions } from '../shared/cloud-events.ts';

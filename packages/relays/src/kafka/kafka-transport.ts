@@ -130,7 +130,7 @@ class KafkaPublisher implements KafkaTransport {
     for (let i = 0; i < batch.length; i++) {
       const event = batch[i]!;
       try {
-        records.push(encodeEvent(event, this.#options.topic(event), this.#options.maxRecordBytes));
+        records.push(encodeEvent(event, this.#options.topic(event), this.#options.maxRecordBytes, this.#options.cloudEvents));
       } catch (error) {
         outcomes[i] = failed(error);
         const skipped = retry(new KafkaSendError('client', `not sent: event ${event.eventId} before it in the batch cannot be sent to Kafka`));

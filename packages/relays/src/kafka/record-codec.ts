@@ -2,13 +2,21 @@ import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 import { InvalidRecordError, KafkaEncodeError } from './errors.ts';
 import type { KafkaRecord } from './producer-client.ts';
 import type { KafkaDelivery, ReceivedEvent } from '../shared/consumer.ts';
+import { cloudEventAttributes, cloudEventsContentType, wireVersion, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
 /**
  * The Kafka headers tidings writes next to the event's own headers. The event's headers travel
  * under their own names (so `traceparent` is where OpenTelemetry instrumentation looks for it);
- * an event header whose name starts with `tidings_` travels as `tidings_header:<name>`.
+ * an event header whose name starts with `tidings_` or `ce_`, or is `content-type`, travels as
+ * `tidings_header:<name>`. With the `cloudEvents` option the CloudEvents attributes travel as
+ * `ce_<attribute>` headers (binary content mode).
  */
 export const kafkaHeaders = {
+  /** `application/json`: how the value is encoded (the CloudEvents `datacontenttype` too). */
+  contentType: 'content-type',
+  /** The wire format's version, `1`. */
+  wireVersion: 'tidings_wire_version',
+  cloudEventsPrefix: 'ce_',
   /** The event id (ULID): what every inbox deduplicates on. */
   eventId: 'tidings_event_id',
   /** The outbox topic, which the `topic` option may have mapped to another Kafka topic. */
@@ -25,7 +33,8 @@ export const kafkaHeaders = {
   attempts: 'tidings_attempts',
 } as const;
 
-const reserved = /^tidings_/;
+/** Header names tidings writes itself; an event header of such a name is escaped. */
+const reserved = /^(tidings_|ce_|content-type$)/i;
 
 /** Kafka's own rule for topic names. */
 const kafkaTopicName = /^[A-Za-z0-9._-]{1,249}$/;
@@ -37,7 +46,8 @@ export interface EncodedRecord extends KafkaRecord {
 
 /**
  * Turns an outbox event into a Kafka record: key = the event's key, value = the payload as UTF-8
- * JSON, event id, topic, tenant and creation time in `tidings_*` headers next to the event's own.
+ * JSON, event id, topic, tenant and creation time in `tidings_*` headers next to the event's own,
+ * `content-type: application/json`, and with `cloudEvents` the `ce_*` attributes.
  * Throws `KafkaEncodeError` when the topic name is not one Kafka accepts or the record is over
  * `maxRecordBytes`.
  *
@@ -45,7 +55,7 @@ export interface EncodedRecord extends KafkaRecord {
  * const record = encodeEvent(event, event.topic, 1_000_000);
  * // { topic: 'orders.created', key: 'order-7', value: <Buffer 7b …>, headers: { tidings_event_id: '01J…', … } }
  */
-export function encodeEvent(event: OutboxEvent, topic: string, maxRecordBytes: number): EncodedRecord {
+export function encodeEvent(event: OutboxEvent, topic: string, maxRecordBytes: number, cloudEvents?: ResolvedCloudEvents): EncodedRecord {
   if (typeof topic !== 'string' || !kafkaTopicName.test(topic) || topic === '.' || topic === '..') {
     throw new KafkaEncodeError('invalid-topic', event, `the topic option mapped it to ${JSON.stringify(topic)}, which is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)`);
   }
@@ -61,6 +71,14 @@ export function encodeEvent(event: OutboxEvent, topic: string, maxRecordBytes: n
   put(kafkaHeaders.topic, event.topic);
   if (event.tenant !== null) put(kafkaHeaders.tenant, event.tenant);
   put(kafkaHeaders.createdAt, event.createdAt.toISOString());
+  put(kafkaHeaders.contentType, cloudEventsContentType);
+  put(kafkaHeaders.wireVersion, wireVersion);
+  if (cloudEvents !== undefined) {
+    for (const [name, value] of Object.entries(cloudEventAttributes(event, cloudEvents))) {
+      // The content type is the record's content-type header, as the Kafka binding asks.
+      if (name !== 'datacontenttype') put(kafkaHeaders.cloudEventsPrefix + name, value);
+    }
+  }
   const value = Buffer.from(payloadJson(event), 'utf8');
   bytes += value.length + (event.key === null ? 0 : Buffer.byteLength(event.key));
   if (bytes > maxRecordBytes) {

@@ -5,6 +5,7 @@ import type { KafkaSendError } from './errors.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
 import { kafkajsProducer } from './kafkajs-producer.ts';
 import type { KafkaProducerFactory } from './producer-client.ts';
+import { resolveCloudEvents, type CloudEventsOptions, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
 /** Something happened to the transport's requests or clients; for logs and metrics. */
 export type KafkaTransportEvent =
@@ -55,6 +56,8 @@ export interface KafkaTransportOptions {
   readonly maxBatchSize?: number;
   /** Hears client replacements and failed requests. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: KafkaTransportEvent) => void;
+  /** Also send every record as a CloudEvent 1.0 in binary content mode (`ce_*` headers). Default: off. */
+  readonly cloudEvents?: CloudEventsOptions;
 }
 
 export interface ResolvedTransportOptions {
@@ -66,6 +69,7 @@ export interface ResolvedTransportOptions {
   readonly sendTimeoutMs: number;
   readonly maxBatchSize: number | undefined;
   readonly onEvent: (event: KafkaTransportEvent) => void;
+  readonly cloudEvents: ResolvedCloudEvents | undefined;
 }
 
 export function resolveTransportOptions(options: KafkaTransportOptions): ResolvedTransportOptions {
@@ -74,6 +78,7 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
     throw new ConfigError('producer', 'expected a function that makes a KafkaProducerClient, e.g. kafkajsProducer({ kafka: { brokers } })');
   }
   if (options.topic !== undefined && typeof options.topic !== 'function') throw new ConfigError('topic', 'expected a function (event) => Kafka topic name');
+  const cloudEvents = resolveCloudEvents(options.cloudEvents);
   const compression = options.compression ?? 'none';
   if (compression !== 'none' && compression !== 'gzip') throw new ConfigError('compression', `expected "none" or "gzip", got ${JSON.stringify(compression)}`);
   const producer =
@@ -94,6 +99,7 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
     sendTimeoutMs: wholeOption('sendTimeoutMs', options.sendTimeoutMs, 30_000),
     maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
     onEvent: observer(options.onEvent),
+    cloudEvents,
   };
 }
 

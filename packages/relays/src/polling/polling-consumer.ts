@@ -6,6 +6,7 @@ import { runConsumer, type FeedConsumer } from '../feed/feed-consumer.ts';
 import type { TransactionSource } from '../shared/transaction-source.ts';
 import { responseError } from '../feed/response-error.ts';
 import type { PollingPage } from './polling-feed.ts';
+import { feedEnvelopeOf } from '../feed/envelope.ts';
 
 export interface PollingConsumerOptions<Source extends TransactionSource> extends FeedConsumerOptions<Source> {
   /** Events per page. Default 100. */
@@ -63,5 +64,11 @@ function validPage(url: string, body: unknown): PollingPage {
   if (typeof page !== 'object' || page === null || !Array.isArray(page.events) || typeof page.next !== 'string') {
     throw new FeedResponseError(url, 200, undefined, 'the answer is not a polling page { events, next, hasMore }');
   }
-  return page;
+  // Items are tidings envelopes, or CloudEvents from a feed with the cloudEvents option.
+  const events = page.events.map((item, i) => {
+    const envelope = feedEnvelopeOf(item);
+    if (envelope === undefined) throw new FeedResponseError(url, 200, undefined, `item ${i} of the page is neither a tidings envelope nor a tidings CloudEvent`);
+    return envelope;
+  });
+  return { ...page, events };
 }

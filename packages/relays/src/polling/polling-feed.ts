@@ -1,10 +1,11 @@
 import { wholeOption } from '../shared/options.ts';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FeedPage, Position } from '@tidings/outbox';
+import type { FeedPage, OutboxEvent, Position } from '@tidings/outbox';
 import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
-import { envelopeJson } from '../feed/envelope.ts';
+import { feedEncoding } from '../feed/envelope.ts';
+import { wireVersion } from '../shared/cloud-events.ts';
 import { resolveFeedOptions, type FeedOptions } from '../feed/feed-options.ts';
 import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { acquireHub } from '../feed/hub-registry.ts';
@@ -23,7 +24,7 @@ export interface PollingFeedOptions extends FeedOptions {
 
 /** The body of a polling feed's answer. */
 export interface PollingPage {
-  /** Oldest first. */
+  /** Oldest first. With the `cloudEvents` option each item is a CloudEvent in the JSON format instead (see the README's "Wire format"). */
   readonly events: readonly FeedEnvelope[];
   /** Opaque cursor: ask for `?after=<next>` to continue, also when `events` is empty. */
   readonly next: string;
@@ -75,6 +76,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
     batchSize: maxLimit,
     onError: resolved.onError,
   });
+  const encode = feedEncoding(resolved.cloudEvents);
   const waiting = new Set<LongPoll>();
   const slots = new ConnectionSlots(resolved.limits, 'long polls');
   let closed = false;
@@ -108,7 +110,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
       sendProblem(response, problem);
       return;
     }
-    sendPage(request, response, page!, afterText);
+    sendPage(request, response, page!, afterText, encode);
   }
 
   async function longPoll(scope: ResolvedScope, cursor: Position, limit: number, waitMs: number, response: ServerResponse) {
@@ -150,12 +152,12 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
  * without new events is the same answer even though `next` moved with the feed's horizon, which
  * it does whenever a transaction commits events.
  */
-function sendPage(request: IncomingMessage, response: ServerResponse, page: FeedPage, after: string): void {
-  const body = `{"events":[${page.events.map(envelopeJson).join(',')}],"next":${JSON.stringify(cursorText(page.next))},"hasMore":${page.hasMore}}`;
+function sendPage(request: IncomingMessage, response: ServerResponse, page: FeedPage, after: string, encode: (event: OutboxEvent) => string): void {
+  const body = `{"events":[${page.events.map((event) => encode(event)).join(',')}],"next":${JSON.stringify(cursorText(page.next))},"hasMore":${page.hasMore}}`;
   const hash = createHash('sha1').update(after);
   for (const event of page.events) hash.update(`|${event.eventId}`);
   const etag = `W/"${hash.update(`|${page.hasMore}`).digest('base64url')}"`;
-  const headers = { 'Cache-Control': 'no-cache', ETag: etag };
+  const headers = { 'Cache-Control': 'no-cache', ETag: etag, 'Tidings-Wire-Version': wireVersion };
   if (matches(request.headers['if-none-match'], etag)) {
     response.writeHead(304, headers).end();
     return;

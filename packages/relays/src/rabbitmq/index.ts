@@ -30,3 +30,4 @@ export {
 export { consumeRabbitmq, type RabbitmqConsumer } from './consume-rabbitmq.ts';
 export { retryQueueName, type ConsumeRabbitmqOptions, type QueueBinding, type RabbitmqConsumerEvent } from './consumer-options.ts';
 export type * from '../shared/consumer-exports.ts';
+export { wireVersion, type CloudEventsOptions } from '../shared/cloud-events.ts';

@@ -2,12 +2,14 @@ import { payloadJson, type Json, type OutboxEvent } from '@tidings/outbox';
 import type { MessageProperties, Options } from 'amqplib';
 import { InvalidMessageError, RabbitmqEncodeError } from './errors.ts';
 import type { RabbitmqDelivery, ReceivedEvent } from '../shared/consumer.ts';
+import { cloudEventAttributes, wireVersion, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
 /**
  * The AMQP headers tidings writes next to the event's own headers. The event's headers travel
  * under their own names (so `traceparent` is where OpenTelemetry instrumentation looks for it),
- * except names the broker or tidings interpret (`CC`, `BCC`, `x-death`, `x-tidings-*`, …), which
- * travel as `x-tidings-header:<name>`.
+ * except names the broker or tidings interpret (`CC`, `BCC`, `x-death`, `x-tidings-*`,
+ * `cloudEvents:*`, …), which travel as `x-tidings-header:<name>`. With the `cloudEvents` option the
+ * CloudEvents attributes travel as `cloudEvents:<attribute>` headers (binary content mode).
  *
  * @example
  * // a consumer that does not use tidings
@@ -19,6 +21,9 @@ export const amqpHeaders = {
   tenant: 'x-tidings-tenant',
   /** Creation time in ISO 8601 with milliseconds; the AMQP `timestamp` property has whole seconds. */
   createdAt: 'x-tidings-created-at',
+  /** The wire format's version, `1`. */
+  wireVersion: 'x-tidings-wire-version',
+  cloudEventsPrefix: 'cloudEvents:',
   /** Set by the consumer helper on messages it republishes without a `type`. */
   topic: 'x-tidings-topic',
   /** How many times the consumer helper has run the handler for this message, plus one. */
@@ -32,7 +37,8 @@ export const amqpHeaders = {
 
 /** Header names RabbitMQ reads or writes itself: `CC`/`BCC` route messages, the rest record dead-lettering and redelivery. */
 const brokerHeader = /^(cc|bcc|x-death|x-first-death-.*|x-last-death-.*|x-delivery-count|x-received-from|x-shovelled.*|x-opt-deaths)$/i;
-const tidingsHeader = /^x-tidings-/i;
+/** Header names tidings writes itself, the CloudEvents attributes among them (`cloudEvents_` is the binding's other spelling). */
+const tidingsHeader = /^(x-tidings-|cloudEvents[:_])/i;
 
 /** Whether RabbitMQ itself reads or writes a header of this name (routing, dead-letter and redelivery records). */
 export function isBrokerHeader(name: string): boolean {
@@ -51,13 +57,13 @@ export interface EncodedMessage {
 /**
  * Turns an outbox event into a persistent AMQP message: `messageId` = event id, `type` = topic,
  * `timestamp` = creation time in seconds, JSON body, key/tenant/creation time in `x-tidings-*`
- * headers next to the event's own headers. Throws `RabbitmqEncodeError` when AMQP cannot carry it.
+ * headers next to the event's own headers; with `cloudEvents`, the `cloudEvents:*` attributes. Throws `RabbitmqEncodeError` when AMQP cannot carry it.
  *
  * @example
  * const { content, properties } = encodeEvent(event);
  * channel.publish('tidings', event.topic, content, { ...properties, mandatory: true });
  */
-export function encodeEvent(event: OutboxEvent): EncodedMessage {
+export function encodeEvent(event: OutboxEvent, cloudEvents?: ResolvedCloudEvents): EncodedMessage {
   const headers: Record<string, string> = {};
   let headerBytes = 0;
   const put = (name: string, value: string): void => {
@@ -74,6 +80,13 @@ export function encodeEvent(event: OutboxEvent): EncodedMessage {
   if (event.key !== null) put(amqpHeaders.key, event.key);
   if (event.tenant !== null) put(amqpHeaders.tenant, event.tenant);
   put(amqpHeaders.createdAt, event.createdAt.toISOString());
+  put(amqpHeaders.wireVersion, wireVersion);
+  if (cloudEvents !== undefined) {
+    for (const [name, value] of Object.entries(cloudEventAttributes(event, cloudEvents))) {
+      // The content type is the message's content-type property, as the AMQP binding asks.
+      if (name !== 'datacontenttype') put(amqpHeaders.cloudEventsPrefix + name, value);
+    }
+  }
   if (headerBytes > maxHeaderBytes) {
     throw new RabbitmqEncodeError(
       event.eventId,

@@ -197,7 +197,7 @@ class RabbitmqPublisher implements RabbitmqTransport {
       let route: RabbitmqRoute;
       try {
         route = checkRoute(event, this.#options.route(event));
-        message = encodeEvent(event);
+        message = encodeEvent(event, this.#options.cloudEvents);
       } catch (error) {
         outcomes[i] = failed(error);
         continue;

@@ -3,6 +3,7 @@ import { observer } from '@tidings/outbox/internal';
 import { wholeOption } from '../shared/options.ts';
 import { validateUrl, type ConnectionSettings } from './connection.ts';
 import type { ExchangeDeclaration } from './confirm-link.ts';
+import { resolveCloudEvents, type CloudEventsOptions, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
 /** Where one event is published. */
 export interface RabbitmqRoute {
@@ -57,6 +58,8 @@ export interface RabbitmqTransportOptions extends ConnectionSettings {
   readonly maxBatchSize?: number;
   /** Hears the connection's ups and downs. What it throws is ignored: an observer never breaks delivery. */
   readonly onEvent?: (event: RabbitmqTransportEvent) => void;
+  /** Also send every message as a CloudEvent 1.0 in binary content mode (`cloudEvents:*` headers). Default: off. */
+  readonly cloudEvents?: CloudEventsOptions;
 }
 
 export interface ResolvedTransportOptions {
@@ -70,6 +73,7 @@ export interface ResolvedTransportOptions {
   readonly reconnect: { readonly minDelayMs: number; readonly maxDelayMs: number };
   readonly maxBatchSize: number | undefined;
   readonly onEvent: (event: RabbitmqTransportEvent) => void;
+  readonly cloudEvents: ResolvedCloudEvents | undefined;
 }
 
 export const defaultExchange = 'tidings';
@@ -87,6 +91,7 @@ export function resolveTransportOptions(options: RabbitmqTransportOptions): Reso
   const unroutable = options.unroutable ?? 'retry';
   if (unroutable !== 'retry' && unroutable !== 'failed') throw new ConfigError('unroutable', `expected "retry" or "failed", got ${JSON.stringify(unroutable)}`);
   const minDelayMs = wholeOption('reconnect.minDelayMs', options.reconnect?.minDelayMs, 200);
+  const cloudEvents = resolveCloudEvents(options.cloudEvents);
   return {
     name: options.name ?? 'rabbitmq',
     connection: {
@@ -104,5 +109,6 @@ export function resolveTransportOptions(options: RabbitmqTransportOptions): Reso
     reconnect: { minDelayMs, maxDelayMs: wholeOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, Math.max(minDelayMs, 5_000)) },
     maxBatchSize: options.maxBatchSize === undefined ? undefined : wholeOption('maxBatchSize', options.maxBatchSize, 1),
     onEvent: observer(options.onEvent),
+    cloudEvents,
   };
 }

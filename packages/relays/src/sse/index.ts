@@ -19,3 +19,4 @@ export type { FeedConsumerEvent, FeedConsumerOptions } from '../feed/consumer-op
 export { HandlerFailedError } from '../shared/consumer.ts';
 export type * from '../shared/consumer-exports.ts';
 export type { FeedConsumer } from '../feed/feed-consumer.ts';
+export { wireVersion, type CloudEventsOptions } from '../shared/cloud-events.ts';

@@ -5,13 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
 import { isServerSide, problemOf } from '../feed/problem.ts';
 import type { ResolvedScope } from '../feed/scope.ts';
-import { eventFrames, heartbeatFrame, problemFrame } from './sse-frames.ts';
+import { heartbeatFrame, problemFrame, type FrameEncoder } from './sse-frames.ts';
 
 export interface ConnectionSettings {
   readonly hub: FeedHub;
   readonly batchSize: number;
   readonly drainTimeoutMs: number;
   readonly onError: (error: unknown) => void;
+  /** The envelope's frames, or the CloudEvents' ones. */
+  readonly encoder: FrameEncoder;
 }
 
 /**
@@ -127,7 +129,7 @@ export class SseConnection implements LiveMember {
   /** Writes a batch as one chunk; false when the socket is above its high-water mark. */
   #write(events: readonly OutboxEvent[]): boolean {
     if (events.length === 0) return !this.#response.writableNeedDrain;
-    return this.#response.write(eventFrames(events));
+    return this.#response.write(this.#settings.encoder.frames(events));
   }
 
   /** True once the socket drained; false if the client left or was too slow and was cut off. */

@@ -1,5 +1,5 @@
 import { resolveConsumerOptions, type FeedConsumerOptions } from '../feed/consumer-options.ts';
-import type { FeedEnvelope } from '../feed/envelope.ts';
+import { feedEnvelopeOf } from '../feed/envelope.ts';
 import { FeedResponseError } from '../feed/errors.ts';
 import { wholeOption } from '../shared/options.ts';
 import { runConsumer, type FeedConsumer, type Session } from '../feed/feed-consumer.ts';
@@ -97,8 +97,8 @@ async function apply(session: Session, url: string, message: SseMessage): Promis
     const status = problem?.error === 'cursor-expired' ? 410 : problem?.error === 'invalid-cursor' ? 400 : 503;
     throw problemError(url, status, problem);
   }
-  const envelope = JSON.parse(message.data) as FeedEnvelope;
-  if (typeof envelope?.cursor !== 'string' || typeof envelope.eventId !== 'string') {
+  const envelope = feedEnvelopeOf(JSON.parse(message.data));
+  if (envelope === undefined) {
     throw new FeedResponseError(url, 200, undefined, `event ${JSON.stringify(message.lastEventId)} is not a tidings envelope`);
   }
   await session.apply(envelope);

@@ -8,7 +8,9 @@ import { ConnectionSlots } from '../feed/connection-slots.ts';
 import { isServerSide, problemHeaders, problemOf, queryOf, sendProblem, type Problem } from '../feed/problem.ts';
 import { requestedTopics, resolveScope } from '../feed/scope.ts';
 import { SseConnection } from './sse-connection.ts';
-import { openingFrame, problemFrame } from './sse-frames.ts';
+import { envelopeFrames, frameEncoder, openingFrame, problemFrame } from './sse-frames.ts';
+import { feedEncoding } from '../feed/envelope.ts';
+import { wireVersion } from '../shared/cloud-events.ts';
 
 export interface SseFeedOptions extends FeedOptions {
   /** How often a comment line is sent on every stream, so proxies keep idle ones open. Default 15 000 ms. */
@@ -72,7 +74,8 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
     batchSize,
     onError: resolved.onError,
   });
-  const settings = { hub, batchSize, drainTimeoutMs, onError: resolved.onError };
+  const encoder = resolved.cloudEvents === undefined ? envelopeFrames : frameEncoder(feedEncoding(resolved.cloudEvents));
+  const settings = { hub, batchSize, drainTimeoutMs, onError: resolved.onError, encoder };
   const connections = new Set<SseConnection>();
   const slots = new ConnectionSlots(resolved.limits, 'SSE connections');
   let closed = false;
@@ -114,6 +117,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',
       'X-Accel-Buffering': 'no',
+      'Tidings-Wire-Version': wireVersion,
       ...(request.httpVersionMajor < 2 ? { Connection: 'keep-alive' } : {}),
     });
     response.write(openingFrame(retryMs));

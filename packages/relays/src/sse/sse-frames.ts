@@ -12,36 +12,43 @@ import { problemJson, type Problem } from '../feed/problem.ts';
  */
 export const feedErrorEvent = 'feed-error';
 
-const frames = new WeakMap<OutboxEvent, Buffer>();
-
-/**
- * `id:` = the opaque cursor, `event:` = the topic, `data:` = the JSON envelope (JSON has no raw
- * line breaks, so one `data:` line). Encoded once per event, however many connections send it.
- */
-export function eventFrame(event: OutboxEvent): Buffer {
-  let frame = frames.get(event);
-  if (frame === undefined) {
-    frame = Buffer.from(`id: ${cursorText(event.position)}\nevent: ${event.topic}\ndata: ${envelopeJson(event)}\n\n`);
-    frames.set(event, frame);
-  }
-  return frame;
+/** Writes events as SSE frames with one JSON encoding, each frame made once however many connections send it. */
+export interface FrameEncoder {
+  frames(events: readonly OutboxEvent[]): Buffer;
 }
 
-const batches = new WeakMap<readonly OutboxEvent[], Buffer>();
-
 /**
- * One chunk for many events, so a batch is one write (and one chunk on the wire). The hub hands
- * the same array to every connection of a scope, so the chunk is made once for all of them.
+ * `id:` = the opaque cursor, `event:` = the topic, `data:` = the event's JSON (JSON has no raw
+ * line breaks, so one `data:` line): the envelope, or the CloudEvent in CloudEvents mode.
  */
-export function eventFrames(events: readonly OutboxEvent[]): Buffer {
-  if (events.length === 1) return eventFrame(events[0]!);
-  let chunk = batches.get(events);
-  if (chunk === undefined) {
-    chunk = Buffer.concat(events.map(eventFrame));
-    batches.set(events, chunk);
-  }
-  return chunk;
+export function frameEncoder(json: (event: OutboxEvent) => string): FrameEncoder {
+  const frames = new WeakMap<OutboxEvent, Buffer>();
+  const batches = new WeakMap<readonly OutboxEvent[], Buffer>();
+  const frame = (event: OutboxEvent): Buffer => {
+    let bytes = frames.get(event);
+    if (bytes === undefined) {
+      bytes = Buffer.from(`id: ${cursorText(event.position)}\nevent: ${event.topic}\ndata: ${json(event)}\n\n`);
+      frames.set(event, bytes);
+    }
+    return bytes;
+  };
+  return {
+    // One chunk for many events, so a batch is one write (and one chunk on the wire). The hub hands
+    // the same array to every connection of a scope, so the chunk is made once for all of them.
+    frames(events) {
+      if (events.length === 1) return frame(events[0]!);
+      let chunk = batches.get(events);
+      if (chunk === undefined) {
+        chunk = Buffer.concat(events.map(frame));
+        batches.set(events, chunk);
+      }
+      return chunk;
+    },
+  };
 }
+
+/** The frames of the tidings envelope, shared by every SSE feed of the process that does not send CloudEvents. */
+export const envelopeFrames = frameEncoder(envelopeJson);
 
 /** The first bytes of every stream: the reconnection delay, and a comment that flushes the headers. */
 export function openingFrame(retryMs: number): string {

@@ -7,6 +7,7 @@ import { WebhookDeliveryError } from './errors.ts';
 import { translateError } from './schema.ts';
 import { tenantMessage } from './tenant-message.ts';
 import { requireKeyring, type SecretKeyring } from './secret-keyring.ts';
+import { resolveCloudEvents } from '../shared/cloud-events.ts';
 import { webhookTransport, type WebhookAttempt, type WebhookTransportOptions } from './webhook-transport.ts';
 
 /**
@@ -26,7 +27,7 @@ export type WebhookDispatcherEvent =
   | { readonly type: 'error'; readonly endpointId?: string; readonly error: Error };
 
 export interface WebhookDispatcherOptions
-  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'sendTimeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent'> {
+  extends Pick<WebhookTransportOptions, 'connectTimeoutMs' | 'sendTimeoutMs' | 'maxRetryAfterMs' | 'maxConnections' | 'userAgent' | 'cloudEvents'> {
   readonly database: Database;
   /** The schema of the outbox and the registry. Default `tidings`. */
   readonly schema?: string;
@@ -119,6 +120,7 @@ class Dispatcher implements WebhookDispatcher {
     this.#options = options;
     this.#schema = resolveSchema(options.schema);
     this.#policy = validatePolicy(options.addressPolicy);
+    resolveCloudEvents(options.cloudEvents); // a bad value fails here, not when an endpoint starts
     // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
     this.#database = ownStatements(options.database);
     this.#store = new EndpointStore(this.#database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
@@ -215,6 +217,7 @@ class Dispatcher implements WebhookDispatcher {
       maxRetryAfterMs: options.maxRetryAfterMs,
       maxConnections: options.maxConnections,
       userAgent: options.userAgent,
+      cloudEvents: options.cloudEvents,
       name: webhookRelayName(id),
       gone: 'unavailable',
       onEvent: (event) => {

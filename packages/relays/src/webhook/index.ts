@@ -63,3 +63,4 @@ export {
   type WebhookTransportEvent,
   type WebhookTransportOptions,
 } from './webhook-transport.ts';
+export { wireVersion, type CloudEventsOptions } from '../shared/cloud-events.ts';

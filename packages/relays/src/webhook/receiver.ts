@@ -3,7 +3,8 @@ import { ConfigError } from '@tidings/outbox';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeEnvelope, type WebhookMessage } from './envelope.ts';
 import { WebhookVerificationError } from './errors.ts';
-import { verifyWebhook, type HeaderSource } from './verify.ts';
+import { header, verifyWebhook, type HeaderSource } from './verify.ts';
+import { decodeCloudEventRequest, isCloudEventRequest } from './cloud-event.ts';
 import { asError } from '../shared/backoff.ts';
 import { lifecycle, resolveCommon, type Consumer, type ConsumerOptions, type WebhookDelivery } from '../shared/consumer.ts';
 import { wholeOption } from '../shared/options.ts';
@@ -105,7 +106,10 @@ export function webhookReceiver<Source extends TransactionSource>(options: Webho
     let message: WebhookMessage;
     try {
       const verified = verifyWebhook(request.headers, body, secrets, { toleranceMs });
-      message = decodeEnvelope(verified.body, verified.id, verified.timestamp);
+      const named = (name: string): string | undefined => header(request.headers, name);
+      message = isCloudEventRequest(named)
+        ? decodeCloudEventRequest(named, verified.body, verified.id, verified.timestamp)
+        : decodeEnvelope(verified.body, verified.id, verified.timestamp);
     } catch (error) {
       if (error instanceof WebhookVerificationError) return reject(401, error, error.reason);
       return reject(400, error as Error, `not a tidings webhook: ${(error as Error).message}`);

@@ -69,7 +69,8 @@ export function verifyWebhook(
   return { id, timestamp: new Date(timestamp * 1000), body: raw };
 }
 
-function header(headers: HeaderSource, name: string): string | undefined {
+/** A header's value, names compared without case; several values joined by a space. */
+export function header(headers: HeaderSource, name: string): string | undefined {
   let value: string | readonly string[] | null | undefined;
   if (typeof (headers as { get?: unknown }).get === 'function') {
     value = (headers as { get(name: string): string | null }).get(name);

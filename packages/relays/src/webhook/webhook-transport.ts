@@ -4,6 +4,8 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { encodeEnvelope } from './envelope.ts';
+import { cloudEventBody, cloudEventHeaders } from './cloud-event.ts';
+import { resolveCloudEvents, wireVersion, type CloudEventsOptions, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 import { WebhookAddressRefusedError, WebhookDeliveryError, WebhookSecretsExpiredError, type DeliveryFailureReason } from './errors.ts';
 import { bareHostname, guardedLookup, parseWebhookUrl, redactUrl, refuseUnlessAllowed } from './guarded-lookup.ts';
 import { wholeOption } from '../shared/options.ts';
@@ -66,6 +68,11 @@ export interface WebhookTransportOptions {
    * is ignored: an observer never breaks delivery.
    */
   readonly onEvent?: (event: WebhookTransportEvent) => void | Promise<void>;
+  /**
+   * Send every event as a CloudEvent 1.0 in HTTP binary content mode: the body is the payload,
+   * the attributes are `ce-*` headers. Default: off (the body is the `WebhookEnvelope`).
+   */
+  readonly cloudEvents?: CloudEventsOptions;
 }
 
 /** A transport that POSTs each event to one webhook URL. */
@@ -106,6 +113,7 @@ interface ResolvedWebhookOptions {
   readonly userAgent: string;
   readonly gone: 'failed' | 'unavailable';
   readonly onEvent: (event: WebhookTransportEvent) => void | Promise<void>;
+  readonly cloudEvents: ResolvedCloudEvents | undefined;
 }
 
 class HttpWebhookTransport implements WebhookTransport {
@@ -142,6 +150,7 @@ class HttpWebhookTransport implements WebhookTransport {
       userAgent: options.userAgent ?? 'tidings-webhooks/1',
       gone,
       onEvent: observeAsync(options.onEvent),
+      cloudEvents: resolveCloudEvents(options.cloudEvents),
     };
     this.name = options.name ?? `webhook:${this.#url.host}`;
     const agentOptions = { keepAlive: true, maxSockets: wholeOption('maxConnections', options.maxConnections, 16), scheduling: 'lifo' as const };
@@ -200,7 +209,8 @@ class HttpWebhookTransport implements WebhookTransport {
 
   async #deliver(event: OutboxEvent, signal: AbortSignal): Promise<SendOutcome> {
     const started = performance.now();
-    const body = encodeEnvelope(event);
+    const cloudEvents = this.#options.cloudEvents;
+    const body = cloudEvents === undefined ? encodeEnvelope(event) : cloudEventBody(event);
     let outcome: SendOutcome;
     let status: number | undefined;
     try {
@@ -276,6 +286,8 @@ class HttpWebhookTransport implements WebhookTransport {
       'webhook-id': event.eventId,
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signWebhook({ id: event.eventId, timestamp, body }, this.#validSecrets()),
+      'tidings-wire-version': wireVersion,
+      ...(this.#options.cloudEvents === undefined ? {} : cloudEventHeaders(event, this.#options.cloudEvents)),
     };
     // Trace context travels as HTTP headers too, so the receiver's tracing picks it up.
     for (const name of ['traceparent', 'tracestate'] as const) {
