@@ -1,5 +1,5 @@
 import { consumeKafka, kafkaTransport, type KafkaConsumerEvent } from '@tidings/relays/kafka';
-import { consumerConformance, kafkaHarness, type ConsumerHarness } from '@tidings/relays/testing';
+import { describeConsumer, kafkaHarness, type ConsumerHarness } from '@tidings/relays/testing';
 import type pg from 'pg';
 import { services } from '../../../test/support/env.ts';
 import { transportDelivery } from '../../../test/support/transport-delivery.ts';
@@ -75,10 +75,10 @@ async function kafkaConsumerHarness(): Promise<ConsumerHarness> {
   };
 }
 
-consumerConformance('consumeKafka', kafkaConsumerHarness, {
+describeConsumer('consumeKafka', {
   transport: 'kafka',
   onExhausted: 'dead-letter',
   orderedPerKey: true,
   countsAttempts: true,
   crash: 'its connections cut after the database commit, before the offset commit',
-});
+}, kafkaConsumerHarness);

@@ -1,10 +1,10 @@
-import { consumerConformance } from '@tidings/relays/testing';
+import { describeConsumer } from '@tidings/relays/testing';
 import { feedConsumerHarness } from '../../../test/support/feed-consumer-harness.ts';
 
-consumerConformance('pollingConsumer', () => feedConsumerHarness('polling'), {
+describeConsumer('pollingConsumer', {
   transport: 'polling',
   onExhausted: 'stop',
   orderedPerKey: true,
   countsAttempts: true,
   crash: 'stopped after the commit and restarted from the stored cursor',
-});
+}, () => feedConsumerHarness('polling'));

@@ -1,5 +1,5 @@
 import { consumeRabbitmq, rabbitmqTransport, retryQueueName, type RabbitmqConsumerEvent } from '@tidings/relays/rabbitmq';
-import { consumerConformance, createFaultProxy, type ConsumerHarness } from '@tidings/relays/testing';
+import { describeConsumer, createFaultProxy, type ConsumerHarness } from '@tidings/relays/testing';
 import type pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { services } from '../../../test/support/env.ts';
@@ -93,10 +93,10 @@ async function rabbitmqConsumerHarness(): Promise<ConsumerHarness> {
 }
 
 shareBrokerPerTest();
-consumerConformance('consumeRabbitmq', rabbitmqConsumerHarness, {
+describeConsumer('consumeRabbitmq', {
   transport: 'rabbitmq',
   onExhausted: 'dead-letter',
   orderedPerKey: true,
   countsAttempts: true,
   crash: 'its connection cut after the commit, before the ack',
-});
+}, rabbitmqConsumerHarness);

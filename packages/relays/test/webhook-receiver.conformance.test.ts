@@ -1,6 +1,6 @@
 import { migrateInbox } from '@tidings/inbox';
 import type { OutboxEvent } from '@tidings/outbox';
-import { consumerConformance, testEvent, type ConsumerHarness, loopbackOnly, startWebhookServer } from '@tidings/relays/testing';
+import { describeConsumer, testEvent, type ConsumerHarness, loopbackOnly, startWebhookServer } from '@tidings/relays/testing';
 import { generateWebhookSecret, webhookReceiver, webhookTransport } from '@tidings/relays/webhook';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
@@ -96,10 +96,10 @@ async function webhookConsumerHarness(): Promise<ConsumerHarness> {
   };
 }
 
-consumerConformance('webhookReceiver', webhookConsumerHarness, {
+describeConsumer('webhookReceiver', {
   transport: 'webhook',
   onExhausted: 'sender-retries',
   orderedPerKey: true,
   countsAttempts: false,
   crash: 'commits, then drops the connection without answering',
-});
+}, webhookConsumerHarness);

@@ -132,14 +132,16 @@ const effectsTable = 'consumer_conformance_effects';
  * swallows a SQL error is not acknowledged, per-key order where declared, and the contract's shape.
  *
  * @example
- * consumerConformance('consumeRabbitmq', () => myRabbitmqConsumerHarness(), {
+ * describeConsumer('consumeRabbitmq', {
  *   transport: 'rabbitmq', onExhausted: 'dead-letter', orderedPerKey: true, countsAttempts: true, crash: 'connection cut after the commit',
- * });
+ * }, () => myRabbitmqConsumerHarness());
+ *
+ * The arguments come in the order of `describeTransport` and `describeFeed`: name, capabilities, harness.
  */
-export function consumerConformance(
+export function describeConsumer(
   name: string,
-  factory: () => Promise<ConsumerHarness>,
   capabilities: ConsumerCapabilities,
+  factory: () => Promise<ConsumerHarness>,
   options: ConsumerConformanceOptions = {},
 ): void {
   const waitTimeoutMs = options.waitTimeoutMs ?? 30_000;

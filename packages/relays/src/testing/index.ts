@@ -49,7 +49,7 @@ export {
 } from './feed-conformance.ts';
 export { openSse, pollFeed, pollFeedAll, type PollAnswer, type SseReader } from './feed-clients.ts';
 export {
-  consumerConformance,
+  describeConsumer,
   type AppliedEvent,
   type ConsumerCapabilities,
   type ConsumerCheck,
