@@ -39,6 +39,11 @@ export interface ResolvedScope {
 
 const patternShape = /^(?:[A-Za-z0-9._-]{1,249}\*?|\*)$/;
 
+/** Whether `pattern` is a topic name or a prefix ending in `*`, as feeds accept them. */
+export function isTopicPattern(pattern: unknown): pattern is string {
+  return typeof pattern === 'string' && patternShape.test(pattern);
+}
+
 /** Runs the hook and narrows its topics by the client's `?topics=` list. */
 export async function resolveScope(authorize: Authorize, request: IncomingMessage, requested: readonly string[] | undefined): Promise<ResolvedScope> {
   const granted = await authorize(request);
@@ -79,7 +84,7 @@ export function requestedTopics(query: URLSearchParams): string[] | undefined {
 }
 
 function checkPattern(pattern: string, where: string): string {
-  if (typeof pattern !== 'string' || !patternShape.test(pattern)) {
+  if (!isTopicPattern(pattern)) {
     const detail = `has ${JSON.stringify(pattern)}, which is not a topic name or a prefix ending in *`;
     if (where === 'topics') throw new FeedRequestError('topics', detail);
     throw new TypeError(`${where} ${detail}`);
