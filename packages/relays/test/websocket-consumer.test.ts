@@ -1,6 +1,6 @@
-import { migrateInbox } from '@tidings/inbox';
+import { inbox, migrateInbox } from '@tidings/inbox';
 import type { Executor } from '@tidings/outbox';
-import { createFaultProxy } from '@tidings/relays/testing';
+import { createFaultProxy, openWebSocketFeed } from '@tidings/relays/testing';
 import { websocketConsumer, websocketFeed, type FeedConsumer } from '@tidings/relays/websocket';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -107,6 +107,30 @@ describe('the WebSocket consumer', () => {
       await consumer.close();
       await server.close();
     }
+  });
+
+  it('waits and retries when the feed refuses it with too-many-connections (4429), and stops on an invalid cursor (4400)', async () => {
+    const strict = await startFeedServer('websocket_consumer_strict', { outbox: feed.outbox, websocket: { maxConnectionsPerTenant: 1 } });
+    const topic = unique('busy');
+    const holder = await openWebSocketFeed(`${strict.wsOrigin}/ws`, null, { 'x-tenant': 'busy' });
+    const heard: { type: string; error?: Error }[] = [];
+    const consumer = recording(`${strict.wsOrigin}/ws`, topic, { headers: { 'x-tenant': 'busy' }, onEvent: (event: { type: string }) => heard.push(event) });
+    try {
+      const published = await feed.publish([{ topic, tenant: 'busy', payload: 1 }]);
+      await waitUntil('the consumer was refused', () => heard.some((e) => e.type === 'disconnected'));
+      expect(heard.find((e) => e.type === 'disconnected')!.error).toMatchObject({ name: 'FeedResponseError', status: 429, reason: 'too-many-connections' });
+      holder.close();
+      await waitUntil('the event applied once the slot was free', async () => (await applied(topic)).length === 1);
+      expect(await applied(topic)).toEqual(published.map((e) => e.eventId));
+    } finally {
+      holder.close();
+      await consumer.close();
+      await strict.close();
+    }
+    const ahead = unique('ahead');
+    await feed.outbox.db.transaction((trx) => inbox({ consumer: `c-${ahead}`, schema }).saveCheckpoint(trx, { source: ahead, position: 'c999999999999-0' }));
+    const stopped = recording(`${feed.wsOrigin}/ws`, ahead);
+    await expect(stopped.done).rejects.toMatchObject({ name: 'InvalidCursorError', cursor: 'c999999999999-0' });
   });
 
   it('refuses a URL that is not ws:// or wss:// and topics that are not topic patterns with a ConfigError', () => {

@@ -1,4 +1,6 @@
-import { encodePosition, type OutboxEvent } from '@tidings/outbox';
+import { encodePosition, type Database, type OutboxEvent } from '@tidings/outbox';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createFaultProxy, openWebSocketFeed, type WebSocketReader } from '@tidings/relays/testing';
 import { websocketFeed, type SubscribeMessage } from '@tidings/relays/websocket';
 import { randomBytes } from 'node:crypto';
@@ -232,6 +234,25 @@ describe('the WebSocket feed', () => {
       expect((await late.closed).code).toBe(1001);
     } finally {
       await server.close();
+    }
+  });
+
+  it('tells a client unavailable (4503) when the log cannot be read, and reports the error to onEvent', async () => {
+    const heard: Error[] = [];
+    const failing = { ...feed.outbox.db, query: () => Promise.reject(new Error('connection to the database lost')) } as unknown as Database;
+    const broken = websocketFeed({ database: failing, authorize: () => ({}), onEvent: (event) => heard.push(event.error) });
+    const server = createServer();
+    server.on('upgrade', (request, socket, head) => broken.handle(request, socket, head));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const reader = await openWebSocketFeed(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`, { type: 'subscribe', after: 'start' });
+      expect(await reader.closed).toEqual({ code: 4503, reason: 'unavailable' });
+      expect(reader.error()).toEqual({ type: 'error', status: 503, error: 'unavailable', message: expect.not.stringMatching(/database/) });
+      expect(heard.map((e) => e.message)).toContain('connection to the database lost');
+    } finally {
+      await broken.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 
