@@ -20,7 +20,7 @@ import { report, type Results } from './report.ts';
 import { drainBroker } from './scenarios/drain-brokers.ts';
 import { drainMemory } from './scenarios/drain-memory.ts';
 import { inboxOverhead } from './scenarios/inbox.ts';
-import { relayLatency, sseLatency } from './scenarios/latency.ts';
+import { relayLatency, sseLatency, websocketLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
@@ -115,6 +115,7 @@ async function main(): Promise<void> {
         kafka: await on(kafkaDest!, 'kafka'),
         webhook: await on(webhook!, 'webhook'),
         sse: await sseLatency(plan.latency),
+        websocket: await websocketLatency(plan.latency),
       };
     }
     if (only.has('scaling')) {

@@ -23,7 +23,7 @@ export interface Results {
   write?: WriteResult;
   inbox?: InboxResult;
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
-  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
+  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse' | 'websocket', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
   status?: StatusResult;
@@ -71,10 +71,11 @@ export function report(results: Results): string {
   if (latency) {
     for (const [name, l] of Object.entries(latency)) {
       const limit = name === 'memory' ? 25 : 50;
-      const what = name === 'sse' ? 'commit to received' : 'commit to acknowledged';
+      const feed = name === 'sse' || name === 'websocket';
+      const what = feed ? 'commit to received' : 'commit to acknowledged';
       rows.push(
         { figure: `latency.${name}.p50_ms`, value: l.p50_ms, unit: ' ms', note: `${what}, ${format(l.committed_per_s)} commits/s` },
-        { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: name === 'sse' ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
+        { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: feed ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
       );
     }
   }
