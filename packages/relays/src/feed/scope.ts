@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { FeedRequest } from './http-types.ts';
 import type { OutboxEvent } from '@tidings/outbox';
 import { AccessDeniedError, FeedRequestError } from './errors.ts';
 
@@ -25,7 +26,10 @@ export interface FeedScope {
  *   return session ? { tenant: session.tenantId, topics: ['orders.*'] } : false;
  * };
  */
-export type Authorize = (request: IncomingMessage) => FeedScope | false | Promise<FeedScope | false>;
+export type Authorize = {
+  // A method's parameter is checked both ways, so a hook written for node:http's IncomingMessage still fits.
+  check(request: FeedRequest): FeedScope | false | Promise<FeedScope | false>;
+}['check'];
 
 /** A scope after authorization and the client's own topic filter: what a connection reads. */
 export interface ResolvedScope {
