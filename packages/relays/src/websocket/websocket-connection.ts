@@ -84,7 +84,7 @@ export class WebSocketConnection implements LiveMember {
   /** Stops: the client is told why (an `error` and a `4000 + status` close) unless the server is at fault. */
   end(error?: unknown): void {
     if (this.#closed) return;
-    this.closed();
+    this.gone();
     if (error === undefined) {
       this.#socket.close(closeCodes.goingAway, 'the feed is closing');
       return;
@@ -96,7 +96,7 @@ export class WebSocketConnection implements LiveMember {
   }
 
   /** The socket is gone (or going): nothing more is sent. */
-  closed(): void {
+  gone(): void {
     this.#closed = true;
     this.#settings.hub.leave(this);
   }

@@ -35,6 +35,12 @@ export interface WebSocketFeedOptions extends FeedOptions {
   readonly batchSize?: number;
 }
 
+/** What the feed keeps per socket: whether it answered the last ping, and its subscription once it runs. */
+interface SocketState {
+  alive: boolean;
+  connection?: WebSocketConnection;
+}
+
 /** A WebSocket endpoint over the outbox log. */
 export interface WebSocketFeed {
   /**
@@ -76,7 +82,7 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
   });
   const settings = { hub, batchSize, onError: resolved.onError };
   const server = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: maxClientMessageBytes, perMessageDeflate: false });
-  const sockets = new Map<WebSocket, { alive: boolean; connection?: WebSocketConnection }>();
+  const sockets = new Map<WebSocket, SocketState>();
   const slots = new ConnectionSlots(resolved.limits, 'WebSocket connections');
   let closed = false;
   const heartbeat = setInterval(() => {
@@ -114,12 +120,12 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
     if (socket.destroyed) return releaseSlot();
     socket.once('close', releaseSlot);
     server.handleUpgrade(request, socket, head, (ws) => {
-      const state: { alive: boolean; connection?: WebSocketConnection } = { alive: true };
+      const state: SocketState = { alive: true };
       sockets.set(ws, state);
       ws.on('pong', () => (state.alive = true));
       ws.once('close', () => {
         sockets.delete(ws);
-        state.connection?.closed();
+        state.connection?.gone();
         releaseSlot();
       });
       ws.on('error', () => ws.terminate());
@@ -135,12 +141,7 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
           } else {
             if (subscribing) throw new ClientMessageError('subscribe', 'came twice; open another connection for another subscription');
             subscribing = true;
-            subscribe(request, ws, granted, message).then(
-              (connection) => {
-                if (connection) state.connection = connection;
-              },
-              (error: unknown) => ending(ws, error),
-            );
+            subscribe(request, ws, granted, message, state).catch((error: unknown) => ending(ws, error));
           }
         } catch (error) {
           if (state.connection) state.connection.end(error);
@@ -150,18 +151,19 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
     });
   }
 
-  async function subscribe(request: IncomingMessage, ws: WebSocket, granted: ResolvedScope, message: SubscribeMessage): Promise<WebSocketConnection | undefined> {
+  /** Starts the subscription, or throws what the client is told (a bad cursor, topics it may not read …). */
+  async function subscribe(request: IncomingMessage, ws: WebSocket, granted: ResolvedScope, message: SubscribeMessage, state: SocketState): Promise<void> {
     const start = message.after === undefined ? resolved.from : parseStart(message.after);
     const scope = await resolveScope(() => granted, request, message.topics);
     const credit = Math.min(maxInFlight, message.maxInFlight ?? maxInFlight);
     await hub.checkStart(start);
     // Read before answering, so that a bad or expired cursor is refused before `subscribed`.
     const first = await hub.read(scope, start, Math.min(batchSize, credit), false);
-    if (ws.readyState !== ws.OPEN || closed) return undefined;
+    if (ws.readyState !== ws.OPEN || closed) return;
     const connection = new WebSocketConnection(ws, scope, first.next, credit, settings);
+    state.connection = connection;
     ws.send(JSON.stringify({ type: 'subscribed', maxInFlight: credit }));
     connection.start(first);
-    return connection;
   }
 
   /** Says why, then closes a connection that has no running subscription. */
