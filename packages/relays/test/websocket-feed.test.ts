@@ -189,8 +189,8 @@ describe('the WebSocket feed', () => {
   });
 
   it('refuses a connection beyond maxConnectionsPerTenant with too-many-connections (4429), and takes one again once a slot is free', async () => {
-    const first = await open(null, { 'x-tenant': 'busy' }, strict);
-    await waitUntil('the first connection holds its slot', () => strict.websocket.connections === 1);
+    const first = await open({ after: 'now', topics: ['t'] }, { 'x-tenant': 'busy' }, strict);
+    await waitUntil('the first connection holds its slot', () => first.messages.some((m) => m.type === 'subscribed'));
     const second = await open(null, { 'x-tenant': 'busy' }, strict);
     expect(await second.closed).toEqual({ code: 4429, reason: 'too-many-connections' });
     expect(second.error()).toMatchObject({ status: 429, error: 'too-many-connections', message: expect.stringMatching(/maxConnectionsPerTenant/) });
@@ -202,6 +202,15 @@ describe('the WebSocket feed', () => {
     const third = await open({ after: 'now', topics: ['t'] }, { 'x-tenant': 'busy' }, strict);
     await waitUntil('the tenant is served again', () => third.messages.some((m) => m.type === 'subscribed'));
     third.close();
+  });
+
+  it('closes a connection that does not subscribe within heartbeatMs (4400), freeing its slot', async () => {
+    const idle = await open(null, { 'x-tenant': 'idle' }, strict);
+    expect(await idle.closed).toEqual({ code: 4400, reason: 'invalid-request' });
+    expect(idle.error()?.message).toMatch(/subscribe did not come within 100 ms/);
+    const again = await open({ after: 'now', topics: ['t'] }, { 'x-tenant': 'idle' }, strict);
+    await waitUntil('the tenant is served again', () => again.messages.some((m) => m.type === 'subscribed'));
+    again.close();
   });
 
   it('terminates a peer that stops answering pings, freeing its slot', async () => {

@@ -28,7 +28,8 @@ export interface WebSocketFeedOptions extends FeedOptions {
   /**
    * How often every connection is pinged (a WebSocket ping frame, answered by every browser and
    * client library). A connection that has not answered the previous ping by the next one is
-   * taken for dead and terminated; its slot frees up. Default 15 000 ms.
+   * taken for dead and terminated; its slot frees up. A connection that has not sent `subscribe`
+   * within this time is closed (4400). Default 15 000 ms.
    */
   readonly heartbeatMs?: number;
   /** Events per read while a connection catches up. Default 500. */
@@ -123,14 +124,19 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
       const state: SocketState = { alive: true };
       sockets.set(ws, state);
       ws.on('pong', () => (state.alive = true));
+      // A connection that does not subscribe by the next heartbeat is closed: it would hold a slot for nothing.
+      const deadline = setTimeout(() => {
+        if (!subscribing) ending(ws, new ClientMessageError('subscribe', `did not come within ${heartbeatMs} ms of connecting (the feed's heartbeatMs)`));
+      }, heartbeatMs);
       ws.once('close', () => {
+        clearTimeout(deadline);
         sockets.delete(ws);
         state.connection?.gone();
         releaseSlot();
       });
       ws.on('error', () => ws.terminate());
-      if (closed) return void ws.close(closeCodes.goingAway, 'the feed is closing');
       let subscribing = false;
+      if (closed) return void ws.close(closeCodes.goingAway, 'the feed is closing');
       ws.on('message', (data: RawData, binary: boolean) => {
         try {
           if (binary) throw new ClientMessageError('message', 'must be a text frame holding JSON');
