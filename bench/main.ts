@@ -20,17 +20,18 @@ import { report, type Results } from './report.ts';
 import { drainBroker } from './scenarios/drain-brokers.ts';
 import { drainMemory } from './scenarios/drain-memory.ts';
 import { inboxOverhead } from './scenarios/inbox.ts';
-import { relayLatency, sseLatency } from './scenarios/latency.ts';
+import { relayLatency, sseLatency, websocketLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
 import { endpointScaling } from './scenarios/endpoints.ts';
 import { connectionScaling } from './scenarios/connections.ts';
+import { feedMemory } from './scenarios/feed-memory.ts';
 import { tracedDrain, tracedWrite } from './scenarios/telemetry.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'telemetry'] as const;
+const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'feeds', 'telemetry'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
         kafka: await on(kafkaDest!, 'kafka'),
         webhook: await on(webhook!, 'webhook'),
         sse: await sseLatency(plan.latency),
+        websocket: await websocketLatency(plan.latency),
       };
     }
     if (only.has('scaling')) {
@@ -136,6 +138,10 @@ async function main(): Promise<void> {
     }
     if (only.has('connections')) {
       results.connections = await connectionScaling(plan.connections);
+    }
+    if (only.has('feeds')) {
+      progress(`feeds: server heap per connection with ${plan.feeds.connections} SSE, then WebSocket, connections`);
+      results.feeds = await feedMemory(plan.feeds);
     }
     if (only.has('telemetry')) {
       progress('telemetry: the memory drain and the write with an OpenTelemetry SDK registered, against without');

@@ -1,5 +1,6 @@
 import type { CleanupPlan } from './scenarios/cleanup.ts';
 import type { ConnectionsPlan } from './scenarios/connections.ts';
+import type { FeedMemoryPlan } from './scenarios/feed-memory.ts';
 import type { DrainBrokerPlan } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
@@ -24,6 +25,7 @@ export interface Plan {
   readonly status: StatusPlan;
   readonly endpoints: EndpointsPlan;
   readonly connections: ConnectionsPlan;
+  readonly feeds: FeedMemoryPlan;
 }
 
 /** The relay's default batch size: the bench measures the relay as users run it. */
@@ -43,6 +45,7 @@ export const fullPlan: Plan = {
   status: { events: 1_000_000, relays: 1_000, behind: 1_000, rounds: 3 },
   endpoints: { counts: [100, 1_000], deliveries: 20_000, idleSeconds: 5 },
   connections: { relays: 1_000, poolSize: 10 },
+  feeds: { connections: 1_000 },
 };
 
 /** `--quick`: the same scenarios, small, in under two minutes once the services run. */
@@ -60,4 +63,5 @@ export const quickPlan: Plan = {
   status: { events: 100_000, relays: 1_000, behind: 200, rounds: 3 },
   endpoints: { counts: [100], deliveries: 2_000, idleSeconds: 3 },
   connections: { relays: 300, poolSize: 10 },
+  feeds: { connections: 200 },
 };

@@ -9,6 +9,7 @@ import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { StatusResult } from './scenarios/status.ts';
 import type { EndpointsFigures } from './scenarios/endpoints.ts';
 import { connectionRows, type ConnectionsResult } from './scenarios/connections.ts';
+import type { FeedMemoryResult } from './scenarios/feed-memory.ts';
 import type { TracedDrainResult, TracedWriteResult } from './scenarios/telemetry.ts';
 import type { WriteResult } from './scenarios/write.ts';
 import { format } from './support.ts';
@@ -23,12 +24,13 @@ export interface Results {
   write?: WriteResult;
   inbox?: InboxResult;
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
-  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse', LatencyResult>;
+  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse' | 'websocket', LatencyResult>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
   status?: StatusResult;
   endpoints?: Record<string, EndpointsFigures>;
   connections?: ConnectionsResult;
+  feeds?: FeedMemoryResult;
   telemetry?: { drain_memory: TracedDrainResult; write: TracedWriteResult };
 }
 
@@ -43,7 +45,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, telemetry, machine } = results;
+  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, feeds, telemetry, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -71,10 +73,11 @@ export function report(results: Results): string {
   if (latency) {
     for (const [name, l] of Object.entries(latency)) {
       const limit = name === 'memory' ? 25 : 50;
-      const what = name === 'sse' ? 'commit to received' : 'commit to acknowledged';
+      const feed = name === 'sse' || name === 'websocket';
+      const what = feed ? 'commit to received' : 'commit to acknowledged';
       rows.push(
         { figure: `latency.${name}.p50_ms`, value: l.p50_ms, unit: ' ms', note: `${what}, ${format(l.committed_per_s)} commits/s` },
-        { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: name === 'sse' ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
+        { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: feed ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
       );
     }
   }
@@ -122,6 +125,13 @@ export function report(results: Results): string {
   }
   // results.json of runs before the connections scenario have no plan for it.
   if (connections && results.plan.connections) rows.push(...connectionRows(connections, results.plan.connections));
+  if (feeds && results.plan.feeds) {
+    const note = `server heap with ${format(results.plan.feeds.connections)} connections open, each caught up`;
+    rows.push(
+      { figure: 'feeds.sse.heap_kib_per_connection', value: feeds.sse_heap_kib_per_connection, unit: ' KiB', note },
+      { figure: 'feeds.websocket.heap_kib_per_connection', value: feeds.websocket_heap_kib_per_connection, unit: ' KiB', note },
+    );
+  }
   if (telemetry) {
     const { drain_memory: d, write: w } = telemetry;
     rows.push(

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { createRelay, publish, type OutboxEvent, type SendOutcome, type Transport } from '@tidings/outbox';
 import { SseParser, sseFeed } from '@tidings/relays/sse';
+import { websocketFeed } from '@tidings/relays/websocket';
+import { WebSocket } from 'ws';
 import { benchOutbox, databaseUrl, median, orderPayload, percentile, progress, topic, waitFor, type BenchOutbox } from '../support.ts';
 
 export interface LatencyPlan {
@@ -75,6 +77,39 @@ export function sseLatency(plan: LatencyPlan): Promise<LatencyResult> {
     await waitFor('the SSE stream is open', () => feed.connections === 1, 10_000);
     return async () => {
       request.destroy();
+      await feed.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    };
+  });
+}
+
+/**
+ * `latency.websocket`: the same load, read by a `ws` client of a WebSocket feed on 127.0.0.1 that
+ * acknowledges each event as it arrives (the feed's default 100 in flight); each event's latency
+ * runs from its COMMIT to its message's arrival at the client.
+ */
+export function websocketLatency(plan: LatencyPlan): Promise<LatencyResult> {
+  return measureLatency('websocket', plan, async (outbox, arrived) => {
+    const feed = websocketFeed({ database: outbox.db, schema: outbox.schema, authorize: () => ({}), from: 'now' });
+    const server = http.createServer();
+    server.on('upgrade', (request, socket, head) => feed.handle(request, socket, head));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false });
+    let subscribed = false;
+    client.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as { type: string; cursor: string; event: { eventId: string } };
+      if (message.type === 'subscribed') subscribed = true;
+      if (message.type !== 'event') return;
+      arrived([message.event.eventId]);
+      client.send(JSON.stringify({ type: 'ack', cursor: message.cursor }));
+    });
+    await new Promise<void>((resolve, reject) => client.once('open', resolve).once('error', reject));
+    client.send(JSON.stringify({ type: 'subscribe', after: 'now', topics: [topic] }));
+    await waitFor('the WebSocket subscription runs', () => subscribed, 10_000);
+    return async () => {
+      client.terminate();
       await feed.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

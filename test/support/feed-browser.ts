@@ -18,9 +18,10 @@ export interface Browser {
 
 /**
  * Headless Chromium driven over the Chrome DevTools Protocol with Node's own WebSocket: just
- * enough to open pages and evaluate expressions in them, with no browser download.
+ * enough to open pages and evaluate expressions in them, with no browser download. `args` are
+ * added to its command line (e.g. `--ignore-certificate-errors` for a test's own certificate).
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(args: readonly string[] = []): Promise<Browser> {
   const profile = mkdtempSync(join(tmpdir(), 'tidings-chromium-'));
   const child: ChildProcess = spawn(
     chromiumPath,
@@ -34,6 +35,7 @@ export async function launchChromium(): Promise<Browser> {
       '--no-first-run',
       '--remote-debugging-port=0',
       `--user-data-dir=${profile}`,
+      ...args,
       'about:blank',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },

@@ -6,6 +6,7 @@
 import { pgDatabase, type Executor } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
 import { sseConsumer, type FeedConsumerEvent, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
+import { websocketConsumer } from '@tidings/relays/websocket';
 
 const env = process.env;
 const schema = env.CONSUMER_SCHEMA!;
@@ -25,7 +26,12 @@ const options = {
     if ('error' in event) process.stderr.write(`consumer: ${event.type}: ${String(event.error)}\n`);
   },
 };
-const consumer = env.FEED_KIND === 'sse' ? sseConsumer({ ...options, idleTimeoutMs: 5_000 }) : pollingConsumer({ ...options, limit: 7, waitSeconds: 1 });
+const consumer =
+  env.FEED_KIND === 'sse'
+    ? sseConsumer({ ...options, idleTimeoutMs: 5_000 })
+    : env.FEED_KIND === 'websocket'
+      ? websocketConsumer({ ...options, topics: [env.FEED_TOPIC!], idleTimeoutMs: 5_000, maxInFlight: 7 })
+      : pollingConsumer({ ...options, limit: 7, waitSeconds: 1 });
 process.stdout.write('started\n');
 consumer.done.then(
   () => process.exit(0),

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { publish, type Database, type EventInput, type OutboxEvent } from '@tidings/outbox';
 import { pollingFeed, type PollingFeed, type PollingFeedOptions } from '@tidings/relays/polling';
 import { AccessDeniedError, sseFeed, type SseFeed, type SseFeedOptions } from '@tidings/relays/sse';
+import { websocketFeed, type WebSocketFeed, type WebSocketFeedOptions } from '@tidings/relays/websocket';
 import { freshOutbox, inCommitOrder, inTransaction, type TestOutbox } from './db.ts';
 
 /** What a feed server's database handle was asked to do: how the feeds use PostgreSQL. */
@@ -21,10 +22,16 @@ export interface FeedServer {
   readonly origin: string;
   readonly sse: SseFeed;
   readonly polling: PollingFeed;
+  /** The WebSocket feed, at `${wsOrigin}/ws`. */
+  readonly websocket: WebSocketFeed;
+  /** ws://127.0.0.1:port */
+  readonly wsOrigin: string;
   readonly server: Server;
   readonly counts: DatabaseCounts;
   /** Every request the SSE feed received (headers included), in order. */
   readonly sseRequests: IncomingMessage[];
+  /** Every upgrade request the WebSocket feed received, in order. */
+  readonly websocketRequests: IncomingMessage[];
   /** Publishes the events in one committed transaction. */
   publish(events: EventInput | readonly EventInput[]): Promise<OutboxEvent[]>;
   close(): Promise<void>;
@@ -33,6 +40,7 @@ export interface FeedServer {
 export interface FeedServerOptions {
   readonly sse?: Partial<SseFeedOptions>;
   readonly polling?: Partial<PollingFeedOptions>;
+  readonly websocket?: Partial<WebSocketFeedOptions>;
   /** Default: the tenant in the `x-tenant` header (none: every tenant), topics in `x-topics`. */
   readonly authorize?: SseFeedOptions['authorize'];
   /** An HTML page served at `/`, for browser tests. */
@@ -53,7 +61,7 @@ export const headerAuthorize: SseFeedOptions['authorize'] = (request) => {
   };
 };
 
-/** An http server on loopback with the SSE feed at `/events` and the polling feed at `/feed`. */
+/** An http server on loopback with the SSE feed at `/events`, the polling feed at `/feed` and the WebSocket feed at `/ws`. */
 export async function startFeedServer(label: string, options: FeedServerOptions = {}): Promise<FeedServer> {
   const outbox = options.outbox ?? (await freshOutbox(label));
   const counts: DatabaseCounts = { queries: 0, feedReads: 0, listens: 0 };
@@ -61,7 +69,9 @@ export async function startFeedServer(label: string, options: FeedServerOptions 
   const authorize = options.authorize ?? headerAuthorize;
   const sse = sseFeed({ database, schema: outbox.schema, authorize, pollIntervalMs: 500, ...options.sse });
   const polling = pollingFeed({ database, schema: outbox.schema, authorize, pollIntervalMs: 500, ...options.polling });
+  const websocket = websocketFeed({ database, schema: outbox.schema, authorize, pollIntervalMs: 500, ...options.websocket });
   const sseRequests: IncomingMessage[] = [];
+  const websocketRequests: IncomingMessage[] = [];
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (path === '/events') {
@@ -71,6 +81,11 @@ export async function startFeedServer(label: string, options: FeedServerOptions 
     else if (path === '/' && options.page) response.writeHead(200, { 'content-type': 'text/html' }).end(options.page);
     else response.writeHead(404).end();
   });
+  server.on('upgrade', (request, socket, head) => {
+    if ((request.url ?? '/').split('?')[0] !== '/ws') return void socket.destroy();
+    websocketRequests.push(request);
+    websocket.handle(request, socket, head);
+  });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -79,13 +94,16 @@ export async function startFeedServer(label: string, options: FeedServerOptions 
     origin,
     sse,
     polling,
+    websocket,
+    wsOrigin: origin.replace('http:', 'ws:'),
     server,
     counts,
     sseRequests,
+    websocketRequests,
     publish: async (events) =>
       inCommitOrder(outbox.db, outbox.schema, await inTransaction(outbox.pool, (client) => publish(client, events, { schema: outbox.schema }))),
     async close() {
-      await Promise.all([sse.close(), polling.close()]);
+      await Promise.all([sse.close(), polling.close(), websocket.close()]);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (!options.outbox) await outbox.close();

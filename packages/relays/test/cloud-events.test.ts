@@ -3,8 +3,9 @@ import { ConfigError, encodePosition, type OutboxEvent } from '@tidings/outbox';
 import { consumeKafka, decodeRecord, kafkaTransport } from '@tidings/relays/kafka';
 import { pollingConsumer, pollingFeed } from '@tidings/relays/polling';
 import { consumeRabbitmq, decodeMessage, rabbitmqTransport } from '@tidings/relays/rabbitmq';
+import { websocketConsumer, websocketFeed } from '@tidings/relays/websocket';
 import { sseConsumer, sseFeed, type Delivery, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
-import { loopbackOnly, openSse, testEvent, type SseReader } from '@tidings/relays/testing';
+import { loopbackOnly, openSse, openWebSocketFeed, testEvent, type SseReader } from '@tidings/relays/testing';
 import {
   generateWebhookSecret,
   migrateWebhooks,
@@ -338,7 +339,7 @@ describe('CloudEvents on the feeds (JSON event format, structured)', () => {
   let schema: string;
   const readers: SseReader[] = [];
   beforeAll(async () => {
-    feed = await startFeedServer('ce_feed', { sse: { cloudEvents }, polling: { cloudEvents } });
+    feed = await startFeedServer('ce_feed', { sse: { cloudEvents }, polling: { cloudEvents }, websocket: { cloudEvents } });
     schema = `t_ce_feed_${randomBytes(4).toString('hex')}`;
     await feed.outbox.db.query(`CREATE SCHEMA "${schema}"`);
     await migrateInbox(feed.outbox.db, { schema });
@@ -392,19 +393,29 @@ describe('CloudEvents on the feeds (JSON event format, structured)', () => {
     expect(page.events.map((item) => valid(structured(JSON.stringify(item))))).toEqual(published.map(expectedOf));
   });
 
-  it.each(['sse', 'polling'] as const)('are read by the %s consumer as the events that were published', async (kind) => {
+  it('send each WebSocket event message with a structured CloudEvent as its event, the message cursor still the cursor', async () => {
+    const topic = unique('websocket');
+    const published = await publishFull(topic);
+    const reader = await openWebSocketFeed(`${feed.wsOrigin}/ws`, { type: 'subscribe', after: 'start', topics: [topic] });
+    try {
+      await waitUntil('both event messages arrived', async () => reader.messages.filter((m) => m.type === 'event').length === 2);
+      const events = reader.messages.filter((m) => m.type === 'event') as Array<{ cursor: string; event: unknown }>;
+      expect(events.map((m) => m.cursor)).toEqual(published.map((e) => encodePosition(e.position)));
+      expect(events.map((m) => valid(structured(JSON.stringify(m.event))))).toEqual(published.map(expectedOf));
+    } finally {
+      reader.socket.close();
+    }
+  });
+
+  it.each(['sse', 'polling', 'websocket'] as const)('are read by the %s consumer as the events that were published', async (kind) => {
     const topic = unique(kind);
     const published = await publishFull(topic);
     const seen: ReceivedEvent<FeedDelivery>[] = [];
-    const make = kind === 'sse' ? sseConsumer : pollingConsumer;
-    const consumer = make({
-      url: `${feed.origin}${kind === 'sse' ? '/events' : '/feed'}?topics=${topic}`,
-      from: 'start',
-      consumer: `ce-${topic}`,
-      schema,
-      database: feed.outbox.db,
-      handler: (_trx, event) => void seen.push(event),
-    });
+    const common = { from: 'start' as const, consumer: `ce-${topic}`, schema, database: feed.outbox.db, handler: (_trx: unknown, event: ReceivedEvent<FeedDelivery>) => void seen.push(event) };
+    const consumer =
+      kind === 'websocket'
+        ? websocketConsumer({ ...common, url: `${feed.wsOrigin}/ws`, topics: [topic] })
+        : (kind === 'sse' ? sseConsumer : pollingConsumer)({ ...common, url: `${feed.origin}${kind === 'sse' ? '/events' : '/feed'}?topics=${topic}` });
     await waitUntil('both events applied', async () => seen.length === 2);
     await consumer.close();
     expect(seen[0]).toMatchObject({ ...receivedFields(published[0]!), createdAt: published[0]!.createdAt });
@@ -436,6 +447,7 @@ describe('the cloudEvents option', () => {
         webhook: (value) => webhookTransport({ url: capture.server.url, secrets: [generateWebhookSecret()], addressPolicy: loopbackOnly, cloudEvents: value as never }),
         sse: (value) => sseFeed({ ...feedBase, cloudEvents: value as never }),
         polling: (value) => pollingFeed({ ...feedBase, cloudEvents: value as never }),
+        websocket: (value) => websocketFeed({ ...feedBase, cloudEvents: value as never }),
       };
       for (const [name, make] of Object.entries(factories)) {
         for (const [value, option] of bad) {

@@ -22,10 +22,10 @@ afterAll(async () => {
   await feed.close();
 });
 
-function startConsumer(kind: 'sse' | 'polling', schema: string, topic: string) {
-  const path = kind === 'sse' ? '/events' : '/feed';
+function startConsumer(kind: 'sse' | 'polling' | 'websocket', schema: string, topic: string) {
+  const url = kind === 'websocket' ? `${feed.wsOrigin}/ws` : `${feed.origin}${kind === 'sse' ? '/events' : '/feed'}?topics=${topic}`;
   const child = spawn(process.execPath, sourceNodeArgs(script), {
-    env: { ...process.env, DATABASE_URL: services.postgres, CONSUMER_SCHEMA: schema, FEED_KIND: kind, FEED_URL: `${feed.origin}${path}?topics=${topic}` },
+    env: { ...process.env, DATABASE_URL: services.postgres, CONSUMER_SCHEMA: schema, FEED_KIND: kind, FEED_URL: url, FEED_TOPIC: topic },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let errors = '';
@@ -39,7 +39,7 @@ async function appliedCount(schema: string): Promise<number> {
   return rows[0]!.n;
 }
 
-describe.each(['sse', 'polling'] as const)('a %s consumer killed at random points and restarted', (kind) => {
+describe.each(['sse', 'polling', 'websocket'] as const)('a %s consumer killed at random points and restarted', (kind) => {
   it('applies every committed event exactly once, and none of a rolled-back transaction', async () => {
     const schema = `t_feed_consumer_${randomBytes(4).toString('hex')}`;
     const topic = `crash.${kind}`;

@@ -3,6 +3,7 @@ import { inbox, migrateInbox } from '@tidings/inbox';
 import { comparePositions, CursorExpiredError, decodePosition, type Executor, encodePosition } from '@tidings/outbox';
 import { pollingConsumer } from '@tidings/relays/polling';
 import { AccessDeniedError, sseConsumer, type FeedConsumerEvent, type FeedDelivery, type ReceivedEvent } from '@tidings/relays/sse';
+import { websocketConsumer } from '@tidings/relays/websocket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
@@ -24,11 +25,16 @@ afterAll(async () => {
 const kinds = {
   sse: { path: '/events', make: sseConsumer },
   polling: { path: '/feed', make: pollingConsumer },
+  websocket: { path: '/ws', make: websocketConsumer as typeof sseConsumer },
 } as const;
 
+/** The checkpoint name: the URL (the WebSocket consumer subscribes to its topics in a message, so it is named). */
+const sourceOf = (kind: keyof typeof kinds, topic: string): string => `${feed.origin}${kinds[kind].path}?topics=${topic}`;
+
 function consumerOf(kind: keyof typeof kinds, topic: string, handler: (trx: Executor, event: ReceivedEvent<FeedDelivery>) => unknown, extra: object = {}) {
+  const where = kind === 'websocket' ? { url: `${feed.wsOrigin}/ws`, topics: [topic], source: sourceOf(kind, topic) } : { url: sourceOf(kind, topic) };
   return kinds[kind].make({
-    url: `${feed.origin}${kinds[kind].path}?topics=${topic}`,
+    ...where,
     consumer: `c-${topic}`,
     schema,
     database: feed.outbox.db,
@@ -39,7 +45,7 @@ function consumerOf(kind: keyof typeof kinds, topic: string, handler: (trx: Exec
   });
 }
 
-describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
+describe.each(['sse', 'polling', 'websocket'] as const)('the %s consumer', (kind) => {
   it('applies events in log order and resumes after a restart from the cursor committed with the last one', async () => {
     const topic = `consume.${kind}.${randomBytes(3).toString('hex')}`;
     const seen: unknown[] = [];
@@ -47,9 +53,9 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     const consumer = consumerOf(kind, topic, (_trx, event) => void seen.push(event.payload));
     await waitUntil('three events applied', async () => seen.length === 3);
     await consumer.close();
-    // The SSE consumer stores each event's cursor; the polling one stores the page's end with the last.
+    // The SSE and WebSocket consumers store each event's cursor; the polling one stores the page's end with the last.
     expect(comparePositions(decodePosition(consumer.cursor!), first[2]!.position)).toBeGreaterThanOrEqual(0);
-    if (kind === 'sse') expect(consumer.cursor).toBe(encodePosition(first[2]!.position));
+    if (kind !== 'polling') expect(consumer.cursor).toBe(encodePosition(first[2]!.position));
     await expect(consumer.done).resolves.toBeUndefined();
 
     await feed.publish([4, 5].map((n) => ({ topic, payload: n })));
@@ -110,7 +116,7 @@ describe.each(['sse', 'polling'] as const)('the %s consumer', (kind) => {
     const [old, kept] = await feed.publish([1, 2].map((n) => ({ topic, payload: n })));
     await feed.outbox.db.transaction((trx) =>
       inbox({ consumer: `c-${topic}`, schema }).saveCheckpoint(trx, {
-        source: `${feed.origin}${kinds[kind].path}?topics=${topic}`,
+        source: sourceOf(kind, topic),
         position: encodePosition(old!.position),
       }),
     );

@@ -1,5 +1,5 @@
 import type { FeedScope } from '@tidings/relays/sse';
-import { describeFeed, pollFeed, pollingFeedReader, sseFeedReader, type FeedHarness, type FeedReaderOptions, type FeedRead } from '@tidings/relays/testing';
+import { describeFeed, pollFeed, pollingFeedReader, sseFeedReader, websocketFeedReader, type FeedHarness, type FeedReaderOptions, type FeedRead } from '@tidings/relays/testing';
 import { startFeedServer } from '../../../test/support/feed-server.ts';
 
 // The test server's authorize hook (headerAuthorize) scopes a caller by these two headers.
@@ -8,14 +8,14 @@ const headers = (scope: FeedScope): Record<string, string> => ({
   ...(scope.topics === undefined ? {} : { 'x-topics': scope.topics.join(',') }),
 });
 
-/** The SSE feed at /events and the polling feed at /feed of a fresh outbox, read by `reader`. */
-function feedHarness(label: string, reader: (options: FeedReaderOptions) => FeedRead, path: string) {
+/** The SSE feed at /events, the polling feed at /feed and the WebSocket feed at /ws of a fresh outbox, read by `reader`. */
+function feedHarness(label: string, reader: (options: FeedReaderOptions) => FeedRead, path: string, scheme: 'http' | 'ws' = 'http') {
   return async (): Promise<FeedHarness> => {
     const server = await startFeedServer(`conf_${label}`);
     return {
       publish: (events) => server.publish(events),
       head: async () => (await pollFeed(server.origin, { after: 'now' })).body.next,
-      read: reader({ url: `${server.origin}${path}`, headers }),
+      read: reader({ url: `${scheme === 'ws' ? server.wsOrigin : server.origin}${path}`, headers }),
       close: () => server.close(),
     };
   };
@@ -23,3 +23,4 @@ function feedHarness(label: string, reader: (options: FeedReaderOptions) => Feed
 
 describeFeed('SSE', { tenants: true }, feedHarness('sse', sseFeedReader, '/events'));
 describeFeed('polling', { tenants: true }, feedHarness('polling', pollingFeedReader, '/feed'));
+describeFeed('WebSocket', { tenants: true }, feedHarness('websocket', websocketFeedReader, '/ws', 'ws'));

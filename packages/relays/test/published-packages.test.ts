@@ -32,6 +32,7 @@ const entryPoints = [
   '@tidings/relays/polling',
   '@tidings/relays/rabbitmq',
   '@tidings/relays/kafka',
+  '@tidings/relays/websocket',
 ];
 let scratch: string;
 
@@ -118,7 +119,7 @@ afterAll(async () => {
 describe('the published packages, installed into a project of their own', () => {
   it('resolve every entry point as ES modules without any broker client, and refuse a transport whose client is missing by naming the package', async () => {
     const report = await node('without-clients.mjs');
-    expect(report.installed).toEqual({ amqplib: false, kafkajs: false });
+    expect(report.installed).toEqual({ amqplib: false, kafkajs: false, ws: false });
     const exports = report.entries as Record<string, string[]>;
     expect(Object.keys(exports)).toEqual(entryPoints);
     expect(exports['@tidings/outbox']).toEqual(expect.arrayContaining(['publish', 'createRelay', 'migrate', 'pgDatabase']));
@@ -129,6 +130,7 @@ describe('the published packages, installed into a project of their own', () => 
     expect(exports['@tidings/relays/polling']).toContain('pollingFeed');
     expect(exports['@tidings/relays/rabbitmq']).toEqual(expect.arrayContaining(['rabbitmqTransport', 'consumeRabbitmq']));
     expect(exports['@tidings/relays/kafka']).toEqual(expect.arrayContaining(['kafkaTransport', 'consumeKafka']));
+    expect(exports['@tidings/relays/websocket']).toEqual(expect.arrayContaining(['websocketFeed', 'websocketConsumer']));
     const missing = (feature: string, name: string) => ({
       name: 'MissingPackageError',
       missingPackage: true,
@@ -139,6 +141,8 @@ describe('the published packages, installed into a project of their own', () => 
       rabbitmqTransport: missing('RabbitMQ (rabbitmqTransport, consumeRabbitmq)', 'amqplib'),
       consumeRabbitmq: missing('RabbitMQ (rabbitmqTransport, consumeRabbitmq)', 'amqplib'),
       kafkaTransport: missing('Kafka (kafkaTransport, consumeKafka, createKafkaClient)', 'kafkajs'),
+      websocketFeed: missing('the WebSocket feed (websocketFeed, websocketConsumer)', 'ws'),
+      websocketConsumer: missing('the WebSocket feed (websocketFeed, websocketConsumer)', 'ws'),
     });
   }, 120_000);
 
@@ -232,10 +236,13 @@ for (const entry of ${JSON.stringify(entryPoints)}) entries[entry] = Object.keys
 const { MissingPackageError } = await import('@tidings/relays');
 const { rabbitmqTransport, consumeRabbitmq } = await import('@tidings/relays/rabbitmq');
 const { kafkaTransport } = await import('@tidings/relays/kafka');
+const { websocketFeed, websocketConsumer } = await import('@tidings/relays/websocket');
 const uses = {
   rabbitmqTransport: () => rabbitmqTransport({ url: 'amqp://127.0.0.1:5672' }),
   consumeRabbitmq: () => consumeRabbitmq({ url: 'amqp://127.0.0.1:5672', queue: 'q', consumer: 'c', database: {}, handler: () => {} }),
   kafkaTransport: () => kafkaTransport({ brokers: '127.0.0.1:9092' }),
+  websocketFeed: () => websocketFeed({ database: {} }),
+  websocketConsumer: () => websocketConsumer({ url: 'ws://127.0.0.1:1/ws', consumer: 'c', database: {}, handler: () => {} }),
 };
 const refusals = {};
 for (const [name, use] of Object.entries(uses)) {
@@ -246,7 +253,7 @@ for (const [name, use] of Object.entries(uses)) {
     refusals[name] = { name: error.name, missingPackage: error instanceof MissingPackageError, packages: error.packages, message: error.message };
   }
 }
-console.log(JSON.stringify({ installed: { amqplib: resolvable('amqplib'), kafkajs: resolvable('kafkajs') }, entries, refusals }));
+console.log(JSON.stringify({ installed: { amqplib: resolvable('amqplib'), kafkajs: resolvable('kafkajs'), ws: resolvable('ws') }, entries, refusals }));
 `,
   'roundtrip.mjs': `
 import { createRequire } from 'node:module';
@@ -331,10 +338,11 @@ import { sseFeed } from '@tidings/relays/sse';
 import { pollingFeed } from '@tidings/relays/polling';
 import { rabbitmqTransport } from '@tidings/relays/rabbitmq';
 import { kafkaTransport } from '@tidings/relays/kafka';
+import { websocketFeed } from '@tidings/relays/websocket';
 import { memoryTransport } from '@tidings/relays/testing';
 
 export const transports: Transport[] = [rabbitmqTransport({ url: 'amqp://localhost' }), kafkaTransport({ brokers: 'localhost:9092' }), memoryTransport()];
-export const used = [inbox, defineConfig, webhookReceiver, sseFeed, pollingFeed];
+export const used = [inbox, defineConfig, webhookReceiver, sseFeed, pollingFeed, websocketFeed];
 export const missing = (error: unknown): readonly string[] => (error instanceof MissingPackageError ? error.packages : []);
 // @ts-expect-error a number is not a transaction: the declarations are typed, not any
 export const wrong = () => publish(42, { topic: 'orders.created', payload: {} });

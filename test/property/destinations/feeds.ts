@@ -1,5 +1,5 @@
 /**
- * The SSE and polling feeds: no relay, the feed reads the log itself. A real node:http server on
+ * The SSE, polling and WebSocket feeds: no relay, the feed reads the log itself. A real node:http server on
  * loopback serves the feed (its database connections through a fault proxy), consumers reach it
  * through a second fault proxy (streams cut, server unreachable), and the consumer helpers apply
  * each event and store its cursor in one transaction. Faults on the consumer side: a crash and
@@ -9,6 +9,7 @@
 import { pgDatabase, type Executor } from '@tidings/outbox';
 import { pollingConsumer, pollingFeed, type Consumer } from '@tidings/relays/polling';
 import { sseConsumer, sseFeed } from '@tidings/relays/sse';
+import { websocketConsumer, websocketFeed } from '@tidings/relays/websocket';
 import http from 'node:http';
 import pg from 'pg';
 import type { AddressInfo } from 'node:net';
@@ -20,18 +21,24 @@ import { withDeadline } from '../deadline.ts';
 import { applyEffect, readEffects } from '../inbox-consumer.ts';
 import { postgresProxy } from '../proxies.ts';
 
-type FeedKind = 'sse' | 'polling';
+type FeedKind = 'sse' | 'polling' | 'websocket';
 
 async function createFeedDestination(kind: FeedKind, context: RunContext) {
   const { schema, topic } = context;
   const feedDb = await postgresProxy();
   const feedDatabase = pgDatabase(feedDb.url, { max: 4 });
   const authorize = () => ({ topics: [topic] });
-  const feed =
-    kind === 'sse'
-      ? sseFeed({ database: feedDatabase, schema, authorize, from: 'start', pollIntervalMs: 200, heartbeatMs: 500 })
-      : pollingFeed({ database: feedDatabase, schema, authorize, pollIntervalMs: 200 });
-  const server = http.createServer((req, res) => feed.handle(req, res));
+  const server = http.createServer();
+  if (kind === 'websocket') {
+    const feed = websocketFeed({ database: feedDatabase, schema, authorize, from: 'start', pollIntervalMs: 200, heartbeatMs: 500, maxInFlight: 10 });
+    server.on('upgrade', (req, socket, head) => feed.handle(req, socket, head));
+  } else {
+    const feed =
+      kind === 'sse'
+        ? sseFeed({ database: feedDatabase, schema, authorize, from: 'start', pollIntervalMs: 200, heartbeatMs: 500 })
+        : pollingFeed({ database: feedDatabase, schema, authorize, pollIntervalMs: 200 });
+    server.on('request', (req, res) => feed.handle(req, res));
+  }
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } });
@@ -55,7 +62,12 @@ async function createFeedDestination(kind: FeedKind, context: RunContext) {
         await context.swallower.handle(trx, event, () => applyEffect(trx, schema, { eventId: event.eventId, key: event.key }));
       },
     };
-    const consumer = kind === 'sse' ? sseConsumer({ ...options, idleTimeoutMs: 3_000 }) : pollingConsumer({ ...options, limit: 20, waitSeconds: 2 });
+    const consumer =
+      kind === 'sse'
+        ? sseConsumer({ ...options, idleTimeoutMs: 3_000 })
+        : kind === 'websocket'
+          ? websocketConsumer({ ...options, url: `ws://127.0.0.1:${proxy.port}/ws`, idleTimeoutMs: 3_000, maxInFlight: 5 })
+          : pollingConsumer({ ...options, limit: 20, waitSeconds: 2 });
     consumer.done.catch((error: unknown) => errors.push(`the ${kind} consumer stopped for good: ${String(error)}`));
     return consumer;
   };
@@ -117,4 +129,13 @@ export const pollingDestination: DestinationSpec = {
   orderedEffects: true,
   faults: feedFaults,
   create: (context) => createFeedDestination('polling', context),
+};
+
+export const websocketDestination: DestinationSpec = {
+  name: 'websocket',
+  ordered: true,
+  ciRuns: 12,
+  orderedEffects: true,
+  faults: feedFaults,
+  create: (context) => createFeedDestination('websocket', context),
 };

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { responseGone } from './http-types.ts';
 import { TooManyConnectionsError } from './errors.ts';
 
 /** How many long-lived requests a feed serves at once. */
@@ -59,7 +60,7 @@ export class ConnectionSlots {
    */
   holdFor(response: ServerResponse, tenant: string | undefined): void {
     const release = this.take(tenant);
-    if (response.closed) release();
+    if (responseGone(response)) release();
     else response.once('close', release);
   }
 }

@@ -7,6 +7,7 @@ import {
   type OutboxEvent,
   type Position,
 } from '@tidings/outbox';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LogHead, type FeedStart } from './cursor.ts';
 import { readHead } from './head-statement.ts';
 import { SharedReads } from './shared-reads.ts';
@@ -148,6 +149,18 @@ export class FeedHub {
       this.wake();
     }, joinLookMs);
     return true;
+  }
+
+  /**
+   * One step of a member's catch-up: joins it if it stands at the shared tail (undefined), else
+   * reads its next page, after the pause `rejoinDelayMs(refusals)` and afresh after a refusal.
+   */
+  async joinOrRead(member: LiveMember, refusals: number, limit: number): Promise<FeedPage | undefined> {
+    const head = this.head;
+    if (head !== undefined && comparePositions(member.cursor, head) >= 0 && this.join(member)) return undefined;
+    const pause = rejoinDelayMs(refusals);
+    if (pause > 0) await sleep(pause);
+    return this.read(member.scope, member.cursor, limit, refusals > 0);
   }
 
   leave(member: LiveMember): void {

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { FeedRequest } from './http-types.ts';
 import type { OutboxEvent } from '@tidings/outbox';
 import { AccessDeniedError, FeedRequestError } from './errors.ts';
 
@@ -25,7 +26,10 @@ export interface FeedScope {
  *   return session ? { tenant: session.tenantId, topics: ['orders.*'] } : false;
  * };
  */
-export type Authorize = (request: IncomingMessage) => FeedScope | false | Promise<FeedScope | false>;
+export type Authorize = {
+  // A method's parameter is checked both ways, so a hook written for node:http's IncomingMessage still fits.
+  check(request: FeedRequest): FeedScope | false | Promise<FeedScope | false>;
+}['check'];
 
 /** A scope after authorization and the client's own topic filter: what a connection reads. */
 export interface ResolvedScope {
@@ -38,6 +42,11 @@ export interface ResolvedScope {
 }
 
 const patternShape = /^(?:[A-Za-z0-9._-]{1,249}\*?|\*)$/;
+
+/** Whether `pattern` is a topic name or a prefix ending in `*`, as feeds accept them. */
+export function isTopicPattern(pattern: unknown): pattern is string {
+  return typeof pattern === 'string' && patternShape.test(pattern);
+}
 
 /** Runs the hook and narrows its topics by the client's `?topics=` list. */
 export async function resolveScope(authorize: Authorize, request: IncomingMessage, requested: readonly string[] | undefined): Promise<ResolvedScope> {
@@ -79,7 +88,7 @@ export function requestedTopics(query: URLSearchParams): string[] | undefined {
 }
 
 function checkPattern(pattern: string, where: string): string {
-  if (typeof pattern !== 'string' || !patternShape.test(pattern)) {
+  if (!isTopicPattern(pattern)) {
     const detail = `has ${JSON.stringify(pattern)}, which is not a topic name or a prefix ending in *`;
     if (where === 'topics') throw new FeedRequestError('topics', detail);
     throw new TypeError(`${where} ${detail}`);

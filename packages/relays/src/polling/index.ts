@@ -11,6 +11,7 @@ export { pollingFeed, type PollingFeed, type PollingFeedOptions, type PollingPag
 export { pollingConsumer, type PollingConsumerOptions } from './polling-consumer.ts';
 export { AccessDeniedError, FeedResponseError } from '../feed/errors.ts';
 export type { Authorize, FeedScope } from '../feed/scope.ts';
+export type { FeedRequest, FeedResponse } from '../feed/http-types.ts';
 export type { FeedEnvelope } from '../feed/envelope.ts';
 export type { FeedEvent, FeedOptions } from '../feed/feed-options.ts';
 export type { FeedConsumerEvent, FeedConsumerOptions } from '../feed/consumer-options.ts';

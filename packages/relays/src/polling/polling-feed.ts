@@ -1,6 +1,7 @@
 import { wholeOption } from '../shared/options.ts';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { asHttp1, responseGone, type FeedRequest, type FeedResponse } from '../feed/http-types.ts';
 import type { FeedPage, OutboxEvent, Position } from '@tidings/outbox';
 import { cursorText, requestStart } from '../feed/cursor.ts';
 import type { FeedEnvelope } from '../feed/envelope.ts';
@@ -34,8 +35,8 @@ export interface PollingPage {
 
 /** An HTTP polling endpoint over the outbox log. */
 export interface PollingFeed {
-  /** The request handler (node:http; Express takes it as is). Answers 405 to anything but GET. */
-  readonly handle: (request: IncomingMessage, response: ServerResponse) => void;
+  /** The request handler (node:http, Express as is, or node:http2's compatibility API). Answers 405 to anything but GET. */
+  readonly handle: (request: FeedRequest, response: FeedResponse) => void;
   /** Long-poll requests waiting right now. */
   readonly waiting: number;
   /** Answers the waiting requests with what there is, and stops the feed's share of the LISTEN. */
@@ -120,7 +121,7 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
     response.once('close', gone);
     try {
       const page = await poll.wait(waitMs);
-      return response.destroyed ? undefined : page;
+      return responseGone(response) ? undefined : page;
     } finally {
       waiting.delete(poll);
       response.off('close', gone);
@@ -128,7 +129,8 @@ export function pollingFeed(options: PollingFeedOptions): PollingFeed {
   }
 
   return {
-    handle(request, response) {
+    handle(http, reply) {
+      const [request, response] = asHttp1(http, reply);
       serve(request, response).catch((error: unknown) => {
         resolved.onError(error);
         if (!response.headersSent) sendProblem(response, problemOf(error));

@@ -38,7 +38,7 @@ export interface WebhookDelivery {
 }
 
 export interface FeedDelivery {
-  readonly transport: 'sse' | 'polling';
+  readonly transport: 'sse' | 'polling' | 'websocket';
   /** The feed position right after this event; the consumer stores it with the handler's effects. */
   readonly cursor: string;
 }

@@ -13,6 +13,7 @@ export { defaultMaxSseLength, SseLimitError, SseParser, type SseMessage, type Ss
 export { feedErrorEvent } from './sse-frames.ts';
 export { AccessDeniedError, FeedResponseError } from '../feed/errors.ts';
 export type { Authorize, FeedScope } from '../feed/scope.ts';
+export type { FeedRequest, FeedResponse } from '../feed/http-types.ts';
 export type { FeedEnvelope } from '../feed/envelope.ts';
 export type { FeedEvent, FeedOptions } from '../feed/feed-options.ts';
 export type { FeedConsumerEvent, FeedConsumerOptions } from '../feed/consumer-options.ts';

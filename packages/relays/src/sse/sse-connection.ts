@@ -1,8 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import { comparePositions, type FeedPage, type OutboxEvent, type Position } from '@tidings/outbox';
+import type { FeedPage, OutboxEvent, Position } from '@tidings/outbox';
 import { maxPosition } from '@tidings/outbox/internal';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { rejoinDelayMs, type FeedHub, type LiveMember } from '../feed/feed-hub.ts';
+import type { FeedHub, LiveMember } from '../feed/feed-hub.ts';
 import { isServerSide, problemOf } from '../feed/problem.ts';
 import type { ResolvedScope } from '../feed/scope.ts';
 import { heartbeatFrame, problemFrame, type FrameEncoder } from './sse-frames.ts';
@@ -99,12 +98,8 @@ export class SseConnection implements LiveMember {
       for (;;) {
         if (this.#closed) return;
         if (page === undefined) {
-          const head = hub.head;
-          if (head !== undefined && comparePositions(this.#cursor, head) >= 0 && hub.join(this)) return;
-          const pause = rejoinDelayMs(refusals);
-          if (pause > 0) await sleep(pause);
-          page = await hub.read(this.scope, this.#cursor, batchSize, refusals > 0);
-          if (this.#closed) return;
+          page = await hub.joinOrRead(this, refusals, batchSize);
+          if (page === undefined || this.#closed) return;
         }
         const flowing = this.#write(page.events);
         this.#cursor = maxPosition(this.#cursor, page.next);

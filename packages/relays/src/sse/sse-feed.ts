@@ -1,5 +1,6 @@
 import { wholeOption } from '../shared/options.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { asHttp1, responseGone, type FeedRequest, type FeedResponse } from '../feed/http-types.ts';
 import type { FeedPage } from '@tidings/outbox';
 import { requestStart } from '../feed/cursor.ts';
 import { resolveFeedOptions, type FeedOptions } from '../feed/feed-options.ts';
@@ -30,9 +31,10 @@ export interface SseFeedOptions extends FeedOptions {
 export interface SseFeed {
   /**
    * The request handler (node:http; Express takes it as is; in Fastify, `reply.hijack()` and pass
-   * `request.raw, reply.raw`). Answers 405 to anything but GET.
+   * `request.raw, reply.raw`; node:http2's compatibility API, cleartext or TLS, where many streams
+   * share one connection). Answers 405 to anything but GET.
    */
-  readonly handle: (request: IncomingMessage, response: ServerResponse) => void;
+  readonly handle: (request: FeedRequest, response: FeedResponse) => void;
   /** Streams open right now. */
   readonly connections: number;
   /** Ends every stream (clients reconnect elsewhere) and stops the feed's share of the LISTEN. */
@@ -107,7 +109,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
       if (isServerSide(problem)) resolved.onError(error);
       return refuse(request, response, problem);
     }
-    if (response.destroyed || closed) return;
+    if (responseGone(response) || closed) return;
     const connection = new SseConnection(response, scope, first.next, settings);
     connections.add(connection);
     connection.onClosed(() => connections.delete(connection));
@@ -125,7 +127,8 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
   }
 
   return {
-    handle(request, response) {
+    handle(http, reply) {
+      const [request, response] = asHttp1(http, reply);
       open(request, response).catch((error: unknown) => {
         resolved.onError(error);
         if (!response.headersSent) refuse(request, response, problemOf(error));
@@ -151,7 +154,7 @@ export function sseFeed(options: SseFeedOptions): SseFeed {
  * that asks for JSON and not for an event stream.
  */
 function refuse(request: IncomingMessage, response: ServerResponse, problem: Problem): void {
-  if (response.headersSent || response.destroyed) return;
+  if (response.headersSent || responseGone(response)) return;
   if (wantsJson(request.headers.accept)) return sendProblem(response, problem);
   const body = problemFrame(problem);
   response.writeHead(problem.status, {

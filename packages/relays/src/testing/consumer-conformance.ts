@@ -9,7 +9,7 @@ import { waitUntil } from './wait-until.ts';
 /** What differs between consumer helpers, as data: the checks that do not fit are not generated. */
 export interface ConsumerCapabilities {
   /** `event.delivery.transport` of every event the helper hands over. */
-  readonly transport: 'rabbitmq' | 'kafka' | 'webhook' | 'sse' | 'polling';
+  readonly transport: 'rabbitmq' | 'kafka' | 'webhook' | 'sse' | 'polling' | 'websocket';
   /**
    * What running out of `retry.attempts` does: `dead-letter` (the event is set aside and the
    * consumer goes on), `stop` (`done` rejects with `HandlerFailedError`), or `sender-retries` (the

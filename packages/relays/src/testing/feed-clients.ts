@@ -2,6 +2,7 @@ import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage 
 import type { FeedEnvelope } from '../feed/envelope.ts';
 import type { PollingPage } from '../polling/polling-feed.ts';
 import { SseParser, type SseMessage } from '../sse/sse-parser.ts';
+import { CountWaiters } from './event-waiters.ts';
 
 /** A raw SSE connection: every frame it received, and the bytes. */
 export interface SseReader {
@@ -36,8 +37,8 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
     const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers }, agent: false }, (response) => {
       const messages: SseMessage[] = [];
       const events: FeedEnvelope[] = [];
-      const waiters = new Set<() => void>();
       let ended = false;
+      const waiters = new CountWaiters(events, () => ended);
       const reader: SseReader = {
         status: response.statusCode ?? 0,
         headers: response.headers,
@@ -50,30 +51,14 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
           const finish = (): void => {
             ended = true;
             done();
-            for (const wake of waiters) wake();
+            waiters.wake();
           };
           response.once('end', finish);
           response.once('close', finish);
           response.once('error', finish);
         }),
         isEnded: () => ended,
-        waitFor(count, timeoutMs = 15_000) {
-          return new Promise((ok, fail) => {
-            const check = (): void => {
-              if (events.length >= count) {
-                waiters.delete(check);
-                clearTimeout(timer);
-                ok(events);
-              }
-            };
-            const timer = setTimeout(() => {
-              waiters.delete(check);
-              fail(new Error(`only ${events.length} of ${count} events arrived within ${timeoutMs} ms (ended: ${ended})`));
-            }, timeoutMs);
-            waiters.add(check);
-            check();
-          });
-        },
+        waitFor: (count, timeoutMs = 15_000) => waiters.waitFor(count, timeoutMs),
         close() {
           req.destroy();
         },
@@ -89,7 +74,7 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
       response.on('data', (chunk: string) => {
         reader.raw += chunk;
         parser.push(chunk);
-        for (const wake of waiters) wake();
+        waiters.wake();
       });
       resolve(reader);
     });

@@ -29,7 +29,7 @@ export interface FeedHarness {
   publish(events: readonly EventInput[]): Promise<readonly OutboxEvent[]>;
   /** A cursor at the head of the log: a read from it sees only events published later. */
   head(): Promise<string>;
-  /** Reads as one caller; `sseFeedReader` and `pollingFeedReader` read the feeds tidings serves over HTTP. */
+  /** Reads as one caller; `sseFeedReader`, `pollingFeedReader` and `websocketFeedReader` read the feeds tidings serves. */
   readonly read: FeedRead;
   close(): Promise<void>;
 }
@@ -43,7 +43,7 @@ export interface FeedConformanceOptions {
 export type ScopeHeaders = (scope: FeedScope) => Record<string, string>;
 
 export interface FeedReaderOptions {
-  /** The feed's URL: e.g. `http://127.0.0.1:3000/events` (SSE) or `http://127.0.0.1:3000/feed` (polling). */
+  /** The feed's URL: e.g. `http://127.0.0.1:3000/events` (SSE), `http://127.0.0.1:3000/feed` (polling) or `ws://127.0.0.1:3000/ws` (WebSocket). */
   readonly url: string;
   readonly headers: ScopeHeaders;
 }

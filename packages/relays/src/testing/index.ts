@@ -48,6 +48,7 @@ export {
   type ScopeHeaders,
 } from './feed-conformance.ts';
 export { openSse, pollFeed, pollFeedAll, type PollAnswer, type SseReader } from './feed-clients.ts';
+export { openWebSocketFeed, websocketFeedReader, type WebSocketReader } from './websocket-client.ts';
 export {
   describeConsumer,
   type AppliedEvent,
