@@ -109,8 +109,14 @@ describe('the dashboard in a browser', () => {
     );
     const lagOf = (relay: string) => tab.evaluate<string | null>(`document.querySelector('tr[data-relay="${relay}"]')?.cells[2].textContent ?? null`);
     await waitUntil('the page shows the orders relay 5 events behind', async () => (await lagOf('orders')) === '5');
+    const relayTab = await open('/relay?name=orders');
+    const partitionLags = () => relayTab.evaluate<number[]>(`[...document.querySelectorAll('tr[data-partition]')].map((row) => Number(row.cells[2].textContent))`);
+    expect((await partitionLags()).reduce((a, b) => a + b, 0)).toBe(5);
     held.release();
     await waitUntil('the page shows the orders relay caught up, without a reload', async () => (await lagOf('orders')) === '0', 30_000);
+    await waitUntil("the relay's page shows every partition caught up", async () =>
+      (await relayTab.evaluate<string>(`document.getElementById('summary').textContent`)).startsWith('caught up') && (await partitionLags()).every((lag) => lag === 0),
+    );
     expect(await tab.evaluate<boolean>('window.samePage')).toBe(true);
     expect(await tab.evaluate<string>(`document.querySelector('tr[data-relay="orders"]').cells[1].textContent`)).toBe('caught up');
     expect(await tab.evaluate<string>(`document.getElementById('summary').getAttribute('aria-live')`)).toBe('polite');
@@ -197,6 +203,12 @@ describe('access to the dashboard', () => {
       expect(refused.status).toBe(403);
       expect((await webhookEndpoints({ schema: outbox.schema }).get(outbox.db, endpointId))?.enabled).toBe(false);
       expect((await fetch(`${o}/elsewhere`)).status).toBe(404);
+      const live = await fetch(`${o}/ops/live`);
+      expect(live.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const reader = live.body!.getReader();
+      await reader.read(); // the retry hint
+      await readOnly.close();
+      await waitUntil('close() ended the live stream', async () => (await reader.read()).done);
     } finally {
       await readOnly.close();
       s.close();
