@@ -191,6 +191,25 @@ describe('access to the dashboard', () => {
     expect(sameSite.status).toBe(404); // passed the check; dead letter 1 is gone
   });
 
+  it('says what is wrong, on the page, when the schema was never migrated', async () => {
+    const elsewhere = dashboard({ database: outbox.db, schema: 'never_migrated_here', token: 'a-token-of-16-characters' });
+    const { server: s, origin: o } = await listen(elsewhere);
+    try {
+      const answer = await fetch(`${o}/`, { headers: { authorization: 'Bearer a-token-of-16-characters' } });
+      expect(answer.status).toBe(409);
+      expect(await answer.text()).toMatch(/never_migrated_here[\s\S]*migrate/);
+    } finally {
+      await elsewhere.close();
+      s.close();
+    }
+  });
+
+  it('refuses bad options before serving anything', () => {
+    expect(() => dashboard({ database: outbox.db, path: 'ops' })).toThrow('invalid option "path": must start and end with "/", got "ops"');
+    expect(() => dashboard({ database: outbox.db, token: 'short' })).toThrow('invalid option "token"');
+    expect(() => dashboard({ database: outbox.db, refreshMs: 10 })).toThrow('invalid option "refreshMs"');
+  });
+
   it('lets authorize hide and refuse actions to a reader', async () => {
     const readOnly = dashboard({ database: outbox.db, schema: outbox.schema, path: '/ops/', authorize: (_request, action) => action === 'read' });
     const { server: s, origin: o } = await listen(readOnly);

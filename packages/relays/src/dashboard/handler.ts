@@ -121,7 +121,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
           return plain(response, 404, 'not found');
       }
     } catch (error) {
-      if (error instanceof TidingsError) return page(response, messagePage(ctx, 'Refused', error.message), 409);
+      if (error instanceof TidingsError) return page(response, messagePage(ctx, 'Not done', error.message), 409);
       throw error;
     }
   };
@@ -165,6 +165,8 @@ export function dashboard(options: DashboardOptions): Dashboard {
     response.write('retry: 5000\n\n');
     streams.add(response);
     const stop = live.subscribe((reading: Reading) => {
+      // A page that does not keep up skips readings rather than piling them up in memory.
+      if (response.writableLength > 1_048_576) return;
       if ('failed' in reading) response.write(`event: failure\ndata: ${JSON.stringify({ at: reading.at.toISOString() })}\n\n`);
       else response.write(`data: ${relay === null ? overviewMessage(reading.report, reading.at) : relayMessage(reading.report, reading.at, relay)}\n\n`);
     });

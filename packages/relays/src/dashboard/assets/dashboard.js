@@ -25,14 +25,17 @@
   source.onmessage = function (message) {
     var data = JSON.parse(message.data);
     if (data.relays) {
-      var behind = 0, stalled = 0, abandoned = 0;
+      var behind = 0, stalled = 0, abandoned = 0, unseen = 0;
       data.relays.forEach(function (r) {
         // [name, state, lagEvents, lagSeconds, deadLetters, parkedKeys, workers]
         behind += r[2];
         if (r[1] === 'stalled') stalled++;
         if (r[1] === 'abandoned') abandoned++;
         var cells = relays.get(r[0]);
-        if (!cells) return;
+        if (!cells) {
+          unseen++;
+          return;
+        }
         set(cells[1], r[1]);
         cells[1].setAttribute('data-state', r[1]);
         set(cells[2], String(r[2]));
@@ -41,7 +44,7 @@
         set(cells[5], String(r[5]));
         set(cells[6], String(r[6]));
       });
-      set(summary, data.relays.length + ' relays, ' + behind + ' events behind, ' + stalled + ' stalled, ' + abandoned + ' abandoned.');
+      set(summary, data.relays.length + ' relays, ' + behind + ' events behind, ' + stalled + ' stalled, ' + abandoned + ' abandoned.' + (unseen > 0 ? ' ' + unseen + ' new relays: reload the page to see them.' : ''));
       if (feeds) {
         var f = data.feeds;
         set(feeds, f.events === 0 ? 'Nothing holds the feeds back.' : f.events + ' committed events held back (oldest ' + seconds(f.seconds) + ' s)' + (f.stalled ? ': stalled' : '') + '.');
