@@ -118,6 +118,11 @@ describe('the dashboard in a browser', () => {
       (await relayTab.evaluate<string>(`document.getElementById('summary').textContent`)).startsWith('caught up') && (await partitionLags()).every((lag) => lag === 0),
     );
     expect(await tab.evaluate<boolean>('window.samePage')).toBe(true);
+    // The chart: all relays together peaked at 10 (orders' 5, and the same 5 for the endpoint no
+    // dispatcher serves), and the last reading is 5, halfway up.
+    await waitUntil('the chart drew the caught-up reading', () => tab.evaluate<boolean>(`document.querySelector('polyline[data-chart]').getAttribute('points').endsWith(',60.0')`));
+    expect(await tab.evaluate<string>(`document.querySelector('[data-chart-max]').textContent`)).toBe('10 events');
+    expect(await tab.evaluate<number>(`document.querySelector('polyline[data-chart]').getAttribute('points').split(' ').length`)).toBeGreaterThan(2);
     expect(await tab.evaluate<string>(`document.querySelector('tr[data-relay="orders"]').cells[1].textContent`)).toBe('caught up');
     expect(await tab.evaluate<string>(`document.getElementById('summary').getAttribute('aria-live')`)).toBe('polite');
     expect(held.received).toHaveLength(5);

@@ -1,7 +1,7 @@
 import type { OutboxStatus } from '@tidings/outbox';
 import { describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
-import { LiveStatus, type Reading } from '../src/dashboard/live-status.ts';
+import { lagChart, LiveStatus, type Reading } from '../src/dashboard/live-status.ts';
 
 const empty: OutboxStatus = { feeds: { events: 0, seconds: 0, stalled: false, holders: [] }, relays: [] };
 
@@ -24,6 +24,7 @@ describe('the live status of open dashboard pages', () => {
     expect(readsWhenClosed).toBeLessThanOrEqual(Math.max(first.length, second.length) + 1);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(reads).toBe(readsWhenClosed);
+    expect(live.history().length).toBe(reads); // one lag sample per reading, kept for the chart
   });
 
   it('tells the pages when status could not be read, and keeps reading', async () => {
@@ -42,5 +43,18 @@ describe('the live status of open dashboard pages', () => {
     expect('failed' in readings[0]!).toBe(true);
     expect(JSON.stringify(readings[0])).not.toContain('10.0.0.5');
     expect('report' in readings[1]!).toBe(true);
+  });
+
+  it('draws the last hour of lag, scaled to its largest value, and forgets older readings', () => {
+    const now = 10_000_000;
+    expect(lagChart([{ at: now - 3_600_000, lag: 10 }, { at: now - 1_800_000, lag: 5 }, { at: now, lag: 0 }], now)).toEqual({
+      points: '0.0,10.0 300.0,60.0 600.0,110.0',
+      max: 10,
+    });
+    expect(lagChart([], now)).toEqual({ points: '', max: 1 });
+    const live = new LiveStatus(async () => empty, 1000);
+    live.record(empty, new Date(Date.now() - 3_700_000));
+    live.record(empty);
+    expect(live.history()).toHaveLength(1);
   });
 });

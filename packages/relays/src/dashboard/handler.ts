@@ -98,7 +98,11 @@ export function dashboard(options: DashboardOptions): Dashboard {
       }
       switch (route) {
         case '':
-          return page(response, overviewPage(ctx, await readStatus(), notice(url.searchParams.get('done'), url.searchParams.get('n'))));
+        {
+          const report = await readStatus();
+          live.record(report);
+          return page(response, overviewPage(ctx, report, notice(url.searchParams.get('done'), url.searchParams.get('n')), live.history()));
+        }
         case 'relay':
           return page(response, relayPage(ctx, await readStatus(), url.searchParams.get('name') ?? ''));
         case 'dead-letters': {
@@ -168,7 +172,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
       // A page that does not keep up skips readings rather than piling them up in memory.
       if (response.writableLength > 1_048_576) return;
       if ('failed' in reading) response.write(`event: failure\ndata: ${JSON.stringify({ at: reading.at.toISOString() })}\n\n`);
-      else response.write(`data: ${relay === null ? overviewMessage(reading.report, reading.at) : relayMessage(reading.report, reading.at, relay)}\n\n`);
+      else response.write(`data: ${relay === null ? overviewMessage(reading.report, reading.at, live.history()) : relayMessage(reading.report, reading.at, relay)}\n\n`);
     });
     const end = () => {
       stop();

@@ -1,7 +1,7 @@
 import type { DeadLetter, OutboxStatus, RelayStatusReport } from '@tidings/outbox';
 import type { WebhookEndpoint } from '../webhook/endpoint.ts';
 import { html, type Html } from './html.ts';
-import { relayState } from './live-status.ts';
+import { chartHeight, chartWidth, lagChart, relayState, type LagSample } from './live-status.ts';
 
 /** What every page needs to know about the request it answers. */
 export interface PageContext {
@@ -41,10 +41,13 @@ export function notice(done: string | null, count: string | null): Html {
   return say ? html`<p class="notice" role="status">${say(Number(count ?? 0) || 0)}</p>` : html``;
 }
 
-export function overviewPage(ctx: PageContext, report: OutboxStatus, done: Html): string {
+export function overviewPage(ctx: PageContext, report: OutboxStatus, done: Html, history: readonly LagSample[]): string {
+  const chart = lagChart(history);
   const stalled = report.relays.filter((r) => r.stalled || r.abandoned || r.unavailableSince);
   const body = html`<h1>Relays</h1>${done}
 <p id="summary" data-live="${ctx.base}live" aria-live="polite" role="status">${summary(report.relays)}</p>
+<figure class="chart"><svg viewBox="0 0 ${chartWidth} ${chartHeight}" role="img" aria-labelledby="chart-caption"><line x1="0" y1="${chartHeight - 10}" x2="${chartWidth}" y2="${chartHeight - 10}"/><text x="4" y="12" data-chart-max>${chart.max} events</text><polyline data-chart points="${chart.points}"/></svg>
+<figcaption id="chart-caption">Events behind, all relays together, over the last hour (sampled while a dashboard page is open)</figcaption></figure>
 <section aria-labelledby="feeds-title"><h2 id="feeds-title">Feeds and the watermark</h2>
 <p data-feeds>${feedsLine(report)}</p>${holders(report)}</section>
 ${stalled.length === 0 ? '' : html`<section aria-labelledby="attention-title"><h2 id="attention-title">Needs attention</h2><ul>${stalled.map((r) => html`<li><a href="${ctx.base}relay?name=${encodeURIComponent(r.relay)}">${r.relay}</a>: ${attention(r)}</li>`)}</ul></section>`}

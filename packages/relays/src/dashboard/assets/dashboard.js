@@ -18,6 +18,8 @@
   var relays = rowsBy('tr[data-relay]', 'data-relay');
   var partitions = rowsBy('tr[data-partition]', 'data-partition');
   var feeds = document.querySelector('[data-feeds]');
+  var chart = document.querySelector('polyline[data-chart]');
+  var chartMax = document.querySelector('[data-chart-max]');
   var seconds = function (value) {
     return value.toFixed(1);
   };
@@ -45,6 +47,10 @@
         set(cells[6], String(r[6]));
       });
       set(summary, data.relays.length + ' relays, ' + behind + ' events behind, ' + stalled + ' stalled, ' + abandoned + ' abandoned.' + (unseen > 0 ? ' ' + unseen + ' new relays: reload the page to see them.' : ''));
+      if (chart && data.chart) {
+        chart.setAttribute('points', data.chart.points);
+        set(chartMax, data.chart.max + ' events');
+      }
       if (feeds) {
         var f = data.feeds;
         set(feeds, f.events === 0 ? 'Nothing holds the feeds back.' : f.events + ' committed events held back (oldest ' + seconds(f.seconds) + ' s)' + (f.stalled ? ': stalled' : '') + '.');
