@@ -9,6 +9,10 @@ export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export interface BrowserPage {
   /** Evaluates an expression in the page and returns its JSON value (promises are awaited). */
   evaluate<T>(expression: string): Promise<T>;
+  /** Presses a key as a person would, on whatever has the focus (`Enter`, `Tab`). */
+  press(key: 'Enter' | 'Tab'): Promise<void>;
+  /** A PNG of the page at 1280×800 CSS pixels. */
+  screenshot(): Promise<Buffer>;
 }
 
 export interface Browser {
@@ -87,6 +91,17 @@ export async function launchChromium(args: readonly string[] = []): Promise<Brow
           const { result, exceptionDetails } = await send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true }, sessionId);
           if (exceptionDetails) throw new Error(`the page threw: ${JSON.stringify(exceptionDetails)}`);
           return result.value as T;
+        },
+        async press(key) {
+          const code = { Enter: 13, Tab: 9 }[key];
+          const text = key === 'Enter' ? '\r' : undefined;
+          await send('Input.dispatchKeyEvent', { type: 'keyDown', key, code: key, windowsVirtualKeyCode: code, ...(text ? { text } : {}) }, sessionId);
+          await send('Input.dispatchKeyEvent', { type: 'keyUp', key, code: key, windowsVirtualKeyCode: code }, sessionId);
+        },
+        async screenshot() {
+          await send('Emulation.setDeviceMetricsOverride', { width: 1280, height: 800, deviceScaleFactor: 1, mobile: false }, sessionId);
+          const { data } = await send('Page.captureScreenshot', { format: 'png' }, sessionId);
+          return Buffer.from(data as string, 'base64');
         },
       };
     },

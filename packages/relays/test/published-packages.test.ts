@@ -33,6 +33,7 @@ const entryPoints = [
   '@tidings/relays/rabbitmq',
   '@tidings/relays/kafka',
   '@tidings/relays/websocket',
+  '@tidings/relays/dashboard',
 ];
 let scratch: string;
 
@@ -131,6 +132,7 @@ describe('the published packages, installed into a project of their own', () => 
     expect(exports['@tidings/relays/rabbitmq']).toEqual(expect.arrayContaining(['rabbitmqTransport', 'consumeRabbitmq']));
     expect(exports['@tidings/relays/kafka']).toEqual(expect.arrayContaining(['kafkaTransport', 'consumeKafka']));
     expect(exports['@tidings/relays/websocket']).toEqual(expect.arrayContaining(['websocketFeed', 'websocketConsumer']));
+    expect(exports['@tidings/relays/dashboard']).toEqual(['dashboard']);
     const missing = (feature: string, name: string) => ({
       name: 'MissingPackageError',
       missingPackage: true,
@@ -211,6 +213,11 @@ describe('the published packages, installed into a project of their own', () => 
     }
   }, 120_000);
 
+  it('serve the dashboard script and stylesheet from the installed package', async () => {
+    const served = await node('dashboard-assets.mjs');
+    expect(served).toEqual({ script: { status: 200, hasEventSource: true }, style: { status: 200, type: 'text/css; charset=utf-8' } });
+  });
+
   it('name both exporter packages when tidings relay is asked for a metrics endpoint without them', async () => {
     await addClients();
     const env = { DATABASE_URL: services.postgres, TIDINGS_SECRET_KEY: randomBytes(32).toString('base64') };
@@ -254,6 +261,21 @@ for (const [name, use] of Object.entries(uses)) {
   }
 }
 console.log(JSON.stringify({ installed: { amqplib: resolvable('amqplib'), kafkajs: resolvable('kafkajs'), ws: resolvable('ws') }, entries, refusals }));
+`,
+  'dashboard-assets.mjs': `
+import { dashboard } from '@tidings/relays/dashboard';
+import { createServer } from 'node:http';
+const board = dashboard({ database: { query: async () => ({ rows: [], rowCount: 0 }) }, token: 'a-token-of-16-characters' });
+const server = createServer((req, res) => void board(req, res)).listen(0, '127.0.0.1');
+await new Promise((resolve) => server.once('listening', resolve));
+const get = (name) => fetch('http://127.0.0.1:' + server.address().port + '/' + name, { headers: { authorization: 'Bearer a-token-of-16-characters' } });
+const script = await get('dashboard.js');
+const style = await get('dashboard.css');
+console.log(JSON.stringify({
+  script: { status: script.status, hasEventSource: (await script.text()).includes('EventSource') },
+  style: { status: style.status, type: style.headers.get('content-type') },
+}));
+server.close();
 `,
   'roundtrip.mjs': `
 import { createRequire } from 'node:module';

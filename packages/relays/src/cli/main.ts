@@ -12,6 +12,7 @@ const commands: Record<string, () => Promise<Command>> = {
   cleanup: () => import('./commands/cleanup.ts'),
   cluster: () => import('./commands/cluster.ts'),
   endpoints: () => import('./commands/endpoints.ts'),
+  dashboard: () => import('./commands/dashboard.ts'),
   demo: () => import('./commands/demo.ts'),
 };
 
@@ -25,6 +26,7 @@ const usage = `tidings: transactional outbox relays, dead letters and replay
   tidings cleanup [--retention-days N]  delete what every relay has passed and retention allows
   tidings cluster check|move-cursors|adopt   after a restore or a move to another cluster
   tidings endpoints add|list|update|rotate-secret|rotate-key|disable|enable|remove
+  tidings dashboard [--port N]         a web page of relays, lag, dead letters and endpoints
   tidings demo                         see tidings work on its embedded database
 
 Every command takes --help. Without --database or DATABASE_URL, tidings uses its embedded

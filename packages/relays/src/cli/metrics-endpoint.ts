@@ -2,7 +2,7 @@ import { metrics } from '@opentelemetry/api';
 import { observeStatus, type Database } from '@tidings/outbox';
 import type { Logger } from 'pino';
 import { importPackage } from '../shared/optional-package.ts';
-import { allEndpoints, webhookFilters } from './commands/status.ts';
+import { allEndpoints, webhookFilters } from '../webhook/status-filters.ts';
 import { UsageError } from './usage-error.ts';
 
 export interface MetricsEndpoint {

@@ -1,6 +1,6 @@
-import { SchemaMissingError, status, type Database, type OutboxStatus, type StatusOptions } from '@tidings/outbox';
+import { status, type OutboxStatus } from '@tidings/outbox';
 import { databaseFlags, parseFlags, wholeNumber } from '../args.ts';
-import type { WebhookEndpoint } from '../../webhook/index.ts';
+import { webhookFilters } from '../../webhook/status-filters.ts';
 import { openDatabase } from '../database.ts';
 
 export const help = `tidings status: where every relay stands
@@ -29,29 +29,6 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     await close();
   }
-}
-
-/** Each webhook endpoint's relay delivers only its topics and tenant: its lag counts only those. */
-export async function webhookFilters(db: Database, schema: string | undefined): Promise<NonNullable<StatusOptions['filters']>> {
-  const { webhookRelayName } = await import('../../webhook/index.ts');
-  const filters: Record<string, { topics: readonly string[] | null; tenant: string | null }> = {};
-  for (const endpoint of await allEndpoints(db, schema)) filters[webhookRelayName(endpoint.id)] = { topics: endpoint.topics, tenant: endpoint.tenant };
-  return filters;
-}
-
-/** Every registered webhook endpoint, page by page; none when the webhook registry was never migrated. */
-export async function allEndpoints(db: Database, schema: string | undefined): Promise<WebhookEndpoint[]> {
-  const { webhookEndpoints } = await import('../../webhook/index.ts');
-  const endpoints = webhookEndpoints({ schema });
-  const all: WebhookEndpoint[] = [];
-  try {
-    for (let page = await endpoints.list(db, { limit: 1000 }); page.length > 0; page = await endpoints.list(db, { limit: 1000, after: page.at(-1)!.id })) {
-      all.push(...page);
-    }
-  } catch (error) {
-    if (!(error instanceof SchemaMissingError)) throw error; // no webhook registry: no webhook relays
-  }
-  return all;
 }
 
 function render(report: OutboxStatus): string {
