@@ -20,4 +20,7 @@ export { observer } from './observer.ts';
 export { failureModes } from './relay/options.ts';
 export { cleanupSettings } from './admin.ts';
 export { ownStatements } from './own-statements.ts';
+export { createRelayReadingFrom } from './relay/relay.ts';
+export { directReads, type PartitionReads } from './relay/partition-reads.ts';
+export { SharedPartitionReads, type SharedPartitionReadsSettings } from './relay/shared-partition-reads.ts';
 export { activeTraceHeaders, attributes, instruments, producerContext, producerSpanContext, tidingsTracer, type TidingsInstruments } from './telemetry.ts';
