@@ -1,11 +1,12 @@
 import { migrateInbox } from '@tidings/inbox';
-import { publish, type Database, type OutboxEvent } from '@tidings/outbox';
+import { pgDatabase, publish, type Database, type OutboxEvent } from '@tidings/outbox';
 import { migrateWebhooks, startWebhookDispatcher, webhookEndpoints, type WebhookDispatcher, type WebhookEndpoints } from '@tidings/relays/webhook';
-import { loopbackOnly } from '@tidings/relays/testing';
+import { createFaultProxy, loopbackOnly } from '@tidings/relays/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
 import { countingStatements } from '../../../test/support/counting-database.ts';
 import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/support/db.ts';
+import { services } from '../../../test/support/env.ts';
 import { testKeyring } from '../../../test/support/secret-key.ts';
 import { startInboxReceiver, type InboxReceiver } from '../../../test/support/webhook-inbox-receiver.ts';
 
@@ -80,6 +81,48 @@ describe('a webhook dispatcher reading the log once for all its endpoints', () =
       const report = judge(committed, await receiver.applied());
       expect({ receiver: receiver.name, ...report }).toEqual({ receiver: receiver.name, lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
     }
+  });
+
+  it("delivers every event in order per key to every endpoint while the dispatcher's database connections are cut again and again and one endpoint fails at random", async () => {
+    const { outbox, endpoints } = await outboxWithRegistry('shared_cuts', 4);
+    const target = new URL(services.postgres);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5432) } });
+    cleanups.push(() => proxy.close());
+    const url = new URL(services.postgres);
+    url.host = `${proxy.host}:${proxy.port}`;
+    const database = pgDatabase(url.toString(), { max: 4, queryTimeoutMs: 2_000, listenHeartbeatMs: 500 });
+    cleanups.push(() => database.close());
+    let roll = 7;
+    const flakyAnswer = () => ((roll = (roll * 48_271) % 2_147_483_647) % 4 === 0 ? 'fail-before' : undefined);
+    const receivers: InboxReceiver[] = [];
+    for (const name of ['steady', 'also-steady', 'flaky']) {
+      const receiver = await startInboxReceiver(outbox, name, [], name === 'flaky' ? flakyAnswer : undefined);
+      cleanups.push(() => receiver.close());
+      receiver.secrets = [(await endpoints.create(outbox.db, { url: receiver.server.url, topics: ['orders.*'], description: name })).secret];
+      receivers.push(receiver);
+    }
+    await dispatch(outbox, database, { pollIntervalMs: 200 });
+
+    const committed: OutboxEvent[] = [];
+    for (let t = 0; t < 24; t++) {
+      committed.push(
+        ...(await inTransaction(outbox.pool, (client) =>
+          publish(client, Array.from({ length: 10 }, (_, i) => ({ topic: 'orders.created', key: `order-${(t * 10 + i) % 13}`, payload: { t, i } })), { schema: outbox.schema }),
+        )),
+      );
+      // Every fourth transaction, the dispatcher loses every connection: reads, cursor writes, LISTEN.
+      if (t % 4 === 3) proxy.cutAll();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    for (const receiver of receivers) {
+      await waitUntil(`${receiver.name} applied all ${committed.length} events`, async () => receiver.appliedAt.size === committed.length, 120_000);
+    }
+    for (const receiver of receivers) {
+      const report = judge(committed, await receiver.applied());
+      expect({ receiver: receiver.name, ...report }).toEqual({ receiver: receiver.name, lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
+    }
+    expect(proxy.acceptedConnections, 'the dispatcher opened new connections after the cuts').toBeGreaterThan(4);
+    expect(receivers[2]!.stats.failedBefore, 'requests the flaky endpoint answered 500').toBeGreaterThan(0);
   });
 
   it('reads the log as often with 50 idle endpoints as with 5: once per partition and poll interval', async () => {
