@@ -1,5 +1,18 @@
-import { logStart, publish, readPartition, type Executor, type OutboxEvent, type Position, type ReadOptions } from '@tidings/outbox';
-import { SharedPartitionReads } from '@tidings/outbox/internal';
+import {
+  listDeadLetters,
+  logStart,
+  publish,
+  readPartition,
+  retryDeadLetters,
+  type Executor,
+  type OutboxEvent,
+  type Position,
+  type ReadOptions,
+  type Relay,
+  type RelayEvent,
+  type Transport,
+} from '@tidings/outbox';
+import { createSharedRelay, SharedHeartbeats, SharedPartitionReads } from '@tidings/outbox/internal';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
@@ -108,3 +121,70 @@ describe('shared partition reads', () => {
     shared.close();
   });
 });
+
+describe('relays sharing their reads and heartbeats', () => {
+  it('share partitions among their workers, keep their leases, deliver to each relay and send a retried dead letter', async () => {
+    const shares = { reads: new SharedPartitionReads(outbox.db, outbox.schema), heartbeats: new SharedHeartbeats(outbox.db, outbox.schema) };
+    const got = new Map<string, string[]>();
+    const refused = new Set<string>();
+    const transport = (relay: string): Transport => ({
+      name: 'collect',
+      capabilities: { orderedPerKey: true, persistent: false },
+      async send(batch) {
+        return batch.map((event) => {
+          if ((event.payload as { refuse?: boolean }).refuse && !refused.has(`${relay}:${event.eventId}`)) {
+            refused.add(`${relay}:${event.eventId}`);
+            return { status: 'failed', error: new Error('refused once') } as const;
+          }
+          got.set(relay, [...(got.get(relay) ?? []), event.eventId]);
+          return { status: 'delivered' } as const;
+        });
+      },
+      async close() {},
+    });
+    const events: RelayEvent[] = [];
+    const relay = (name: string, workerId: string): Relay =>
+      createSharedRelay(
+        {
+          name,
+          workerId,
+          database: outbox.db,
+          schema: outbox.schema,
+          transport: transport(name),
+          topics: ['shared.*'],
+          startFrom: 'now',
+          pollIntervalMs: 100,
+          leaseTtlMs: 2_000,
+          heartbeatIntervalMs: 200,
+          onEvent: (event) => events.push(event),
+        },
+        shares,
+      );
+    // Two workers of one relay, and a relay of its own: their heartbeats go out together.
+    const relays = [relay('shared-a', 'w1'), relay('shared-a', 'w2'), relay('shared-b', 'w1')];
+    try {
+      for (const r of relays) await r.start();
+      await waitUntil('the workers of shared-a split the partitions', async () => relays.every((r) => r.status().partitions.length === (r.name === 'shared-a' ? 1 : 2)), 10_000);
+      const published = await inTransaction(outbox.pool, (client) =>
+        publish(client, [...Array.from({ length: 10 }, (_, i) => ({ topic: 'shared.x', payload: { i } })), { topic: 'shared.x', payload: { refuse: true } }], { schema: outbox.schema }),
+      );
+      const ids = published.map((e) => e.eventId);
+      const refusedId = ids.at(-1)!;
+      for (const name of ['shared-a', 'shared-b']) {
+        await waitUntil(`${name} got every event but the refused one`, async () => ids.slice(0, -1).every((id) => got.get(name)?.includes(id)), 10_000);
+        await waitUntil(`${name} dead-lettered the refused one`, async () => (await listDeadLetters(outbox.db, { schema: outbox.schema, relay: name })).length === 1, 10_000);
+      }
+      expect(await retryDeadLetters(outbox.db, { schema: outbox.schema, relay: 'shared-a' })).toBe(1);
+      await waitUntil('the retried dead letter was sent', async () => got.get('shared-a')?.includes(refusedId) === true, 10_000);
+      // Several lease times later, every worker still holds what it held: the renewals went out together.
+      await new Promise((resolve) => setTimeout(resolve, 2 * 2_000));
+      expect(relays.map((r) => r.status().partitions.length)).toEqual([1, 1, 2]);
+      expect(events.filter((e) => e.type === 'lease-lost')).toEqual([]);
+      expect(got.get('shared-b')?.includes(refusedId), 'a dead letter of shared-b that nobody retried').toBe(false);
+    } finally {
+      for (const r of relays) await r.stop({ graceMs: 1_000 });
+      shares.reads.close();
+    }
+  });
+});
+

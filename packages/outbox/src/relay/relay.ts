@@ -5,6 +5,7 @@ import { DeadLetterRetrier } from './dead-letter-retrier.ts';
 import type { RelayEvent, RelayOptions, ResolvedRelayOptions } from './options.ts';
 import { PartitionRunner } from './partition-runner.ts';
 import { directReads, type PartitionReads } from './partition-reads.ts';
+import type { SharedHeartbeats } from './shared-heartbeats.ts';
 import { ParkingStore } from './parking-store.ts';
 import { RelayStore } from './store.ts';
 
@@ -55,15 +56,22 @@ export interface Relay {
  */
 export function createRelay(options: RelayOptions): Relay {
   const resolved = resolveRelayOptions(options);
-  return new RelayWorker(resolved, directReads(resolved.database, resolved.schema));
+  return new RelayWorker(resolved, { reads: directReads(resolved.database, resolved.schema) });
+}
+
+/** @internal What the relays of one process may share: their reads of the log, their heartbeats. */
+export interface RelayShares {
+  readonly reads: PartitionReads;
+  readonly heartbeats?: SharedHeartbeats;
 }
 
 /**
- * @internal A relay whose partitions are read through `reads` (e.g. a `SharedPartitionReads` that
- * the relays of one process share), on the database and schema `reads` reads.
+ * @internal A relay that reads its partitions through `shares.reads` (e.g. a
+ * `SharedPartitionReads`) and, given `shares.heartbeats`, sends its heartbeats with other relays'
+ * ones; both on the same database and schema as `options`.
  */
-export function createRelayReadingFrom(options: RelayOptions, reads: PartitionReads): Relay {
-  return new RelayWorker(resolveRelayOptions(options), reads);
+export function createSharedRelay(options: RelayOptions, shares: RelayShares): Relay {
+  return new RelayWorker(resolveRelayOptions(options), shares);
 }
 
 class RelayWorker implements Relay {
@@ -81,12 +89,13 @@ class RelayWorker implements Relay {
   #tick: Promise<void> = Promise.resolve();
   #unlisten: (() => Promise<void>) | undefined;
 
-  constructor(options: ResolvedRelayOptions, reads: PartitionReads) {
+  constructor(options: ResolvedRelayOptions, shares: RelayShares) {
     this.#options = options;
-    this.#reads = reads;
-    this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId);
+    this.#reads = shares.reads;
+    const heartbeats = shares.heartbeats;
+    this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId, heartbeats);
     this.#parking = new ParkingStore(options.database, options.schema, options.name, options.workerId);
-    this.#deadLetters = new DeadLetterRetrier(options);
+    this.#deadLetters = new DeadLetterRetrier(options, heartbeats && ((relay) => heartbeats.retryWaiting(relay)));
   }
 
   get name(): string {

@@ -1,5 +1,5 @@
 import { dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
-import { createRelayReadingFrom, ownStatements, resolveSchema, SharedPartitionReads } from '@tidings/outbox/internal';
+import { createSharedRelay, ownStatements, resolveSchema, SharedHeartbeats, SharedPartitionReads, type RelayShares } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
@@ -113,8 +113,11 @@ class Dispatcher implements WebhookDispatcher {
   readonly #policy: AddressPolicy;
   readonly #database: Database;
   readonly #store: EndpointStore;
-  /** Every endpoint's relay reads the log through these: one read serves them all. */
-  readonly #reads: SharedPartitionReads;
+  /**
+   * Every endpoint's relay reads the log through `reads` (one read serves them all) and sends its
+   * heartbeats with the others' ones.
+   */
+  readonly #shares: RelayShares & { readonly reads: SharedPartitionReads };
   readonly #running = new Map<string, Running>();
   #timer: NodeJS.Timeout | undefined;
   #unlisten: (() => Promise<void>) | undefined;
@@ -129,7 +132,7 @@ class Dispatcher implements WebhookDispatcher {
     // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
     this.#database = ownStatements(options.database);
     this.#store = new EndpointStore(this.#database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
-    this.#reads = new SharedPartitionReads(this.#database, this.#schema);
+    this.#shares = { reads: new SharedPartitionReads(this.#database, this.#schema), heartbeats: new SharedHeartbeats(this.#database, this.#schema) };
   }
 
   get endpoints(): readonly string[] {
@@ -173,7 +176,7 @@ class Dispatcher implements WebhookDispatcher {
     await this.#refreshing;
     await this.#unlisten?.();
     await Promise.all([...this.#running.keys()].map((id) => this.#stopEndpoint(id)));
-    this.#reads.close();
+    this.#shares.reads.close();
   }
 
   async #reconcile(): Promise<void> {
@@ -232,7 +235,7 @@ class Dispatcher implements WebhookDispatcher {
         this.#recordHealth(id, health, event.attempt);
       },
     });
-    const relay = createRelayReadingFrom({
+    const relay = createSharedRelay({
       name: webhookRelayName(id),
       database: this.#database,
       schema: this.#schema,
@@ -245,7 +248,7 @@ class Dispatcher implements WebhookDispatcher {
       leaseTtlMs: options.relay?.leaseTtlMs,
       heartbeatIntervalMs: options.relay?.heartbeatIntervalMs,
       onEvent: (event) => this.#emit({ type: 'relay', endpointId: id, event }),
-    }, this.#reads);
+    }, this.#shares);
     this.#running.set(id, { version: endpoint.version, relay, health });
     return relay;
   }
