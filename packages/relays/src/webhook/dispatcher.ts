@@ -81,9 +81,9 @@ export interface WebhookDispatcher {
  * endpoint that fell more than 1 000 events of a partition behind (its receiver slow or failing)
  * reads on its own until it caught up, so it never holds the others back. NOTIFY wakes the
  * partitions at once; idle, each partition is read once every `relay.pollIntervalMs` (default
- * 5 s) whatever the number of endpoints. Each endpoint's relay still keeps its own cursors and
- * leases (a heartbeat every `relay.heartbeatIntervalMs`), and the dispatcher holds one LISTEN
- * connection per channel.
+ * 5 s) whatever the number of endpoints. Each endpoint keeps its own cursors and leases; their
+ * heartbeats, lease renewals and looks for dead letters to retry go out together, one statement
+ * of each kind per 100 ms. The dispatcher holds one LISTEN connection per channel.
  *
  * @example
  * const dispatcher = await startWebhookDispatcher({ database: pgDatabase(process.env.DATABASE_URL!) });
