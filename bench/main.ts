@@ -34,17 +34,24 @@ import { progress } from './support.ts';
 const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'feeds', 'telemetry'] as const;
 type Scenario = (typeof scenarios)[number];
 
-const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--out FILE]
+const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--endpoints N,N] [--out FILE]
 
   --quick   a small run of every scenario (under two minutes once the services run)
   --only    run only these scenarios (comma-separated)
+  --endpoints  the endpoint counts of the endpoints scenario (default 100,1000; --quick: 100)
   --out     where the JSON goes (default bench/results.json, bench/results-quick.json with --quick)`;
 
-function options(): { quick: boolean; only: Set<Scenario>; out: string } {
+function options(): { quick: boolean; only: Set<Scenario>; out: string; endpoints: number[] | undefined } {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } },
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        out: { type: 'string' },
+        endpoints: { type: 'string' },
+        help: { type: 'boolean' },
+      },
     }));
   } catch (error) {
     fail(`${(error as Error).message}\n${usage}`);
@@ -56,7 +63,9 @@ function options(): { quick: boolean; only: Set<Scenario>; out: string } {
   const only = new Set((values.only ?? scenarios.join(',')).split(',').map((s) => s.trim()) as Scenario[]);
   for (const name of only) if (!scenarios.includes(name)) fail(`unknown scenario "${name}": choose from ${scenarios.join(', ')}`);
   const out = values.out ?? new URL(values.quick ? './results-quick.json' : './results.json', import.meta.url).pathname;
-  return { quick: values.quick, only, out };
+  const endpoints = values.endpoints?.split(',').map((n) => Number(n.trim()));
+  if (endpoints?.some((n) => !Number.isInteger(n) || n < 1)) fail(`--endpoints takes whole numbers separated by commas, got "${values.endpoints}"`);
+  return { quick: values.quick, only, out, endpoints };
 }
 
 function fail(message: string): never {
@@ -65,8 +74,9 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  const { quick, only, out } = options();
-  const plan: Plan = quick ? quickPlan : fullPlan;
+  const { quick, only, out, endpoints } = options();
+  const base: Plan = quick ? quickPlan : fullPlan;
+  const plan: Plan = endpoints ? { ...base, endpoints: { ...base.endpoints, counts: endpoints } } : base;
   const started = Date.now();
   await checkPostgres();
   const needsBrokers = only.has('drain') || only.has('latency');

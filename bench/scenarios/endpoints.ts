@@ -1,8 +1,9 @@
 import http from 'node:http';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { publish, type Database, type Executor } from '@tidings/outbox';
+import { publish } from '@tidings/outbox';
 import { generateSecretKey, migrateWebhooks, secretKeyring, startWebhookDispatcher, webhookEndpoints } from '@tidings/relays/webhook';
+import { countingStatements } from '../../test/support/counting-database.ts';
 import { benchOutbox, progress, topic, waitFor, type BenchOutbox } from '../support.ts';
 
 export interface EndpointsPlan {
@@ -54,7 +55,7 @@ async function oneCount(count: number, plan: EndpointsPlan): Promise<EndpointsFi
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
-  const counter = counting(outbox.db);
+  const counter = countingStatements(outbox.db);
   const keyring = secretKeyring({ current: generateSecretKey() });
   const addressPolicy = { allow: ['127.0.0.1/32'] };
   let dispatcher: Awaited<ReturnType<typeof startWebhookDispatcher>> | undefined;
@@ -111,24 +112,4 @@ async function settle(outbox: BenchOutbox, count: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   await new Promise((resolve) => setTimeout(resolve, 2_000));
-}
-
-/** `db` with every statement counted, those inside its transactions too; everything else passes through. */
-function counting(db: Database): { db: Database; statements: number } {
-  const counter = { statements: 0, db: db };
-  const wrap = (executor: Executor): Executor => ({
-    query: ((text: string, params?: readonly unknown[]) => {
-      counter.statements++;
-      return executor.query(text, params);
-    }) as Executor['query'],
-  });
-  counter.db = new Proxy(db, {
-    get(target, property, receiver) {
-      if (property === 'query') return wrap(target).query;
-      if (property === 'transaction') return <T>(fn: (trx: Executor) => Promise<T>) => target.transaction((trx) => fn(wrap(trx)));
-      const value = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-  return counter;
 }

@@ -20,4 +20,8 @@ export { observer } from './observer.ts';
 export { failureModes } from './relay/options.ts';
 export { cleanupSettings } from './admin.ts';
 export { ownStatements } from './own-statements.ts';
+export { createSharedRelay, type RelayShares } from './relay/relay.ts';
+export { SharedHeartbeats } from './relay/shared-heartbeats.ts';
+export { directReads, type PartitionReads } from './relay/partition-reads.ts';
+export { SharedPartitionReads, type SharedPartitionReadsSettings } from './relay/shared-partition-reads.ts';
 export { activeTraceHeaders, attributes, instruments, producerContext, producerSpanContext, tidingsTracer, type TidingsInstruments } from './telemetry.ts';

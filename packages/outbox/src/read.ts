@@ -24,6 +24,8 @@ export interface ReadResult {
    * left out.
    */
   readonly scannedTo: Position;
+  /** The page may not reach the end of the log: read again at once (a full page, for one). */
+  readonly more: boolean;
 }
 
 /**
@@ -42,9 +44,9 @@ export async function readPartition(executor: Executor, schema: string, options:
   const head = rows[0]!.head;
   const events = rows.filter((row) => row.event_id !== null).map(rowToEvent);
   const last = events.at(-1)?.position;
-  if (events.length === options.limit && last) return { events, scannedTo: last };
+  if (events.length === options.limit && last) return { events, scannedTo: last, more: true };
   const past: Position = head === null ? options.after : pastHead(head);
-  return { events, scannedTo: maxPosition(options.after, past) };
+  return { events, scannedTo: maxPosition(options.after, past), more: false };
 }
 
 const readStatements = new Map<string, string>();
@@ -58,6 +60,18 @@ function readStatement(schema: string, byTopic: boolean, byTenant: boolean): str
   text = partitionReadStatement(s, filters);
   readStatements.set(cacheKey, text);
   return text;
+}
+
+/**
+ * The filter of `readPartition` in memory: whether `event` is one of `tenant`'s (when given) and
+ * its topic is one of `topics` (exact names, or prefixes ending in `*`; absent: every topic).
+ */
+export function eventFilter(topics: readonly string[] | undefined, tenant: string | undefined): (event: OutboxEvent) => boolean {
+  const exact = new Set(topics?.filter((t) => !t.endsWith('*')));
+  const prefixes = topics?.filter((t) => t.endsWith('*')).map((t) => t.slice(0, -1)) ?? [];
+  const everyTopic = topics === undefined || topics.length === 0;
+  return (event) =>
+    (tenant === undefined || event.tenant === tenant) && (everyTopic || exact.has(event.topic) || prefixes.some((prefix) => event.topic.startsWith(prefix)));
 }
 
 /** Turns `orders.*` into the LIKE pattern `orders.%`, escaping LIKE's own wildcards. */

@@ -29,11 +29,14 @@ const claimBatch = 100;
 export class DeadLetterRetrier {
   readonly #options: ResolvedRelayOptions;
   readonly #abort = new AbortController();
+  /** Says cheaply whether the relay may have letters to claim; without one, the claim itself looks. */
+  readonly #waiting: ((relay: string) => Promise<boolean>) | undefined;
   #running: Promise<void> | undefined;
   #again = false;
 
-  constructor(options: ResolvedRelayOptions) {
+  constructor(options: ResolvedRelayOptions, waiting?: (relay: string) => Promise<boolean>) {
     this.#options = options;
+    this.#waiting = waiting;
   }
 
   wake(): void {
@@ -62,6 +65,7 @@ export class DeadLetterRetrier {
     const { database, schema, name, workerId, leaseTtlMs, heartbeatIntervalMs, transport } = this.#options;
     const s = quoteIdent(schema);
     const batch = Math.min(claimBatch, transport.capabilities?.maxBatchSize ?? claimBatch);
+    if (this.#waiting && !(await this.#waiting(name))) return;
     while (!this.#abort.signal.aborted) {
       const { rows } = await database.query<ClaimedRow>(
         `UPDATE ${s}.dead_letters d

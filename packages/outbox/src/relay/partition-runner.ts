@@ -4,11 +4,11 @@ import { attributes, instruments, producerContext, producerSpanContext, tidingsT
 import { asError, pause } from '../waits.ts';
 import type { OutboxEvent, Position } from '../event.ts';
 import { comparePositions, maxPosition } from '../position.ts';
-import { readPartition } from '../read.ts';
 import { unavailable, type SendOutcome } from '../transport.ts';
 import { retryDelay } from './backoff.ts';
 import type { RelayEvent, ResolvedRelayOptions } from './options.ts';
 import type { ParkingStore } from './parking-store.ts';
+import type { PartitionReads } from './partition-reads.ts';
 import type { AttemptError, Lease, RelayStore } from './store.ts';
 
 /** A read cursor that moved only past filtered-out rows is saved at most this often. */
@@ -43,6 +43,7 @@ export class PartitionRunner {
   readonly #options: ResolvedRelayOptions;
   readonly #store: RelayStore;
   readonly #parking: ParkingStore;
+  readonly #reads: PartitionReads;
   /** Aborts the send in flight: the lease is gone, or a stop's grace ran out. */
   readonly #abort = new AbortController();
   /** Ends every wait at once: stopping, released, or the lease is gone. */
@@ -63,8 +64,9 @@ export class PartitionRunner {
   /** The metrics' attributes of this relay and transport. */
   readonly #labels: Attributes;
 
-  constructor(options: ResolvedRelayOptions, store: RelayStore, parking: ParkingStore, lease: Lease) {
+  constructor(options: ResolvedRelayOptions, store: RelayStore, parking: ParkingStore, reads: PartitionReads, lease: Lease) {
     this.#options = options;
+    this.#reads = reads;
     this.#labels = attributes({ relay: options.name, transport: options.transport.system ?? options.transport.name });
     this.#store = store;
     this.#parking = parking;
@@ -133,7 +135,16 @@ export class PartitionRunner {
   }
 
   async #run(): Promise<void> {
-    const { database, schema, batchSize, topics, tenant, pollIntervalMs } = this.#options;
+    const unfollow = this.#reads.follow(this.partition, () => this.wake(), this.#options.pollIntervalMs);
+    try {
+      await this.#follow();
+    } finally {
+      unfollow();
+    }
+  }
+
+  async #follow(): Promise<void> {
+    const { batchSize, topics, tenant, pollIntervalMs } = this.#options;
     while (this.#running) {
       this.#woken = false;
       let page;
@@ -144,10 +155,10 @@ export class PartitionRunner {
           if (this.#parked.size > 0) await this.#resolveParkedKeys();
           if (!this.#running) break;
         }
-        page = await readPartition(database, schema, { partition: this.partition, after: this.#readFrom, limit: batchSize, topics, tenant });
+        page = await this.#reads.read({ partition: this.partition, after: this.#readFrom, limit: batchSize, topics, tenant });
         if (page.events.length > 0 && !(await this.#deliver(page.events, page.scannedTo))) break;
         this.#readFrom = maxPosition(this.#readFrom, page.scannedTo);
-        if (page.events.length === batchSize) continue;
+        if (page.more) continue;
         await this.#saveIdleProgress();
       } catch (error) {
         if (error instanceof LeaseLostError || !this.#running) {

@@ -4,6 +4,8 @@ import { notifyChannel } from '../options.ts';
 import { DeadLetterRetrier } from './dead-letter-retrier.ts';
 import type { RelayEvent, RelayOptions, ResolvedRelayOptions } from './options.ts';
 import { PartitionRunner } from './partition-runner.ts';
+import { directReads, type PartitionReads } from './partition-reads.ts';
+import type { SharedHeartbeats } from './shared-heartbeats.ts';
 import { ParkingStore } from './parking-store.ts';
 import { RelayStore } from './store.ts';
 
@@ -53,7 +55,23 @@ export interface Relay {
  * process.on('SIGTERM', () => relay.stop());
  */
 export function createRelay(options: RelayOptions): Relay {
-  return new RelayWorker(resolveRelayOptions(options));
+  const resolved = resolveRelayOptions(options);
+  return new RelayWorker(resolved, { reads: directReads(resolved.database, resolved.schema) });
+}
+
+/** @internal What the relays of one process may share: their reads of the log, their heartbeats. */
+export interface RelayShares {
+  readonly reads: PartitionReads;
+  readonly heartbeats?: SharedHeartbeats;
+}
+
+/**
+ * @internal A relay that reads its partitions through `shares.reads` (e.g. a
+ * `SharedPartitionReads`) and, given `shares.heartbeats`, sends its heartbeats with other relays'
+ * ones; both on the same database and schema as `options`.
+ */
+export function createSharedRelay(options: RelayOptions, shares: RelayShares): Relay {
+  return new RelayWorker(resolveRelayOptions(options), shares);
 }
 
 class RelayWorker implements Relay {
@@ -64,17 +82,20 @@ class RelayWorker implements Relay {
   /** Partitions being given back; their leases are released once their runner stopped. */
   readonly #releasing = new Set<Promise<void>>();
   readonly #deadLetters: DeadLetterRetrier;
+  readonly #reads: PartitionReads;
   #partitions = 0;
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<void> = Promise.resolve();
   #unlisten: (() => Promise<void>) | undefined;
 
-  constructor(options: ResolvedRelayOptions) {
+  constructor(options: ResolvedRelayOptions, shares: RelayShares) {
     this.#options = options;
-    this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId);
+    this.#reads = shares.reads;
+    const heartbeats = shares.heartbeats;
+    this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId, heartbeats);
     this.#parking = new ParkingStore(options.database, options.schema, options.name, options.workerId);
-    this.#deadLetters = new DeadLetterRetrier(options);
+    this.#deadLetters = new DeadLetterRetrier(options, heartbeats && ((relay) => heartbeats.retryWaiting(relay)));
   }
 
   get name(): string {
@@ -140,7 +161,10 @@ class RelayWorker implements Relay {
   }
 
   #notified(payload: string): void {
-    if (payload === '*' || payload === '') {
+    const all = payload === '*' || payload === '';
+    // The reads hear it first, so the runners woken next find it when they ask.
+    this.#reads.wake(all ? undefined : Number(payload));
+    if (all) {
       for (const runner of this.#runners.values()) {
         runner.checkParked();
         runner.wake();
@@ -174,7 +198,7 @@ class RelayWorker implements Relay {
       for (const runner of this.#runners.values()) runner.checkParked();
       if (this.#runners.size < share && this.#state === 'running') {
         for (const lease of await this.#store.acquire(share - this.#runners.size, leaseTtlMs)) {
-          const runner = new PartitionRunner(this.#options, this.#store, this.#parking, lease);
+          const runner = new PartitionRunner(this.#options, this.#store, this.#parking, this.#reads, lease);
           this.#runners.set(lease.partition, runner);
           runner.start();
           this.#emit({ type: 'lease-acquired', partition: lease.partition });

@@ -2,6 +2,7 @@ import { LeaseLostError } from '../errors.ts';
 import { payloadJson, type OutboxEvent, type Position } from '../event.ts';
 import type { Executor } from '../executor.ts';
 import { quoteIdent } from '../sql.ts';
+import type { SharedHeartbeats } from './shared-heartbeats.ts';
 
 /** A partition this worker holds: its fence number guards every write it makes. */
 export interface Lease {
@@ -25,9 +26,12 @@ export class RelayStore {
   readonly #s: string;
   readonly relay: string;
   readonly worker: string;
+  /** Sends this relay's heartbeats and renewals together with other relays' ones, when given. */
+  readonly #shared: SharedHeartbeats | undefined;
 
-  constructor(db: Executor, schema: string, relay: string, worker: string) {
+  constructor(db: Executor, schema: string, relay: string, worker: string, shared?: SharedHeartbeats) {
     this.#db = db;
+    this.#shared = shared;
     this.#s = quoteIdent(schema);
     this.relay = relay;
     this.worker = worker;
@@ -46,6 +50,7 @@ export class RelayStore {
 
   /** Records this worker as alive and returns how many workers (itself included) are alive. */
   async heartbeat(ttlMs: number): Promise<number> {
+    if (this.#shared) return this.#shared.heartbeat(this.relay, this.worker, ttlMs);
     const { rows } = await this.#db.query<{ others: number }>(
       `WITH me AS (
          INSERT INTO ${this.#s}.relay_workers (relay, worker, expires_at)
@@ -83,6 +88,7 @@ export class RelayStore {
   /** Extends the leases still held; returns the partitions that were kept. */
   async renew(leases: readonly Lease[], ttlMs: number): Promise<Set<number>> {
     if (leases.length === 0) return new Set();
+    if (this.#shared) return this.#shared.renew(this.relay, this.worker, leases, ttlMs);
     const { rows } = await this.#db.query<{ partition: number }>(
       `UPDATE ${this.#s}.relay_partitions
        SET lease_until = now() + $3 * interval '1 millisecond'

@@ -1,5 +1,5 @@
-import { createRelay, dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
-import { ownStatements, resolveSchema } from '@tidings/outbox/internal';
+import { dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
+import { createSharedRelay, ownStatements, resolveSchema, SharedHeartbeats, SharedPartitionReads, type RelayShares } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
@@ -77,9 +77,14 @@ export interface WebhookDispatcher {
  * that answer 410 Gone or keep failing for `disableAfterMs`. Run it in as many processes as you
  * like: each endpoint's partitions are shared among them by leases.
  *
- * Cost: NOTIFY wakes relays at once; idle partitions also poll every `relay.pollIntervalMs`
- * (default 5 s), i.e. endpoints × partitions / 5 small index reads per second, and one LISTEN
- * connection per channel for the whole dispatcher.
+ * Cost: the endpoints' relays share their reads of the log: one read of a partition, handed to
+ * every endpoint with its own topics and tenant, serves every endpoint that has caught up; an
+ * endpoint that fell more than 1 000 events of a partition behind (its receiver slow or failing)
+ * reads on its own until it caught up, so it never holds the others back. NOTIFY wakes the
+ * partitions at once; idle, each partition is read once every `relay.pollIntervalMs` (default
+ * 5 s) whatever the number of endpoints. Each endpoint keeps its own cursors and leases; their
+ * heartbeats, lease renewals and looks for dead letters to retry go out together, one statement
+ * of each kind per 100 ms. The dispatcher holds one LISTEN connection per channel.
  *
  * @example
  * const dispatcher = await startWebhookDispatcher({ database: pgDatabase(process.env.DATABASE_URL!) });
@@ -109,6 +114,11 @@ class Dispatcher implements WebhookDispatcher {
   readonly #policy: AddressPolicy;
   readonly #database: Database;
   readonly #store: EndpointStore;
+  /**
+   * Every endpoint's relay reads the log through `reads` (one read serves them all) and sends its
+   * heartbeats with the others' ones.
+   */
+  readonly #shares: RelayShares & { readonly reads: SharedPartitionReads };
   readonly #running = new Map<string, Running>();
   #timer: NodeJS.Timeout | undefined;
   #unlisten: (() => Promise<void>) | undefined;
@@ -124,6 +134,7 @@ class Dispatcher implements WebhookDispatcher {
     // pgDatabase shares one LISTEN connection among every endpoint's relay and this dispatcher.
     this.#database = ownStatements(options.database);
     this.#store = new EndpointStore(this.#database, this.#schema, requireKeyring(options.keyring, 'deliver webhooks'));
+    this.#shares = { reads: new SharedPartitionReads(this.#database, this.#schema), heartbeats: new SharedHeartbeats(this.#database, this.#schema) };
   }
 
   get endpoints(): readonly string[] {
@@ -167,6 +178,7 @@ class Dispatcher implements WebhookDispatcher {
     await this.#refreshing;
     await this.#unlisten?.();
     await Promise.all([...this.#running.keys()].map((id) => this.#stopEndpoint(id)));
+    this.#shares.reads.close();
   }
 
   async #reconcile(): Promise<void> {
@@ -226,7 +238,7 @@ class Dispatcher implements WebhookDispatcher {
         this.#recordHealth(id, health, event.attempt);
       },
     });
-    const relay = createRelay({
+    const relay = createSharedRelay({
       name: webhookRelayName(id),
       database: this.#database,
       schema: this.#schema,
@@ -239,7 +251,7 @@ class Dispatcher implements WebhookDispatcher {
       leaseTtlMs: options.relay?.leaseTtlMs,
       heartbeatIntervalMs: options.relay?.heartbeatIntervalMs,
       onEvent: (event) => this.#emit({ type: 'relay', endpointId: id, event }),
-    });
+    }, this.#shares);
     this.#running.set(id, { version: endpoint.version, relay, health });
     return relay;
   }
