@@ -30,9 +30,10 @@ afterAll(async () => {
   await admin.disconnect();
 });
 
-async function newTopic(label: string, partitions = 3): Promise<string> {
+async function newTopic(label: string, partitions = 3, config: Record<string, string> = {}): Promise<string> {
   const topic = `transport.${label}.${randomBytes(4).toString('hex')}`;
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
+  await admin.createTopics({ topics: [{ topic, numPartitions: partitions, configEntries }], waitForLeaders: true });
   topics.push(topic);
   return topic;
 }
@@ -56,10 +57,10 @@ async function readRaw(topic: string): Promise<(KafkaMessage & { partition: numb
 const statuses = (outcomes: readonly { status: string }[]) => outcomes.map((o) => o.status);
 const signal = () => AbortSignal.timeout(20_000);
 
-describe('the Kafka transport', () => {
+describe.each(['kafkajs', 'platformatic'] as const)('the Kafka transport (with %s)', (library) => {
   it('writes an event as a record keyed by its key, its payload as JSON, and its id, topic, tenant, creation time and own headers as headers', async () => {
     const topic = await newTopic('record');
-    const transport = kafkaTransport({ brokers: services.kafka, client: quiet });
+    const transport = kafkaTransport({ brokers: services.kafka, library, client: quiet });
     const event = testEvent({
       topic,
       key: 'order-7',
@@ -89,7 +90,7 @@ describe('the Kafka transport', () => {
 
   it('sends each event to the Kafka topic that the topic option names', async () => {
     const target = await newTopic('mapped');
-    const transport = kafkaTransport({ brokers: services.kafka, client: quiet, topic: () => target });
+    const transport = kafkaTransport({ brokers: services.kafka, library, client: quiet, topic: () => target });
     const events = testEvents(5, { topic: 'orders.created', key: 'k' });
     expect(statuses(await transport.send(events, signal()))).toEqual(Array(5).fill('delivered'));
     await transport.close();
@@ -100,7 +101,7 @@ describe('the Kafka transport', () => {
 
   it('reports an event Kafka cannot take as failed at once, sends the events before it, and leaves the ones after it for later', async () => {
     const topic = await newTopic('too-large', 1);
-    const transport = kafkaTransport({ brokers: services.kafka, client: quiet, maxRecordBytes: 10_000 });
+    const transport = kafkaTransport({ brokers: services.kafka, library, client: quiet, maxRecordBytes: 10_000 });
     const [before, after] = testEvents(2, { topic });
     const huge = testEvent({ topic, payload: 'x'.repeat(20_000) });
     const outcomes = await transport.send([before!, huge, after!], signal());
@@ -108,18 +109,18 @@ describe('the Kafka transport', () => {
     expect(outcomes[1]).toMatchObject({ error: expect.any(KafkaEncodeError) });
     expect(outcomes[1]).toMatchObject({ error: { reason: 'too-large' } });
 
-    const badName = kafkaTransport({ brokers: services.kafka, client: quiet, topic: () => 'no spaces/allowed' });
+    const badName = kafkaTransport({ brokers: services.kafka, library, client: quiet, topic: () => 'no spaces/allowed' });
     const [bad] = await badName.send([testEvent({ topic })], signal());
     expect(bad).toMatchObject({ status: 'failed', error: { reason: 'invalid-topic' } });
     await Promise.all([transport.close(), badName.close()]);
     expect((await readRaw(topic)).map((r) => String(r.headers![kafkaHeaders.eventId]))).toEqual([before!.eventId]);
   });
 
-  it('puts an event without a key in the partition its id hashes to, the same one whichever producer sends it', async () => {
+  it('puts an event without a key in the partition its id hashes to, the same one whichever producer sends it, with kafkajs too', async () => {
     const topic = await newTopic('no-key', 6);
     const events = testEvents(30, { topic, key: null });
-    for (let round = 0; round < 2; round++) {
-      const transport = kafkaTransport({ brokers: services.kafka, client: quiet });
+    for (const sender of ['kafkajs', library] as const) {
+      const transport = kafkaTransport({ brokers: services.kafka, library: sender, client: quiet });
       expect(statuses(await transport.send(events, signal()))).toEqual(Array(30).fill('delivered'));
       await transport.close();
     }
@@ -133,9 +134,35 @@ describe('the Kafka transport', () => {
     expect(new Set([...partitionsById.values()].map((p) => [...p][0])).size).toBeGreaterThan(1);
   });
 
+  it('puts the events of a key in the partition the key hashes to, the same one as kafkajs puts them in', async () => {
+    const topic = await newTopic('keyed', 7);
+    const events = Array.from({ length: 20 }, (_, i) => testEvent({ topic, key: `customer-${i}` }));
+    for (const sender of ['kafkajs', library] as const) {
+      const transport = kafkaTransport({ brokers: services.kafka, library: sender, client: quiet });
+      expect(statuses(await transport.send(events, signal()))).toEqual(Array(20).fill('delivered'));
+      await transport.close();
+    }
+    const partitionsByKey = new Map<string, Set<number>>();
+    for (const record of await readRaw(topic)) {
+      const key = record.key!.toString();
+      (partitionsByKey.get(key) ?? partitionsByKey.set(key, new Set()).get(key)!).add(record.partition);
+    }
+    expect(partitionsByKey.size).toBe(20);
+    expect([...partitionsByKey.values()].every((partitions) => partitions.size === 1)).toBe(true);
+    expect(new Set([...partitionsByKey.values()].map((p) => [...p][0])).size).toBeGreaterThan(1);
+  });
+
+  it('reports a record the broker refuses as too large as retry, not unavailable', async () => {
+    const topic = await newTopic('broker-refuses', 1, { 'max.message.bytes': '2000' });
+    const transport = kafkaTransport({ brokers: services.kafka, library, client: quiet });
+    const [outcome] = await transport.send([testEvent({ topic, payload: 'z'.repeat(5_000) })], signal());
+    await transport.close();
+    expect(outcome).toMatchObject({ status: 'retry', error: expect.any(KafkaSendError) });
+  });
+
   it('shares one request among the sends made while another is in flight, and splits a send larger than maxRequestBytes into requests in order', async () => {
     const topic = await newTopic('requests', 1);
-    const transport = kafkaTransport({ brokers: services.kafka, client: quiet, maxRecordBytes: 20_000, maxRequestBytes: 20_000 });
+    const transport = kafkaTransport({ brokers: services.kafka, library, client: quiet, maxRecordBytes: 20_000, maxRequestBytes: 20_000 });
     const batches = Array.from({ length: 20 }, () => testEvents(10, { topic, key: 'k' }));
     const outcomes = await Promise.all(batches.map((batch) => transport.send(batch, signal())));
     expect(outcomes.flat().every((o) => o.status === 'delivered')).toBe(true);
@@ -236,6 +263,8 @@ describe('the Kafka transport over its client seam', () => {
     expect(() => kafkaTransport({ brokers: ' , ' })).toThrow(/bootstrap broker/);
     expect(() => kafkaTransport({ brokers: 'localhost:9092', maxRecordBytes: 2_000, maxRequestBytes: 1_000 })).toThrow(/maxRequestBytes/);
     expect(() => kafkaTransport({ brokers: 'localhost:9092', sendTimeoutMs: 0 })).toThrow(/sendTimeoutMs/);
+    expect(() => kafkaTransport({ brokers: 'localhost:9092', library: 'rdkafka' as 'kafkajs' })).toThrow(/library/);
+    expect(() => kafkaTransport({ brokers: 'localhost:9092', library: 'platformatic', client: { kafkajs: {} } })).toThrow(/client\.kafkajs/);
   });
 });
 

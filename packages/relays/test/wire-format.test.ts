@@ -85,12 +85,12 @@ describe('the AMQP message (RabbitMQ)', () => {
   });
 });
 
-describe('the Kafka record', () => {
+describe.each(['kafkajs', 'platformatic'] as const)('the Kafka record (written with %s)', (library) => {
   it('has the event key as key, the payload as JSON value, and the documented headers', async () => {
     const capture = await captureKafka('record');
     try {
       const event = fullEvent(capture.topic, { tidings_event_id: 'spoofed', 'content-type': 'text/plain', ce_id: 'not-an-attribute' });
-      await sendOne(kafkaTransport({ brokers: services.kafka, client: { logLevel: 'nothing' } }), event);
+      await sendOne(kafkaTransport({ brokers: services.kafka, library, client: { logLevel: 'nothing' } }), event);
       const [record] = await capture.records(1);
 
       expect(record!.key!.toString('utf8')).toBe('order-7');
@@ -118,7 +118,7 @@ describe('the Kafka record', () => {
     const capture = await captureKafka('bare');
     try {
       const event = testEvent({ topic: capture.topic, createdAt, payload: [1] });
-      await sendOne(kafkaTransport({ brokers: services.kafka, client: { logLevel: 'nothing' } }), event);
+      await sendOne(kafkaTransport({ brokers: services.kafka, library, client: { logLevel: 'nothing' } }), event);
       const [record] = await capture.records(1);
       expect(record!.key).toBeNull();
       expect(kafkaHeaderText(record!)).toEqual({
@@ -128,6 +128,27 @@ describe('the Kafka record', () => {
         tidings_wire_version: '1',
         'content-type': 'application/json',
       });
+    } finally {
+      await capture.close();
+    }
+  });
+});
+
+describe('the Kafka record of each client library', () => {
+  it('is the same: key, value and headers byte for byte, headers in the same order', async () => {
+    const capture = await captureKafka('libraries');
+    try {
+      const event = fullEvent(capture.topic, { tidings_event_id: 'spoofed', 'x-ünïcode': 'välue' });
+      for (const library of ['kafkajs', 'platformatic'] as const) {
+        await sendOne(kafkaTransport({ brokers: services.kafka, library, client: { logLevel: 'nothing' } }), event);
+      }
+      const [fromKafkajs, fromPlatformatic] = (await capture.records(2)).map((record) => ({
+        key: record.key,
+        value: record.value,
+        headers: Object.entries(record.headers ?? {}),
+      }));
+      expect(fromPlatformatic).toEqual(fromKafkajs);
+      expect(fromKafkajs!.headers.map(([name]) => name)).toContain('tidings_header:tidings_event_id');
     } finally {
       await capture.close();
     }

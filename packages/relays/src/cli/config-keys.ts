@@ -75,6 +75,7 @@ export const configKeys = Object.freeze({
     ...keysOf<KafkaTransportOptions>()({
       name: true,
       brokers: true,
+      library: true,
       client: true,
       compression: true,
       producer: true,

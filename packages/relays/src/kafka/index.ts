@@ -24,9 +24,10 @@
  * });
  */
 export { kafkaCapabilities, kafkaTransport, type KafkaTransport, type KafkaTransportStats } from './kafka-transport.ts';
-export type { KafkaTransportEvent, KafkaTransportOptions } from './transport-options.ts';
+export type { KafkaLibrary, KafkaTransportEvent, KafkaTransportOptions } from './transport-options.ts';
 export type { KafkaProducerClient, KafkaProducerFactory, KafkaRecord } from './producer-client.ts';
 export { kafkajsProducer, type KafkajsProducerOptions } from './kafkajs-producer.ts';
+export { platformaticKafkaProducer, type KafkaBrokerAddress, type PlatformaticKafkaProducerOptions } from './platformatic-producer.ts';
 export { createKafkaClient, type KafkaClientOptions, type KafkaLogEntry, type KafkaLogger, type KafkaLogLevel } from './kafka-client.ts';
 export { decodeRecord, encodeEvent, kafkaHeaders, type EncodedRecord, type KafkaEvent, type KafkaMessageLike, type KafkaRecordPosition } from './record-codec.ts';
 export {

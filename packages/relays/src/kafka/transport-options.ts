@@ -4,6 +4,7 @@ import { wholeOption } from '../shared/options.ts';
 import type { KafkaSendError } from './errors.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
 import { kafkajsProducer } from './kafkajs-producer.ts';
+import { platformaticKafkaProducer, type PlatformaticKafkaProducerOptions } from './platformatic-producer.ts';
 import type { KafkaProducerFactory } from './producer-client.ts';
 import { resolveCloudEvents, type CloudEventsOptions, type ResolvedCloudEvents } from '../shared/cloud-events.ts';
 
@@ -14,18 +15,31 @@ export type KafkaTransportEvent =
   /** A produce request failed or timed out: its records are reported `retry`, and its client is replaced. */
   | { readonly type: 'request-failed'; readonly records: number; readonly error: KafkaSendError };
 
+/** A Kafka client library tidings can produce and consume with. */
+export type KafkaLibrary = 'kafkajs' | 'platformatic';
+
 export interface KafkaTransportOptions {
   /** The transport's name in relay logs and errors. Default `kafka`. */
   readonly name?: string;
-  /** Bootstrap brokers of the default (kafkajs) producer, e.g. `localhost:9092`. Needed unless `producer` is given. */
+  /** Bootstrap brokers of the built-in producer, e.g. `localhost:9092`. Needed unless `producer` is given. */
   readonly brokers?: string | readonly string[];
-  /** Client settings of the default producer: client id, TLS, SASL, timeouts, logging. */
+  /**
+   * The client library of the built-in producer: `kafkajs` (default) or `platformatic`
+   * (@platformatic/kafka). Both write the same records to the same partitions.
+   */
+  readonly library?: KafkaLibrary;
+  /**
+   * Client settings of the built-in producer: client id, TLS, SASL, timeouts, logging. With
+   * `library: 'platformatic'`, `clientId`, `ssl`, `connectTimeoutMs` and `requestTimeoutMs` apply
+   * (`sasl` in @platformatic/kafka's shape); the kafkajs-only `kafkajs` and `socketFactory` are refused.
+   */
   readonly client?: Omit<KafkaClientOptions, 'brokers'>;
-  /** Compression of the default producer's requests. Default `none`. */
+  /** Compression of the built-in producer's requests. Default `none`. */
   readonly compression?: 'none' | 'gzip';
   /**
    * The client seam: makes the producer clients the transport writes through. Default:
-   * `kafkajsProducer({ kafka: { brokers, ...client }, compression })`.
+   * `kafkajsProducer({ kafka: { brokers, ...client }, compression })`, or with `library: 'platformatic'`
+   * `platformaticKafkaProducer({ brokers, ...client, compression })`.
    */
   readonly producer?: KafkaProducerFactory;
   /**
@@ -80,12 +94,15 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
   if (options.topic !== undefined && typeof options.topic !== 'function') throw new ConfigError('topic', 'expected a function (event) => Kafka topic name');
   const cloudEvents = resolveCloudEvents(options.cloudEvents);
   const compression = options.compression ?? 'none';
+  if (options.library !== undefined && options.library !== 'kafkajs' && options.library !== 'platformatic') {
+    throw new ConfigError('library', `expected "kafkajs" or "platformatic", got ${JSON.stringify(options.library)}`);
+  }
   if (compression !== 'none' && compression !== 'gzip') throw new ConfigError('compression', `expected "none" or "gzip", got ${JSON.stringify(compression)}`);
   const producer =
     options.producer ??
     (() => {
       if (options.brokers === undefined) throw new ConfigError('brokers', 'give the bootstrap brokers (e.g. "localhost:9092"), or a producer client factory');
-      return kafkajsProducer({ kafka: { ...options.client, brokers: brokerList(options.brokers) }, compression });
+      return builtInProducer(options.library ?? 'kafkajs', brokerList(options.brokers), options.client, compression);
     })();
   const maxRecordBytes = wholeOption('maxRecordBytes', options.maxRecordBytes, 1_048_000);
   const maxRequestBytes = wholeOption('maxRequestBytes', options.maxRequestBytes, 1_048_000);
@@ -103,3 +120,29 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
   };
 }
 
+
+function builtInProducer(library: KafkaLibrary, brokers: string[], client: KafkaTransportOptions['client'], compression: 'none' | 'gzip'): KafkaProducerFactory {
+  if (library === 'kafkajs') return kafkajsProducer({ kafka: { ...client, brokers }, compression });
+  const { clientId, ssl, sasl, connectTimeoutMs, requestTimeoutMs, kafkajs, socketFactory } = client ?? {};
+  if (kafkajs !== undefined || socketFactory !== undefined) {
+    throw new ConfigError(kafkajs === undefined ? 'client.socketFactory' : 'client.kafkajs', 'is a kafkajs setting; remove it, or use library: "kafkajs"');
+  }
+  return platformaticKafkaProducer({
+    brokers,
+    compression,
+    ...(clientId === undefined ? {} : { clientId }),
+    ...(ssl === undefined ? {} : { ssl }),
+    ...(sasl === undefined ? {} : { sasl: platformaticSasl(sasl) }),
+    ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+  });
+}
+
+/** kafkajs's SASL settings (user name and password mechanisms) in @platformatic/kafka's shape. */
+function platformaticSasl(sasl: NonNullable<KafkaClientOptions['sasl']>): NonNullable<PlatformaticKafkaProducerOptions['sasl']> {
+  const mechanism = String(sasl.mechanism).toUpperCase();
+  if ((mechanism !== 'PLAIN' && mechanism !== 'SCRAM-SHA-256' && mechanism !== 'SCRAM-SHA-512') || !('username' in sasl)) {
+    throw new ConfigError('client.sasl', `with library: "platformatic", give { mechanism: "plain" | "scram-sha-256" | "scram-sha-512", username, password }; got mechanism ${JSON.stringify(sasl.mechanism)}`);
+  }
+  return { mechanism, username: sasl.username, password: sasl.password };
+}

@@ -4,7 +4,8 @@ import net from 'node:net';
 import { brokerList, createKafkaClient, type KafkaClientOptions, type KafkaLogLevel } from '../kafka/kafka-client.ts';
 import { kafkaTransport, type KafkaTransport } from '../kafka/kafka-transport.ts';
 import { decodeRecord } from '../kafka/record-codec.ts';
-import type { KafkaTransportOptions } from '../kafka/transport-options.ts';
+import { platformaticKafkaProducer, type KafkaBrokerAddress } from '../kafka/platformatic-producer.ts';
+import type { KafkaLibrary, KafkaTransportOptions } from '../kafka/transport-options.ts';
 import { collectingSubscription } from './conformance-subscription.ts';
 import { createFaultProxy, type FaultProxy } from './fault-proxy.ts';
 import type { ReceivedMessage, Subscription, TransportHarness } from './harness.ts';
@@ -42,6 +43,8 @@ export interface KafkaHarnessOptions {
   readonly broker?: { stop(): Promise<void>; start(): Promise<void> };
   /** What kafkajs logs, for debugging a failing check. Default `nothing`. */
   readonly logLevel?: KafkaLogLevel;
+  /** The client library of the transports' producers. Default `kafkajs`. Subscriptions always read with kafkajs. */
+  readonly library?: KafkaLibrary;
 }
 
 /** The Kafka conformance harness, with its fault proxy and clients for extra tests. */
@@ -103,7 +106,11 @@ export async function kafkaHarness(options: KafkaHarnessOptions = {}): Promise<K
     kafka,
     createTopic,
     async createTransport(overrides = {}) {
-      const transport = kafkaTransport({ sendTimeoutMs: 15_000, ...options.transport, ...overrides, brokers, client: proxiedClient });
+      const client =
+        options.library === 'platformatic'
+          ? { producer: platformaticKafkaProducer({ brokers, connectTimeoutMs: 1_000, requestTimeoutMs: 10_000, connectTo: (broker) => proxiedAddress(proxies, broker) }) }
+          : { brokers, client: proxiedClient };
+      const transport = kafkaTransport({ sendTimeoutMs: 15_000, ...options.transport, ...overrides, ...client });
       transports.add(transport);
       return transport;
     },
@@ -153,11 +160,16 @@ export async function kafkaHarness(options: KafkaHarnessOptions = {}): Promise<K
   };
 }
 
+/** The proxy's address for a proxied broker address (matched by port when the host is named otherwise), else the address itself. */
+function proxiedAddress(proxies: ReadonlyMap<string, FaultProxy>, { host, port }: KafkaBrokerAddress): KafkaBrokerAddress {
+  const proxy = proxies.get(`${host}:${port}`) ?? [...proxies].find(([address]) => address.endsWith(`:${port}`))?.[1];
+  return proxy ? { host: proxy.host, port: proxy.port } : { host, port };
+}
+
 /** Opens each connection to a proxied broker address through its proxy instead. */
 function throughProxies(proxies: ReadonlyMap<string, FaultProxy>): ISocketFactory {
   return ({ host, port, onConnect }) => {
-    const proxy = proxies.get(`${host}:${port}`) ?? [...proxies].find(([address]) => address.endsWith(`:${port}`))?.[1];
-    const socket = net.connect(proxy ? { host: proxy.host, port: proxy.port } : { host, port }, onConnect);
+    const socket = net.connect(proxiedAddress(proxies, { host, port }), onConnect);
     socket.setKeepAlive(true, 60_000);
     return socket;
   };
