@@ -20,7 +20,7 @@ import { report, type Results } from './report.ts';
 import { drainBroker } from './scenarios/drain-brokers.ts';
 import { drainMemory } from './scenarios/drain-memory.ts';
 import { inboxOverhead } from './scenarios/inbox.ts';
-import { relayLatency, sseLatency, websocketLatency } from './scenarios/latency.ts';
+import { directLatency, relayLatency, sseLatency, websocketLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
 import { cleanupScaling } from './scenarios/cleanup.ts';
 import { statusScaling } from './scenarios/status.ts';
@@ -112,10 +112,12 @@ async function main(): Promise<void> {
     }
     if (only.has('latency')) {
       progress(`latency: commit to acknowledgement at ${plan.latency.rate} events/s`);
+      // The relay, then the destination's own client on the same target at the same rate: the floor.
       const on = async (destination: Destination, label: string) => {
         const target = await destination.target();
         try {
-          return await relayLatency(label, () => target.transport(), plan.latency);
+          const relay = await relayLatency(label, () => target.transport(), plan.latency);
+          return { ...relay, ...(await directLatency(label, (event) => target.publishOne(event), plan.latency)) };
         } finally {
           await target.dispose();
         }

@@ -3,7 +3,7 @@ import type { Plan } from './plans.ts';
 import type { DrainBrokerResult } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryResult } from './scenarios/drain-memory.ts';
 import type { InboxResult } from './scenarios/inbox.ts';
-import type { LatencyResult } from './scenarios/latency.ts';
+import type { DirectLatencyResult, LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
 import type { CleanupResult } from './scenarios/cleanup.ts';
 import type { StatusResult } from './scenarios/status.ts';
@@ -24,7 +24,7 @@ export interface Results {
   write?: WriteResult;
   inbox?: InboxResult;
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
-  latency?: Record<'memory' | 'rabbitmq' | 'kafka' | 'webhook' | 'sse' | 'websocket', LatencyResult>;
+  latency?: Record<'memory' | 'sse' | 'websocket', LatencyResult> & Record<'rabbitmq' | 'kafka' | 'webhook', LatencyResult & Partial<DirectLatencyResult>>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
   cleanup?: CleanupResult;
   status?: StatusResult;
@@ -79,6 +79,15 @@ export function report(results: Results): string {
         { figure: `latency.${name}.p50_ms`, value: l.p50_ms, unit: ' ms', note: `${what}, ${format(l.committed_per_s)} commits/s` },
         { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: feed ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
       );
+      // Runs before the floor was measured have no direct figures.
+      const d = l as Partial<DirectLatencyResult>;
+      if (d.direct_p50_ms !== undefined && d.direct_p99_ms !== undefined) {
+        const note = `the ${name} client alone, send to acknowledged, ${format(d.direct_per_s!)} sends/s`;
+        rows.push(
+          { figure: `latency.${name}.direct_p50_ms`, value: d.direct_p50_ms, unit: ' ms', note },
+          { figure: `latency.${name}.direct_p99_ms`, value: d.direct_p99_ms, unit: ' ms', note: `max ${format(d.direct_max_ms!)} ms; relay p99 minus this: ${format(l.p99_ms - d.direct_p99_ms)} ms` },
+        );
+      }
     }
   }
   if (scaling) {

@@ -18,5 +18,11 @@ export interface Target {
    * calls, so a first small call warms it up.
    */
   direct(lanes: readonly (readonly OutboxEvent[])[]): Promise<void>;
+  /**
+   * Sends one event straight to the destination with the same client and guarantees, as a service
+   * publishing on its own would, and resolves at its acknowledgement. Calls may overlap: each
+   * client keeps the settings `direct` uses (see each destination).
+   */
+  publishOne(event: OutboxEvent): Promise<void>;
   dispose(): Promise<void>;
 }

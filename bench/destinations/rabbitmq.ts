@@ -13,6 +13,7 @@ const maxUnconfirmed = 1_000;
  * so every message is routed and persisted before it is confirmed. Direct: one amqplib confirm
  * channel publishing the same encoded messages (persistent, mandatory) through a window of
  * 1 000 unconfirmed, waiting for `drain` when the socket is full — what the transport does.
+ * `publishOne`: the same channel, one persistent mandatory message, resolved at its confirm.
  */
 export async function rabbitmqDestination(url: string): Promise<Destination> {
   const admin = await amqp.connect(url);
@@ -24,19 +25,30 @@ export async function rabbitmqDestination(url: string): Promise<Destination> {
       await channel.assertExchange(name, 'topic', { durable: true });
       await channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'classic' } });
       await channel.bindQueue(name, name, '#');
-      let client: { connection: ChannelModel; channel: ConfirmChannel } | undefined;
+      let client: Promise<{ connection: ChannelModel; channel: ConfirmChannel }> | undefined;
+      const open = () =>
+        (client ??= (async () => {
+          const connection = await amqp.connect(url);
+          const channel = await connection.createConfirmChannel();
+          await channel.assertExchange(name, 'topic', { durable: true });
+          return { connection, channel };
+        })());
       return {
         transport: () => rabbitmqTransport({ url, exchange: name, maxUnconfirmed }),
         async direct(lanes) {
-          if (!client) {
-            const connection = await amqp.connect(url);
-            client = { connection, channel: await connection.createConfirmChannel() };
-            await client.channel.assertExchange(name, 'topic', { durable: true });
-          }
-          await publishConfirmed(client.channel, name, lanes.flat());
+          await publishConfirmed((await open()).channel, name, lanes.flat());
+        },
+        async publishOne(event) {
+          const { channel } = await open();
+          const { content, properties } = encodeEvent(event);
+          await new Promise<void>((resolve, reject) => {
+            channel.publish(name, event.topic, content, { ...properties, mandatory: true }, (error: unknown) =>
+              error ? reject(new Error(`RabbitMQ nacked ${event.eventId}`)) : resolve(),
+            );
+          });
         },
         async dispose() {
-          await client?.connection.close();
+          await (await client)?.connection.close();
           await channel.deleteQueue(name);
           await channel.deleteExchange(name);
         },

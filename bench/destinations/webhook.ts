@@ -29,6 +29,7 @@ export async function webhookDestination(): Promise<Destination> {
             for (const event of lane) await post(agent, url, secret, event);
           }));
         },
+        publishOne: (event) => post(agent, url, secret, event),
         async dispose() {
           agent.destroy();
         },

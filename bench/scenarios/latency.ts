@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
@@ -26,6 +27,15 @@ export interface LatencyResult {
   readonly events: number;
   /** The rate the service actually committed at. */
   readonly committed_per_s: number;
+}
+
+/** The destination's own floor, measured beside a relay's latency (see `directLatency`). */
+export interface DirectLatencyResult {
+  readonly direct_p50_ms: number;
+  readonly direct_p99_ms: number;
+  readonly direct_max_ms: number;
+  /** The rate the events were actually sent at. */
+  readonly direct_per_s: number;
 }
 
 /** Where an event arrives: resolves with a function that stops listening. */
@@ -117,6 +127,75 @@ export function websocketLatency(plan: LatencyPlan): Promise<LatencyResult> {
   });
 }
 
+/**
+ * `latency.<broker>.direct_*`: the floor under `relayLatency` — the same rate, duration and
+ * warm-up, each event sent straight to the destination by its own client (`Target.publishOne`:
+ * publisher confirm, acks=all, 2xx), timed from the send call to the acknowledgement. No
+ * database is involved: the gap between the two is the relay's share (commit to read, the read,
+ * and the wait behind the partition's previous batch).
+ */
+export async function directLatency(label: string, publishOne: (event: OutboxEvent) => Promise<void>, plan: LatencyPlan): Promise<DirectLatencyResult> {
+  const warmup = Math.round(plan.rate * plan.warmupSeconds);
+  const latencies: number[] = [];
+  // Connect (and fetch metadata) before the clock starts, as the relay's transport did.
+  await publishOne(directEvent(-1));
+  const started = performance.now();
+  const total = await paced(plan, async (i) => {
+    const event = directEvent(i);
+    const sent = performance.now();
+    await publishOne(event);
+    if (i >= warmup) latencies.push(performance.now() - sent);
+  });
+  const result = {
+    direct_p50_ms: median(latencies),
+    direct_p99_ms: percentile(latencies, 99),
+    direct_max_ms: Math.max(...latencies),
+    direct_per_s: total / ((performance.now() - started) / 1000),
+  };
+  progress(`latency.${label} direct: p50 ${result.direct_p50_ms.toFixed(1)} ms, p99 ${result.direct_p99_ms.toFixed(1)} ms at ${Math.round(result.direct_per_s)} sends/s`);
+  return result;
+}
+
+/** An event shaped like the ones `commitOne` publishes, for sending without the outbox. */
+function directEvent(n: number): OutboxEvent {
+  const order = orderPayload(n);
+  return {
+    eventId: `direct-${randomUUID()}`,
+    topic,
+    key: order.customer as string,
+    partition: Math.abs(n) % 16,
+    payload: order as OutboxEvent['payload'],
+    headers: {},
+    tenant: null,
+    createdAt: new Date(),
+    position: { seq: '0', id: String(n + 2) },
+  };
+}
+
+/**
+ * Starts `fire(i)` for i = 0, 1, … at `plan.rate` per second for `plan.seconds`, without waiting
+ * for earlier ones (a service does not wait for other requests); resolves with the count once all
+ * have settled, and rejects with the first failure.
+ */
+async function paced(plan: LatencyPlan, fire: (i: number) => Promise<void>): Promise<number> {
+  const total = Math.round(plan.rate * plan.seconds);
+  const started = performance.now();
+  const inFlight = new Set<Promise<void>>();
+  let failure: Error | undefined;
+  for (let n = 0; n < total && !failure; ) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * plan.rate) + 1);
+    for (; n < due; n++) {
+      const one = fire(n).catch((error: Error) => void (failure ??= error));
+      inFlight.add(one);
+      void one.finally(() => inFlight.delete(one));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+  return total;
+}
+
 async function measureLatency(label: string, plan: LatencyPlan, sink: Sink): Promise<LatencyResult> {
   const outbox = await benchOutbox(`latency_${label}`);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: plan.concurrency });
@@ -129,30 +208,14 @@ async function measureLatency(label: string, plan: LatencyPlan, sink: Sink): Pro
   try {
     // Open the pool's connections before the clock starts.
     await Promise.all(Array.from({ length: plan.concurrency }, () => pool.connect())).then((clients) => clients.forEach((c) => c.release()));
-    const total = Math.round(plan.rate * plan.seconds);
     const warmup = Math.round(plan.rate * plan.warmupSeconds);
     const measured: string[] = [];
     const started = performance.now();
-    const inFlight = new Set<Promise<void>>();
-    let failure: Error | undefined;
-    for (let n = 0; n < total && !failure; ) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * plan.rate) + 1);
-      for (; n < due; n++) {
-        const i = n;
-        const commit = commitOne(pool, outbox.schema, i).then(
-          (eventId) => {
-            committedAt.set(eventId, performance.now());
-            if (i >= warmup) measured.push(eventId);
-          },
-          (error: Error) => void (failure ??= error),
-        );
-        inFlight.add(commit);
-        void commit.finally(() => inFlight.delete(commit));
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    await Promise.all(inFlight);
-    if (failure) throw failure;
+    const total = await paced(plan, async (i) => {
+      const eventId = await commitOne(pool, outbox.schema, i);
+      committedAt.set(eventId, performance.now());
+      if (i >= warmup) measured.push(eventId);
+    });
     const committedPerS = total / ((performance.now() - started) / 1000);
     await waitFor(`every ${label} event arrived`, () => arrivedAt.size >= committedAt.size, 60_000).catch((error: Error) => {
       throw new Error(`${error.message} (${arrivedAt.size} of ${committedAt.size})`);
