@@ -85,7 +85,7 @@ describe('a webhook dispatcher reading the log once for all its endpoints', () =
       const report = judge(committed, await receiver.applied());
       expect({ receiver: receiver.name, ...report }).toEqual({ receiver: receiver.name, lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
     }
-  });
+  }, 400_000);
 
   it("delivers every event in order per key to every endpoint while the dispatcher's database connections are cut again and again and one endpoint fails at random", async () => {
     const { outbox, endpoints } = await outboxWithRegistry('shared_cuts', 4);
@@ -127,14 +127,14 @@ describe('a webhook dispatcher reading the log once for all its endpoints', () =
     }
     expect(proxy.acceptedConnections, 'the dispatcher opened new connections after the cuts').toBeGreaterThan(4);
     expect(receivers[2]!.stats.failedBefore, 'requests the flaky endpoint answered 500').toBeGreaterThan(0);
-  });
+  }, 400_000);
 
   it('sends as many statements with 50 idle endpoints as with 5: a read per partition and poll interval, the heartbeats of all together', async () => {
     const partitions = 4;
     const pollIntervalMs = 100;
     const heartbeatIntervalMs = 250;
     const windowMs = 1_500;
-    const measured: Record<number, { reads: number; statements: number }> = {};
+    const measured: Record<number, { reads: number; statements: number; elapsedMs: number }> = {};
     for (const count of [5, 50]) {
       const { outbox, endpoints } = await outboxWithRegistry(`shared_idle_${count}`, partitions);
       for (let i = 0; i < count; i++) await endpoints.create(outbox.db, { url: `http://127.0.0.1:9/hooks/${i}`, topics: ['orders.*'] });
@@ -149,21 +149,24 @@ describe('a webhook dispatcher reading the log once for all its endpoints', () =
       await new Promise((resolve) => setTimeout(resolve, 3 * pollIntervalMs));
       reads.statements = 0;
       every.statements = 0;
+      const started = performance.now();
       await new Promise((resolve) => setTimeout(resolve, windowMs));
-      measured[count] = { reads: reads.statements, statements: every.statements };
+      // A loaded machine wakes this timer late: the window is what actually elapsed.
+      measured[count] = { reads: reads.statements, statements: every.statements, elapsedMs: performance.now() - started };
     }
     // A timer fires at most once per interval. Reads: per partition, at most windowMs /
     // pollIntervalMs, and one in flight at each end of the window. Heartbeats: one statement per
     // kind (heartbeat, lease renewal, dead letters to retry) per 100 ms gathering window. Relays
     // on their own would read count × partitions × 15 times, and send 3 × count × 6 heartbeat statements.
     console.info(`idle endpoints in ${windowMs} ms: ${JSON.stringify(measured)}`);
-    const readBound = partitions * (windowMs / pollIntervalMs + 2);
-    const bound = readBound + 3 * (windowMs / 100 + 2);
     for (const count of [5, 50]) {
-      expect(measured[count]!.reads, `reads by ${count} idle endpoints in ${windowMs} ms`).toBeLessThanOrEqual(readBound);
-      expect(measured[count]!.statements, `statements of ${count} idle endpoints in ${windowMs} ms`).toBeLessThanOrEqual(bound);
+      const { reads: readCount, statements, elapsedMs } = measured[count]!;
+      const readBound = partitions * (Math.ceil(elapsedMs / pollIntervalMs) + 2);
+      const bound = readBound + 3 * (Math.ceil(elapsedMs / 100) + 2);
+      expect(readCount, `reads by ${count} idle endpoints in ${Math.round(elapsedMs)} ms`).toBeLessThanOrEqual(readBound);
+      expect(statements, `statements of ${count} idle endpoints in ${Math.round(elapsedMs)} ms`).toBeLessThanOrEqual(bound);
     }
     expect(measured[50]!.reads).toBeGreaterThan(0);
     expect(measured[50]!.statements).toBeGreaterThan(measured[50]!.reads);
-  });
+  }, 400_000);
 });

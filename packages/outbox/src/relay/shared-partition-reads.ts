@@ -86,7 +86,9 @@ export class SharedPartitionReads implements PartitionReads {
       const waiter: Waiter = { options, resolve, reject };
       if (this.#answer(tail, waiter)) return;
       tail.waiters.push(waiter);
-      this.#schedule(options.partition, tail);
+      // A read in flight answers it if no commit was announced since that read began (the cycle
+      // reads again while waiters remain): only a wake-up calls for one more read.
+      if (!tail.reading) this.#schedule(options.partition, tail);
     });
   }
 
