@@ -89,8 +89,16 @@ beforeAll(async () => {
   expect(scratch.startsWith(root), `the scratch project ${scratch} must lie outside the workspace ${root}`).toBe(false);
   const tarballs = join(scratch, 'tarballs');
   await mkdir(tarballs);
-  const packed = JSON.parse(await npm(['pack', '--json', '--pack-destination', tarballs, ...packages.flatMap((name) => ['-w', `packages/${name}`])], root)) as { filename: string }[];
+  const packed = JSON.parse(await npm(['pack', '--json', '--pack-destination', tarballs, ...packages.flatMap((name) => ['-w', `packages/${name}`])], root)) as {
+    filename: string;
+    files: { path: string }[];
+  }[];
   expect(packed.map((tarball) => tarball.filename).sort()).toEqual(packages.map((name) => `tidings-${name}-0.1.0.tgz`).sort());
+  for (const tarball of packed) {
+    const paths = tarball.files.map((file) => file.path);
+    expect(paths, `${tarball.filename} carries its README and the license`).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json']));
+    expect(paths.filter((path) => /^(test|mutants)\//.test(path) || path.endsWith('.tsbuildinfo')), `${tarball.filename} ships no tests, mutants or build state`).toEqual([]);
+  }
   await writeFile(join(scratch, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
   await npm(
     [
