@@ -1,5 +1,5 @@
 import type { Destination, Target } from '../destinations/destination.ts';
-import { relayDrain } from '../relay-drain.ts';
+import { measuredDrain } from '../relay-drain.ts';
 import { benchOutbox, median, medianRatio, readAll, seedBacklog, sideBySide } from '../support.ts';
 
 export interface DrainBrokerPlan {
@@ -12,6 +12,10 @@ export interface DrainBrokerResult {
   readonly events_per_s: number;
   readonly direct_per_s: number;
   readonly ratio: number;
+  /** This process's CPU time per event while the relay drained (median of the rounds). */
+  readonly cpu_us_per_event: number;
+  /** The same while the direct client sent the same events. */
+  readonly direct_cpu_us_per_event: number;
 }
 
 /**
@@ -34,25 +38,34 @@ export async function drainBroker(destination: Destination, plan: DrainBrokerPla
         await target.dispose();
       }
     };
+    const cpu = { relay: [] as number[], direct: [] as number[] };
     const samples = await sideBySide(`drain.${destination.name}`, plan.rounds, {
       relay: (round) =>
         onTarget(async (target) => {
           const transport = target.transport();
           await transport.send(warmup, AbortSignal.timeout(30_000));
-          return relayDrain(outbox, { name: `${destination.name}-${round}`, transport, events: plan.events, batchSize: plan.batchSize });
+          const run = await measuredDrain(outbox, { name: `${destination.name}-${round}`, transport, events: plan.events, batchSize: plan.batchSize });
+          cpu.relay.push(run.cpuUsPerEvent);
+          return run.perSecond;
         }),
       direct: () =>
         onTarget(async (target) => {
           await target.direct([warmup]);
           const started = performance.now();
+          const cpuAtStart = process.cpuUsage();
           await target.direct(lanes);
-          return plan.events / ((performance.now() - started) / 1000);
+          const seconds = (performance.now() - started) / 1000;
+          const used = process.cpuUsage(cpuAtStart);
+          cpu.direct.push((used.user + used.system) / plan.events);
+          return plan.events / seconds;
         }),
     });
     return {
       events_per_s: median(samples.relay),
       direct_per_s: median(samples.direct),
       ratio: medianRatio(samples.relay, samples.direct),
+      cpu_us_per_event: median(cpu.relay),
+      direct_cpu_us_per_event: median(cpu.direct),
     };
   } finally {
     await outbox.close();

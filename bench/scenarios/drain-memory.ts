@@ -1,6 +1,6 @@
 import { logStart, readPartition } from '@tidings/outbox';
 import { memoryTransport, MemoryBroker } from '@tidings/relays/testing';
-import { relayDrain } from '../relay-drain.ts';
+import { measuredDrain } from '../relay-drain.ts';
 import { benchOutbox, median, medianRatio, partitions, seedBacklog, sideBySide, type BenchOutbox } from '../support.ts';
 
 export interface DrainMemoryPlan {
@@ -14,6 +14,8 @@ export interface DrainMemoryResult {
   /** The bare log-read statement over the same rows, with the relay's parallelism and page size. */
   readonly read_limit_per_s: number;
   readonly read_limit_ratio: number;
+  /** This process's CPU time per event while the relay drained (median of the rounds). */
+  readonly cpu_us_per_event: number;
 }
 
 /**
@@ -26,20 +28,25 @@ export async function drainMemory(plan: DrainMemoryPlan): Promise<DrainMemoryRes
   const outbox = await benchOutbox('drain_memory');
   try {
     await seedBacklog(outbox, plan.events);
+    const cpu: number[] = [];
     const samples = await sideBySide('drain.memory', plan.rounds, {
-      relay: (round) =>
-        relayDrain(outbox, {
+      relay: async (round) => {
+        const run = await measuredDrain(outbox, {
           name: `memory-${round}`,
           transport: memoryTransport({ broker: new MemoryBroker({ retain: 1 }) }),
           events: plan.events,
           batchSize: plan.batchSize,
-        }),
+        });
+        cpu.push(run.cpuUsPerEvent);
+        return run.perSecond;
+      },
       read: () => bareRead(outbox, plan.events, plan.batchSize),
     });
     return {
       events_per_s: median(samples.relay),
       read_limit_per_s: median(samples.read),
       read_limit_ratio: medianRatio(samples.relay, samples.read),
+      cpu_us_per_event: median(cpu),
     };
   } finally {
     await outbox.close();
