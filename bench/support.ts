@@ -46,7 +46,8 @@ export function orderPayload(n: number): Record<string, unknown> {
 
 /**
  * Writes a backlog straight into the log table (the drain is what is measured, not the writes):
- * keyed events shaped like `orderPayload()`, spread over the partitions by key. A VACUUM then
+ * keyed events shaped like `orderPayload()`, spread over the partitions by key, each with the
+ * traceparent of a request of its own (as events published by many requests have). A VACUUM then
  * settles the table (hint bits, visibility map, statistics), so every variant reads the same state.
  */
 export async function seedBacklog(outbox: BenchOutbox, count: number, chunk = 50_000): Promise<void> {
@@ -59,7 +60,7 @@ export async function seedBacklog(outbox: BenchOutbox, count: number, chunk = 50
               jsonb_build_object('order', $1::bigint + g, 'customer', 'customer-' || (g % 1000), 'total', g % 977,
                                  'currency', 'EUR', 'lines', jsonb_build_array(jsonb_build_object('sku', 'SKU-' || (g % 50), 'qty', 1 + g % 3)),
                                  'note', repeat('x', 64)),
-              '{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}'::jsonb
+              jsonb_build_object('traceparent', '00-' || md5('trace' || ($1::bigint + g)) || '-' || left(md5('span' || ($1::bigint + g)), 16) || '-01')
        FROM generate_series(1, $2::bigint) g, ${s}.settings st`,
       [done, n, topic],
     );

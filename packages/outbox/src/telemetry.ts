@@ -8,6 +8,8 @@
 import {
   context,
   createTraceState,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   isSpanContextValid,
   metrics,
   ROOT_CONTEXT,
@@ -54,13 +56,14 @@ export function producerSpanContext(headers: Readonly<Record<string, string>> | 
   if (typeof traceparent !== 'string') return undefined;
   const match = traceparentPattern.exec(traceparent.trim());
   if (!match) return undefined;
+  // The pattern admits lowercase hex only, so what is left to refuse are the all-zero ids.
+  if (match[1] === INVALID_TRACEID || match[2] === INVALID_SPANID) return undefined;
   const spanContext: SpanContext = {
     traceId: match[1]!,
     spanId: match[2]!,
     traceFlags: Number.parseInt(match[3]!, 16) & TraceFlags.SAMPLED,
     isRemote: true,
   };
-  if (!isSpanContextValid(spanContext)) return undefined;
   const tracestate = headers?.tracestate;
   return typeof tracestate === 'string' && tracestate !== '' ? { ...spanContext, traceState: createTraceState(tracestate) } : spanContext;
 }

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { inTransaction } from '../../../test/support/db.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
-import { counterValue, gaugeValues, histogramCount, registerTelemetry, type TestTelemetry } from '../../../test/support/telemetry.ts';
+import { counterValue, gaugeValues, histogramCount, registerTelemetry, type ReadableSpan, type TestTelemetry } from '../../../test/support/telemetry.ts';
 
 let telemetry: TestTelemetry;
 let feed: FeedServer;
@@ -150,5 +150,34 @@ describe('metrics on meter tidings', () => {
     await waitUntil('three handler runs were timed', async () => histogramCount(await telemetry.collect(), 'tidings.consumer.handler.duration', { consumer }) === 3);
     const collected = await telemetry.collect();
     expect(counterValue(collected, 'tidings.consumer.handler.failures', { consumer, transport: 'polling' })).toBe(1);
+  });
+});
+
+describe('send spans of large batches', () => {
+  it("link the producers of the batch's last 128 events, the most an SDK keeps by default, and drop none", async () => {
+    const topic = `spans.large.${randomBytes(3).toString('hex')}`;
+    const relayName = `spans-${randomBytes(3).toString('hex')}`;
+    // 300 events of one key, each published by a request of its own, in one transaction: one batch.
+    const traceparents = Array.from({ length: 300 }, () => `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`);
+    const events = await inTransaction(feed.outbox.pool, (client) =>
+      publish(client, traceparents.map((traceparent, n) => ({ topic, key: 'one', payload: { n }, headers: { traceparent } })), { schema: schema() }),
+    );
+    const broker = new MemoryBroker();
+    const relay = createRelay({ name: relayName, database: feed.outbox.db, schema: schema(), transport: memoryTransport({ broker }), topics: [topic], batchSize: 500 });
+    stops.push(() => relay.stop({ graceMs: 1_000 }));
+    await relay.start();
+    await broker.waitFor(topic, 300);
+
+    let sends: ReadableSpan[] = [];
+    await waitUntil('the send span ended', () => {
+      sends = telemetry.spans.getFinishedSpans().filter((span) => span.attributes['tidings.relay'] === relayName && span.attributes['messaging.operation.type'] === 'send');
+      return sends.length > 0;
+    });
+    expect(sends).toHaveLength(1);
+    const [send] = sends;
+    expect(send!.attributes['messaging.batch.message_count']).toBe(300);
+    expect(send!.droppedLinksCount).toBe(0);
+    expect(send!.links.map((link) => `00-${link.context.traceId}-${link.context.spanId}-01`)).toEqual(traceparents.slice(-128));
+    expect(send!.links.map((link) => link.attributes?.['messaging.message.id'])).toEqual(events.slice(-128).map((event) => event.eventId));
   });
 });

@@ -38,6 +38,13 @@ export interface PartitionOutage {
  * delivered or dead-lettered, and a dead-lettered event's key is parked (onFailure `park`) so its
  * later events wait behind it. An unavailable destination is waited for and never counted.
  */
+/**
+ * The most links a send span gets: OpenTelemetry's default span link limit. An SDK keeps only the
+ * last `linkCountLimit` links added to a span, yet copies and cleans every one it is handed and
+ * warns about the rest, so a batch of 500 paid for 500 links to keep 128.
+ */
+export const maxSendLinks = 128;
+
 export class PartitionRunner {
   readonly lease: Lease;
   readonly #options: ResolvedRelayOptions;
@@ -341,9 +348,9 @@ export class PartitionRunner {
 
   /**
    * One span per send of a batch (messaging semantic conventions, operation `send`), linked to the
-   * context each event was published in. Kind CLIENT: the consumers' spans descend from the
-   * publishers' contexts, not from this one. Links are parsed only when the span records, so
-   * without an SDK a batch costs one no-op span.
+   * context each event was published in, for the batch's last {@link maxSendLinks} events. Kind
+   * CLIENT: the consumers' spans descend from the publishers' contexts, not from this one. Links
+   * are parsed only when the span records, so without an SDK a batch costs one no-op span.
    */
   #sendSpan(batch: readonly OutboxEvent[]): Span {
     const topic = batch[0]!.topic;
@@ -360,7 +367,8 @@ export class PartitionRunner {
     const span = tidingsTracer().startSpan(oneTopic ? `send ${topic}` : 'send', { kind: SpanKind.CLIENT, attributes: attrs });
     if (span.isRecording()) {
       const links: Link[] = [];
-      for (const event of batch) {
+      for (let i = Math.max(0, batch.length - maxSendLinks); i < batch.length; i++) {
+        const event = batch[i]!;
         const producer = producerSpanContext(event.headers);
         if (producer) links.push({ context: producer, attributes: { 'messaging.message.id': event.eventId } });
       }
