@@ -93,6 +93,18 @@ export function report(results: Results): string {
         { figure: `latency.${name}.p50_ms`, value: l.p50_ms, unit: ' ms', note: `${what}, ${format(l.committed_per_s)} commits/s` },
         { figure: `latency.${name}.p99_ms`, value: l.p99_ms, unit: ' ms', target: feed ? undefined : { atMost: limit }, note: `max ${format(l.max_ms)} ms over ${l.events} events` },
       );
+      // Runs before the split was measured have none.
+      if (l.commit_to_send_p99_ms !== undefined && l.send_to_ack_p99_ms !== undefined) {
+        rows.push(
+          {
+            figure: `latency.${name}.commit_to_send_p99_ms`,
+            value: l.commit_to_send_p99_ms,
+            unit: ' ms',
+            note: `COMMIT to the relay's send call (wake-up, read, wait behind the partition's last batch); p50 ${format(l.commit_to_send_p50_ms!)} ms; event loop ${format(l.event_loop_utilization * 100)} % busy, delay p99 ${format(l.event_loop_delay_p99_ms)} ms`,
+          },
+          { figure: `latency.${name}.send_to_ack_p99_ms`, value: l.send_to_ack_p99_ms, unit: ' ms', note: `send call to acknowledgement; p50 ${format(l.send_to_ack_p50_ms!)} ms` },
+        );
+      }
       // Runs before the floor was measured have no direct figures.
       const d = l as Partial<DirectLatencyResult>;
       if (d.direct_p50_ms !== undefined && d.direct_p99_ms !== undefined) {

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pg from 'pg';
-import { createRelay, publish, type OutboxEvent, type SendOutcome, type Transport } from '@tidings/outbox';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createRelay, type OutboxEvent, type SendOutcome, type Transport } from '@tidings/outbox';
 import { SseParser, sseFeed } from '@tidings/relays/sse';
 import { websocketFeed } from '@tidings/relays/websocket';
 import { WebSocket } from 'ws';
+import { startChild } from '../child.ts';
+import { machineMs, paced } from '../load.ts';
 import { benchOutbox, databaseUrl, median, orderPayload, percentile, progress, topic, waitFor, type BenchOutbox } from '../support.ts';
 
 export interface LatencyPlan {
@@ -27,6 +29,19 @@ export interface LatencyResult {
   readonly events: number;
   /** The rate the service actually committed at. */
   readonly committed_per_s: number;
+  /**
+   * Where the time went, for the relays (not the feeds): from the COMMIT to the relay handing the
+   * event to its transport (wake-up, the read, the wait behind the partition's previous batch),
+   * and from there to the acknowledgement (the transport and the destination).
+   */
+  readonly commit_to_send_p50_ms?: number;
+  readonly commit_to_send_p99_ms?: number;
+  readonly send_to_ack_p50_ms?: number;
+  readonly send_to_ack_p99_ms?: number;
+  /** How busy this process's event loop was while the load ran (0 to 1): the service's commits, the relay and the measuring share it. */
+  readonly event_loop_utilization: number;
+  /** The 99th percentile of the event loop's delay over the run (`monitorEventLoopDelay`). */
+  readonly event_loop_delay_p99_ms: number;
 }
 
 /** The destination's own floor, measured beside a relay's latency (see `directLatency`). */
@@ -38,22 +53,26 @@ export interface DirectLatencyResult {
   readonly direct_per_s: number;
 }
 
-/** Where an event arrives: resolves with a function that stops listening. */
-type Sink = (outbox: BenchOutbox, arrived: (eventIds: readonly string[]) => void) => Promise<() => Promise<void>>;
+/**
+ * Where an event arrives: resolves with a function that stops listening. A relay's sink also
+ * tells when it handed each event to its transport.
+ */
+type Sink = (outbox: BenchOutbox, arrived: (eventIds: readonly string[]) => void, sent: (eventIds: readonly string[]) => void) => Promise<() => Promise<void>>;
 
 /**
- * `latency.<transport>`: a service commits one event per transaction at a steady rate while a
- * relay worker (in the same process, so both read one clock) forwards them; each event's latency
- * runs from the moment its COMMIT returned to the moment the destination acknowledged it (the
- * transport's `send` resolved with `delivered` for it: publisher confirm, acks=all, 2xx).
+ * `latency.<transport>`: a service (a process of its own, bench/workers/latency-load.ts) commits
+ * one event per transaction at a steady rate while a relay worker in this process forwards them;
+ * each event's latency runs from the moment its COMMIT returned to the moment the destination
+ * acknowledged it (the transport's `send` resolved with `delivered` for it: publisher confirm,
+ * acks=all, 2xx), both read on the machine's monotonic clock.
  */
 export function relayLatency(label: string, transport: () => Transport, plan: LatencyPlan): Promise<LatencyResult> {
-  return measureLatency(label, plan, async (outbox, arrived) => {
+  return measureLatency(label, plan, async (outbox, arrived, sent) => {
     const relay = createRelay({
       name: `latency-${label}`,
       database: outbox.db,
       schema: outbox.schema,
-      transport: acknowledging(transport(), arrived),
+      transport: acknowledging(transport(), arrived, sent),
       startFrom: 'now',
     });
     let held = 0;
@@ -172,93 +191,90 @@ function directEvent(n: number): OutboxEvent {
   };
 }
 
-/**
- * Starts `fire(i)` for i = 0, 1, … at `plan.rate` per second for `plan.seconds`, without waiting
- * for earlier ones (a service does not wait for other requests); resolves with the count once all
- * have settled, and rejects with the first failure.
- */
-async function paced(plan: LatencyPlan, fire: (i: number) => Promise<void>): Promise<number> {
-  const total = Math.round(plan.rate * plan.seconds);
-  const started = performance.now();
-  const inFlight = new Set<Promise<void>>();
-  let failure: Error | undefined;
-  for (let n = 0; n < total && !failure; ) {
-    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * plan.rate) + 1);
-    for (; n < due; n++) {
-      const one = fire(n).catch((error: Error) => void (failure ??= error));
-      inFlight.add(one);
-      void one.finally(() => inFlight.delete(one));
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-  await Promise.all(inFlight);
-  if (failure) throw failure;
-  return total;
-}
-
 async function measureLatency(label: string, plan: LatencyPlan, sink: Sink): Promise<LatencyResult> {
   const outbox = await benchOutbox(`latency_${label}`);
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: plan.concurrency });
   const committedAt = new Map<string, number>();
   const arrivedAt = new Map<string, number>();
-  const stop = await sink(outbox, (eventIds) => {
-    const now = performance.now();
-    for (const id of eventIds) if (!arrivedAt.has(id)) arrivedAt.set(id, now);
-  });
+  const sentAt = new Map<string, number>();
+  const stop = await sink(
+    outbox,
+    (eventIds) => {
+      const now = machineMs();
+      for (const id of eventIds) if (!arrivedAt.has(id)) arrivedAt.set(id, now);
+    },
+    (eventIds) => {
+      const now = machineMs();
+      for (const id of eventIds) if (!sentAt.has(id)) sentAt.set(id, now);
+    },
+  );
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  // The service commits from a process of its own: sharing this event loop, its 1,000 commits a
+  // second (three round trips each) made the relay's reads, sends and acknowledgements wait.
+  const service = startChild('latency-load');
   try {
-    // Open the pool's connections before the clock starts.
-    await Promise.all(Array.from({ length: plan.concurrency }, () => pool.connect())).then((clients) => clients.forEach((c) => c.release()));
     const warmup = Math.round(plan.rate * plan.warmupSeconds);
     const measured: string[] = [];
-    const started = performance.now();
-    const total = await paced(plan, async (i) => {
-      const eventId = await commitOne(pool, outbox.schema, i);
-      committedAt.set(eventId, performance.now());
-      if (i >= warmup) measured.push(eventId);
+    service.onMessage((message) => {
+      if (message.type !== 'committed') return;
+      for (const [eventId, at, i] of message.events as Array<[string, number, number]>) {
+        committedAt.set(eventId, at);
+        if (i >= warmup) measured.push(eventId);
+      }
     });
-    const committedPerS = total / ((performance.now() - started) / 1000);
+    const loopAtStart = performance.eventLoopUtilization();
+    loopDelay.enable();
+    service.send({ url: databaseUrl, schema: outbox.schema, plan, concurrency: plan.concurrency });
+    const done = await service.next('done', (plan.seconds + 60) * 1000);
+    const committedPerS = (done.total as number) / (done.seconds as number);
+    loopDelay.disable();
+    const loop = performance.eventLoopUtilization(loopAtStart);
     await waitFor(`every ${label} event arrived`, () => arrivedAt.size >= committedAt.size, 60_000).catch((error: Error) => {
       throw new Error(`${error.message} (${arrivedAt.size} of ${committedAt.size})`);
     });
     const latencies = measured.map((id) => arrivedAt.get(id)! - committedAt.get(id)!);
-    const result = {
+    const split =
+      sentAt.size > 0
+        ? (() => {
+            const toSend = measured.map((id) => sentAt.get(id)! - committedAt.get(id)!);
+            const toAck = measured.map((id) => arrivedAt.get(id)! - sentAt.get(id)!);
+            return {
+              commit_to_send_p50_ms: median(toSend),
+              commit_to_send_p99_ms: percentile(toSend, 99),
+              send_to_ack_p50_ms: median(toAck),
+              send_to_ack_p99_ms: percentile(toAck, 99),
+            };
+          })()
+        : {};
+    const result: LatencyResult = {
       p50_ms: median(latencies),
       p99_ms: percentile(latencies, 99),
       max_ms: Math.max(...latencies),
       events: latencies.length,
       committed_per_s: committedPerS,
+      ...split,
+      event_loop_utilization: loop.utilization,
+      event_loop_delay_p99_ms: loopDelay.percentile(99) / 1e6,
     };
-    progress(`latency.${label}: p50 ${result.p50_ms.toFixed(1)} ms, p99 ${result.p99_ms.toFixed(1)} ms at ${Math.round(committedPerS)} commits/s`);
+    progress(
+      `latency.${label}: p50 ${result.p50_ms.toFixed(1)} ms, p99 ${result.p99_ms.toFixed(1)} ms at ${Math.round(committedPerS)} commits/s` +
+        (result.commit_to_send_p99_ms === undefined ? '' : `; commit to send p50/p99 ${result.commit_to_send_p50_ms!.toFixed(1)}/${result.commit_to_send_p99_ms.toFixed(1)} ms, send to ack ${result.send_to_ack_p50_ms!.toFixed(1)}/${result.send_to_ack_p99_ms!.toFixed(1)} ms`) +
+        `; event loop ${(result.event_loop_utilization * 100).toFixed(0)} % busy, delay p99 ${result.event_loop_delay_p99_ms.toFixed(1)} ms`,
+    );
     return result;
   } finally {
+    await service.stop();
     await stop();
-    await pool.end();
     await outbox.close();
   }
 }
 
-async function commitOne(pool: pg.Pool, schema: string, n: number): Promise<string> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const order = orderPayload(n);
-    const [event] = await publish(client, { topic, key: order.customer as string, payload: order }, { schema });
-    await client.query('COMMIT');
-    return event!.eventId;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
-
-/** The transport, reporting each event the moment its destination acknowledged it. */
-function acknowledging(inner: Transport, arrived: (eventIds: readonly string[]) => void): Transport {
+/** The transport, reporting each event the moment it was handed over and the moment its destination acknowledged it. */
+function acknowledging(inner: Transport, arrived: (eventIds: readonly string[]) => void, sent: (eventIds: readonly string[]) => void): Transport {
   return {
     name: inner.name,
     capabilities: inner.capabilities,
     async send(batch: readonly OutboxEvent[], signal: AbortSignal): Promise<readonly SendOutcome[]> {
+      sent(batch.map((event) => event.eventId));
       const outcomes = await inner.send(batch, signal);
       arrived(batch.filter((_, i) => outcomes[i]!.status === 'delivered').map((event) => event.eventId));
       return outcomes;
