@@ -11,7 +11,7 @@ import checkPostgres from '../test/support/services-postgres.ts';
 import { services } from '../test/support/env.ts';
 import { memoryTransport, MemoryBroker } from '@tidings/relays/testing';
 import type { Destination } from './destinations/destination.ts';
-import { kafkaDestination } from './destinations/kafka.ts';
+import { kafkaDestination, platformaticKafkaDestination } from './destinations/kafka.ts';
 import { rabbitmqDestination } from './destinations/rabbitmq.ts';
 import { webhookDestination } from './destinations/webhook.ts';
 import { describeMachine } from './machine.ts';
@@ -98,15 +98,21 @@ async function main(): Promise<void> {
       results.inbox = await inboxOverhead(plan.inbox);
     }
     if (needsBrokers) {
-      destinations.push(await rabbitmqDestination(services.rabbitmq), await kafkaDestination(services.kafka, plan.drainKafka.batchSize), await webhookDestination());
+      destinations.push(
+        await rabbitmqDestination(services.rabbitmq),
+        await kafkaDestination(services.kafka, plan.drainKafka.batchSize),
+        await webhookDestination(),
+        await platformaticKafkaDestination(services.kafka, plan.drainKafka.batchSize),
+      );
     }
-    const [rabbitmq, kafkaDest, webhook] = destinations;
+    const [rabbitmq, kafkaDest, webhook, platformatic] = destinations;
     if (only.has('drain')) {
       progress('drain: a backlog drained by one relay worker, against the limit of each destination');
       results.drain = {
         memory: await drainMemory(plan.drainMemory),
         rabbitmq: await drainBroker(rabbitmq!, plan.drainRabbitmq),
         kafka: await drainBroker(kafkaDest!, plan.drainKafka),
+        kafka_platformatic: await drainBroker(platformatic!, plan.drainKafka),
         webhook: await drainBroker(webhook!, plan.drainWebhook),
       };
     }
@@ -126,6 +132,7 @@ async function main(): Promise<void> {
         memory: await relayLatency('memory', () => memoryTransport({ broker: new MemoryBroker({ retain: 1 }) }), plan.latency),
         rabbitmq: await on(rabbitmq!, 'rabbitmq'),
         kafka: await on(kafkaDest!, 'kafka'),
+        kafka_platformatic: await on(platformatic!, 'kafka_platformatic'),
         webhook: await on(webhook!, 'webhook'),
         sse: await sseLatency(plan.latency),
         websocket: await websocketLatency(plan.latency),

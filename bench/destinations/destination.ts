@@ -2,7 +2,7 @@ import type { OutboxEvent, Transport } from '@tidings/outbox';
 
 /** A broker or receiver the bench relays to, and sends to directly for comparison. */
 export interface Destination {
-  readonly name: 'rabbitmq' | 'kafka' | 'webhook';
+  readonly name: 'rabbitmq' | 'kafka' | 'kafka_platformatic' | 'webhook';
   /** A fresh place to deliver to (a queue, a topic) for one run. */
   target(): Promise<Target>;
   close(): Promise<void>;
