@@ -62,6 +62,6 @@ export function chartData(name: ChartName, samples: readonly Sample[], now = Dat
 /** The chart as inline SVG in a figure, its caption and text alternative beside it. */
 export function chartFigure(name: ChartName, data: ChartData): Html {
   return html`<figure class="chart" data-chart="${name}"><figcaption id="${name}-caption">${charts[name].caption}</figcaption>
-<svg viewBox="0 0 ${chartWidth} ${chartHeight}" role="img" aria-labelledby="${name}-caption" aria-describedby="${name}-summary"><line x1="0" y1="${chartHeight - 10}" x2="${chartWidth}" y2="${chartHeight - 10}"/><text x="4" y="12" data-chart-max>${data.max}</text>${data.lines.map((points, i) => html`<polyline class="series-${i}" data-series="${i}" points="${points}"/>`)}</svg>
+<svg viewBox="0 0 ${chartWidth} ${chartHeight + 14}" role="img" aria-labelledby="${name}-caption" aria-describedby="${name}-summary"><line x1="0" y1="${chartHeight - 10}" x2="${chartWidth}" y2="${chartHeight - 10}"/><text x="4" y="12" data-chart-max>${data.max}</text><text x="4" y="${chartHeight + 8}">1 hour ago</text><text x="${chartWidth - 4}" y="${chartHeight + 8}" text-anchor="end">now</text>${data.lines.map((points, i) => html`<polyline class="series-${i}" data-series="${i}" points="${points}"/>`)}</svg>
 <p id="${name}-summary" data-chart-summary>${data.summary}</p></figure>`;
 }
