@@ -292,7 +292,7 @@ describe('rotating a webhook signing secret from the endpoints page', () => {
     expect(webhook.headers['webhook-signature']!.toString().split(' ')).toHaveLength(1);
   });
 
-  it('serves the secret with Cache-Control: no-store, and refuses a grace period it did not offer', async () => {
+  it('serves the secret with Cache-Control: no-store, refuses a grace period it did not offer, and rotates once for a confirmation sent twice at once', async () => {
     const post = (body: string) =>
       fetch(`${origin}/act`, { method: 'POST', headers: { authorization: `Bearer ${board.token}`, 'content-type': 'application/x-www-form-urlencoded' }, body });
     const confirmation = await (await post(`action=rotate-secret&id=${hook.id}`)).text();
@@ -303,6 +303,11 @@ describe('rotating a webhook signing secret from the endpoints page', () => {
     expect(answer.headers.get('cache-control')).toBe('no-store');
     const [current] = await registry().secrets(outbox.db, hook.id);
     expect(await answer.text()).toContain(current!.secret);
+    // The same confirmation sent twice at once: the row lock lets one rotate, the other finds it done.
+    const next = /name="version" value="(\d+)"/.exec(await (await post(`action=rotate-secret&id=${hook.id}`)).text())![1];
+    const both = await Promise.all([1, 2].map(() => post(`action=rotate-secret&id=${hook.id}&confirmed=yes&version=${next}&grace=0`)));
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(await registry().secrets(outbox.db, hook.id)).toHaveLength(1);
   });
 });
 
