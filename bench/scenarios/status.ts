@@ -62,7 +62,7 @@ export async function statusScaling(plan: StatusPlan): Promise<StatusResult> {
 }
 
 /** `count` relays, each with its cursor `behind` events before the head of every partition. */
-async function register(outbox: BenchOutbox, count: number, behind: number): Promise<void> {
+export async function register(outbox: BenchOutbox, count: number, behind: number): Promise<void> {
   const s = `"${outbox.schema}"`;
   await outbox.db.query(
     `WITH ranked AS (

@@ -25,3 +25,4 @@ export { SharedHeartbeats } from './relay/shared-heartbeats.ts';
 export { directReads, type PartitionReads } from './relay/partition-reads.ts';
 export { SharedPartitionReads, type SharedPartitionReadsSettings } from './relay/shared-partition-reads.ts';
 export { activeTraceHeaders, attributes, instruments, producerContext, producerSpanContext, tidingsTracer, type TidingsInstruments } from './telemetry.ts';
+export { eventsPassed, publishedSince, type CursorMove, type LogHeads } from './throughput.ts';

@@ -111,18 +111,31 @@ export async function status(db: Executor, options: StatusOptions = {}): Promise
   return translatingErrors(schema, () => readStatus(db, schema, options));
 }
 
-async function readStatus(db: Executor, schema: string, options: StatusOptions): Promise<OutboxStatus> {
-  const s = quoteIdent(schema);
-  const stalledAfter = options.stalledAfterSeconds ?? 60;
-  const abandonedAfter = options.abandonedAfterSeconds ?? 86_400;
-  const limit = options.lagCountLimit ?? 1_000_000;
-  const filters = JSON.stringify(
-    Object.entries(options.filters ?? {}).map(([relay, filter]) => ({
+/**
+ * Relay filters as the statements take them (`$n::json`, read with
+ * `json_to_recordset(...) AS f(relay text, patterns text[], tenant text)`).
+ */
+export function relayFiltersJson(filters: StatusOptions['filters']): string {
+  return JSON.stringify(
+    Object.entries(filters ?? {}).map(([relay, filter]) => ({
       relay,
       patterns: topicPatterns(filter.topics ?? undefined) ?? null,
       tenant: filter.tenant ?? null,
     })),
   );
+}
+
+/** Whether an event's `topic` and `tenant` (SQL expressions) pass the filter row `f` (patterns, tenant; NULL = any). */
+export function matchesFilter(f: string, topic: string, tenant: string): string {
+  return `(${f}.patterns IS NULL OR ${topic} LIKE ANY(${f}.patterns)) AND (${f}.tenant IS NULL OR ${tenant} = ${f}.tenant)`;
+}
+
+async function readStatus(db: Executor, schema: string, options: StatusOptions): Promise<OutboxStatus> {
+  const s = quoteIdent(schema);
+  const stalledAfter = options.stalledAfterSeconds ?? 60;
+  const abandonedAfter = options.abandonedAfterSeconds ?? 86_400;
+  const limit = options.lagCountLimit ?? 1_000_000;
+  const filters = relayFiltersJson(options.filters);
   const [feeds, partitions, workers, letters, parked] = await Promise.all([
     feedHold(db, schema, limit, stalledAfter),
     cursorLag(db, s, limit, filters),
@@ -243,7 +256,7 @@ function beyondSql(s: string): string {
     `FROM ${s}.commits c
      JOIN ${s}.events e ON e.partition = c.partition AND e.tx_id = c.tx_id AND e.id BETWEEN c.first_id AND c.last_id
      WHERE c.partition = rp.partition AND c.seq >= rp.cursor_seq AND (c.seq, e.id) > (rp.cursor_seq, rp.cursor_id)
-       AND (f.patterns IS NULL OR e.topic LIKE ANY(f.patterns)) AND (f.tenant IS NULL OR e.tenant = f.tenant) ${extra}`;
+       AND ${matchesFilter('f', 'e.topic', 'e.tenant')} ${extra}`;
   return `SELECT rp.relay, rp.partition,
             (SELECT count(*) FROM (SELECT 1 ${after('')} LIMIT $1) x)::int AS lag_events,
             coalesce((SELECT extract(epoch FROM now() - e.created_at) ${after('ORDER BY c.seq, e.id LIMIT 1')}), 0)::float8 AS lag_seconds
@@ -273,8 +286,6 @@ function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[
  * from the tail never exceeds `$1`: the tail holds no more.
  */
 function lagSql(s: string): string {
-  const matches = (topic: string, tenant: string) =>
-    `(cur.patterns IS NULL OR ${topic} LIKE ANY(cur.patterns)) AND (cur.tenant IS NULL OR ${tenant} = cur.tenant)`;
   return `WITH cur AS MATERIALIZED (
        SELECT rp.relay, rp.partition, rp.cursor_seq, rp.cursor_id, f.patterns, f.tenant,
               (f.patterns IS NOT NULL OR f.tenant IS NOT NULL) AS filtered
@@ -307,7 +318,7 @@ function lagSql(s: string): string {
        SELECT cur.partition, false, NULL, NULL, cur.cursor_seq, cur.cursor_id, 0, NULL, cur.relay FROM cur WHERE NOT cur.filtered
        UNION ALL
        SELECT cur.partition, true, k.topic, k.tenant, cur.cursor_seq, cur.cursor_id, 0, NULL, cur.relay
-       FROM cur JOIN kinds k ON k.partition = cur.partition AND ${matches('k.topic', 'k.tenant')}
+       FROM cur JOIN kinds k ON k.partition = cur.partition AND ${matchesFilter('cur', 'k.topic', 'k.tenant')}
        WHERE cur.filtered
      ),
      running AS (

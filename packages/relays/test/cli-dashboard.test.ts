@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
 import { runTidings, startTidings } from '../../../test/support/cli.ts';
@@ -34,6 +37,36 @@ describe('tidings dashboard', () => {
       expect((await run.exited).code).toBe(0);
     } finally {
       await run.kill();
+    }
+  });
+
+  it('rotates a signing secret with the keys tidings endpoints uses: the embedded database\'s key file', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'tidings-dashboard-'));
+    const options = { cwd: folder, unset: ['TIDINGS_SECRET_KEY', 'TIDINGS_SECRET_KEY_OLD'] };
+    try {
+      expect((await runTidings(['migrate'], options)).code).toBe(0);
+      const added = await runTidings(['endpoints', 'add', '--url', 'http://127.0.0.1:9/in', '--allow', '127.0.0.0/8'], options);
+      expect(added.code).toBe(0);
+      const id = /endpoint (\S+) →/.exec(added.stdout)![1]!;
+      const run = startTidings(['dashboard', '--port', '0'], options);
+      try {
+        const [, origin, token] = await waitUntil('the command printed its URL', () => /(http:\/\/127\.0\.0\.1:\d+\/)\?token=([\w-]{43})\n/.exec(run.stdout()) ?? undefined, 60_000);
+        const post = (body: string) => fetch(`${origin}act`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' }, body });
+        const confirmation = await post(`action=rotate-secret&id=${id}`);
+        expect(confirmation.status).toBe(200);
+        const version = /name="version" value="(\d+)"/.exec(await confirmation.text())![1];
+        const rotated = await post(`action=rotate-secret&id=${id}&confirmed=yes&version=${version}&grace=0`);
+        expect(rotated.status).toBe(200);
+        const secret = /data-secret><code>(whsec_[^<]+)<\/code>/.exec(await rotated.text())?.[1];
+        expect(secret).toBeDefined();
+        expect(run.stdout() + run.stderr()).not.toContain(secret);
+        run.signal('SIGTERM');
+        expect((await run.exited).code).toBe(0);
+      } finally {
+        await run.kill();
+      }
+    } finally {
+      await rm(folder, { recursive: true, force: true });
     }
   });
 

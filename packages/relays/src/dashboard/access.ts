@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
-/** What a request wants to do: look, or change something (retry, discard, enable, disable). */
+/** What a request wants to do: look, or change something (retry, discard, enable, disable, rotate a secret). */
 export type DashboardAction = 'read' | 'act';
 
 /**

@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { ConfigError, discardDeadLetters, listDeadLetters, retryDeadLetters, status, TidingsError, type Database, type OutboxStatus } from '@tidings/outbox';
+import { ConfigError, discardDeadLetters, listDeadLetters, retryDeadLetters, status, TidingsError, type Database, type OutboxStatus, type StatusOptions } from '@tidings/outbox';
 import { maskPassword } from '../redact.ts';
 import { newAccessToken, presentedToken, sameOrigin, tokenCookie, type DashboardAuthorize } from './access.ts';
 import { html } from './html.ts';
+import type { SecretKeyring } from '../webhook/secret-keyring.ts';
 import { LiveStatus, overviewMessage, relayMessage, type Reading } from './live-status.ts';
-import { confirmPage, deadLettersPage, endpointsPage, messagePage, notice, overviewPage, relayPage, type PageContext } from './pages.ts';
+import { confirmPage, deadLettersPage, endpointsPage, messagePage, notice, overviewPage, relayPage, rotatedPage, type PageContext } from './pages.ts';
+import { Sampler, throughputMeasure } from './sampler.ts';
 
 export interface DashboardOptions {
   /** The tidings database handle (`pgDatabase(url)`), as relays and admin calls take it. */
@@ -24,6 +26,17 @@ export interface DashboardOptions {
   readonly token?: string;
   /** How often open pages get a new reading of `status()`, in ms. Default 2 000. */
   readonly refreshMs?: number;
+  /**
+   * How often the throughput and lag charts get a point, in ms, from the handler's creation until
+   * `close()`, whether or not a page is open; an hour of points is kept. Default 10 000.
+   */
+  readonly sampleMs?: number;
+  /**
+   * The keys webhook signing secrets are encrypted with, as `webhookEndpoints` takes them; needed
+   * to rotate a secret from the endpoints page. Default: `TIDINGS_SECRET_KEY` (and
+   * `TIDINGS_SECRET_KEY_OLD`) from the environment. Without either, rotation is refused.
+   */
+  readonly keyring?: SecretKeyring;
   /** As in `status()`. */
   readonly stalledAfterSeconds?: number;
   readonly abandonedAfterSeconds?: number;
@@ -38,7 +51,7 @@ export interface Dashboard {
   readonly token: string | undefined;
   /** Where it is mounted. */
   readonly path: string;
-  /** Ends the live streams of open pages. */
+  /** Stops the charts' sampler and ends the live streams of open pages. */
   close(): Promise<void>;
 }
 
@@ -47,9 +60,10 @@ const assets = new URL('../../src/dashboard/assets/', import.meta.url); // the s
 
 /**
  * The dashboard: relays and their lag per partition (live while a page is open), what holds the
- * feeds, dead letters with payload, headers and every attempt (retry, discard), parked keys, and
- * webhook endpoints (enable, disable). Everything comes from `status()`, the dead-letter functions
- * and the endpoint registry. Pages are plain HTML with one small script, served from the package.
+ * feeds, throughput and lag over the last hour as charts, dead letters with payload, headers and
+ * every attempt (retry, discard), parked keys, and webhook endpoints (enable, disable, rotate the
+ * signing secret). Everything comes from `status()`, the dead-letter functions and the endpoint
+ * registry. Pages are plain HTML with one small script, served from the package.
  *
  * @example
  * const board = dashboard({ database: pgDatabase(url), path: '/tidings/', authorize: (req, action) => isAdmin(req) });
@@ -58,11 +72,15 @@ const assets = new URL('../../src/dashboard/assets/', import.meta.url); // the s
 export function dashboard(options: DashboardOptions): Dashboard {
   const settings = checkOptions(options);
   const { database: db, schema, base, token, authorize } = settings;
-  const readStatus = async (): Promise<OutboxStatus> => {
+  const readStatusWith = async (): Promise<{ report: OutboxStatus; filters: StatusOptions['filters'] }> => {
     const { webhookFilters } = await import('../webhook/status-filters.ts');
-    return status(db, { schema, stalledAfterSeconds: options.stalledAfterSeconds, abandonedAfterSeconds: options.abandonedAfterSeconds, filters: await webhookFilters(db, schema) });
+    const filters = await webhookFilters(db, schema);
+    return { filters, report: await status(db, { schema, stalledAfterSeconds: options.stalledAfterSeconds, abandonedAfterSeconds: options.abandonedAfterSeconds, filters }) };
   };
+  const readStatus = async (): Promise<OutboxStatus> => (await readStatusWith()).report;
   const live = new LiveStatus(readStatus, settings.refreshMs);
+  const sampler = new Sampler(throughputMeasure(db, schema, readStatusWith), settings.sampleMs);
+  sampler.start();
   const streams = new Set<ServerResponse>();
   const label = options.label === undefined ? '' : maskPassword(options.label);
 
@@ -98,11 +116,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
       }
       switch (route) {
         case '':
-        {
-          const report = await readStatus();
-          live.record(report);
-          return page(response, overviewPage(ctx, report, notice(url.searchParams.get('done'), url.searchParams.get('n')), live.history()));
-        }
+          return page(response, overviewPage(ctx, await readStatus(), notice(url.searchParams.get('done'), url.searchParams.get('n')), sampler.samples()));
         case 'relay':
           return page(response, relayPage(ctx, await readStatus(), url.searchParams.get('name') ?? ''));
         case 'dead-letters': {
@@ -161,7 +175,30 @@ export function dashboard(options: DashboardOptions): Dashboard {
       else await endpoints.enable(db, id);
       return redirect(response, `${base}endpoints?done=${action}`);
     }
-    return plain(response, 400, 'action: expected retry, discard, enable or disable');
+    if (action === 'rotate-secret') return rotate(response, ctx, id, form, confirmed);
+    return plain(response, 400, 'action: expected retry, discard, enable, disable or rotate-secret');
+  }
+
+  async function rotate(response: ServerResponse, ctx: PageContext, id: string, form: URLSearchParams, confirmed: boolean): Promise<void> {
+    const [{ webhookEndpoints, defaultGracePeriodMs }, { requireKeyring }, { graceChoices, rotateOnce }] = await Promise.all([
+      import('../webhook/endpoints.ts'),
+      import('../webhook/secret-keyring.ts'),
+      import('./secret-rotation.ts'),
+    ]);
+    const endpoint = /^[\w-]{1,100}$/.test(id) ? await webhookEndpoints({ schema }).get(db, id) : undefined;
+    if (!endpoint) return page(response, messagePage(ctx, 'Not found', `No webhook endpoint ${id}.`), 404);
+    // Refused before the confirmation: without the key, the new secret could not be stored.
+    const keyring = requireKeyring(settings.keyring, 'rotate a webhook signing secret from the dashboard');
+    if (!confirmed) return page(response, confirmPage(ctx, 'rotate-secret', id, html`Give ${endpoint.url} (${endpoint.id}) a new signing secret?`, 'endpoints', { version: endpoint.version, graceChoices, defaultMs: defaultGracePeriodMs }));
+    const gracePeriodMs = Number(form.get('grace'));
+    const version = Number(form.get('version'));
+    if (!graceChoices.some((choice) => choice.ms === gracePeriodMs)) return plain(response, 400, `grace: expected one of ${graceChoices.map((c) => c.ms).join(', ')} (ms)`);
+    if (!Number.isSafeInteger(version) || version < 0) return plain(response, 400, 'version: expected the version the confirmation page showed');
+    const rotated = await rotateOnce(db, { schema, keyring }, id, version, gracePeriodMs);
+    if (!rotated) {
+      return page(response, messagePage(ctx, 'Not rotated again', `This confirmation was used already, or endpoint ${id} changed since it was shown: the secret was not rotated. The secret shown after the first submission is the current one; to rotate again, start from the endpoints page.`), 409);
+    }
+    return page(response, rotatedPage(ctx, endpoint, rotated.secret, rotated.previousValidUntil));
   }
 
   function stream(request: IncomingMessage, response: ServerResponse, relay: string | null): void {
@@ -172,7 +209,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
       // A page that does not keep up skips readings rather than piling them up in memory.
       if (response.writableLength > 1_048_576) return;
       if ('failed' in reading) response.write(`event: failure\ndata: ${JSON.stringify({ at: reading.at.toISOString() })}\n\n`);
-      else response.write(`data: ${relay === null ? overviewMessage(reading.report, reading.at, live.history()) : relayMessage(reading.report, reading.at, relay)}\n\n`);
+      else response.write(`data: ${relay === null ? overviewMessage(reading.report, reading.at, sampler.samples()) : relayMessage(reading.report, reading.at, relay)}\n\n`);
     });
     const end = () => {
       stop();
@@ -186,6 +223,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
     token,
     path: base,
     async close() {
+      sampler.stop();
       live.stop();
       for (const response of streams) response.end();
       streams.clear();
@@ -201,8 +239,11 @@ function checkOptions(options: DashboardOptions) {
   if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 16)) throw new ConfigError('token', 'expected a string of at least 16 characters');
   const refreshMs = options.refreshMs ?? 2000;
   if (!Number.isInteger(refreshMs) || refreshMs < 250) throw new ConfigError('refreshMs', `expected a whole number of milliseconds of at least 250, got ${refreshMs}`);
+  const sampleMs = options.sampleMs ?? 10_000;
+  if (!Number.isInteger(sampleMs) || sampleMs < 100 || sampleMs > 600_000) throw new ConfigError('sampleMs', `expected a whole number of milliseconds from 100 to 600 000, got ${sampleMs}`);
+  if (options.keyring !== undefined && typeof options.keyring?.seal !== 'function') throw new ConfigError('keyring', 'expected a SecretKeyring, e.g. secretKeyring({ current: process.env.TIDINGS_SECRET_KEY })');
   const token = options.token ?? (options.authorize ? undefined : newAccessToken());
-  return { database: options.database, schema: options.schema, base, token, authorize: options.authorize, refreshMs };
+  return { database: options.database, schema: options.schema, base, token, authorize: options.authorize, refreshMs, sampleMs, keyring: options.keyring };
 }
 
 function headers(response: ServerResponse): void {

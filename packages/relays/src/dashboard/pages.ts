@@ -1,7 +1,9 @@
 import type { DeadLetter, OutboxStatus, RelayStatusReport } from '@tidings/outbox';
 import type { WebhookEndpoint } from '../webhook/endpoint.ts';
 import { html, type Html } from './html.ts';
-import { chartHeight, chartWidth, lagChart, relayState, type LagSample } from './live-status.ts';
+import { chartData, chartFigure } from './charts.ts';
+import { relayState } from './live-status.ts';
+import type { Sample } from './sampler.ts';
 
 /** What every page needs to know about the request it answers. */
 export interface PageContext {
@@ -41,13 +43,11 @@ export function notice(done: string | null, count: string | null): Html {
   return say ? html`<p class="notice" role="status">${say(Number(count ?? 0) || 0)}</p>` : html``;
 }
 
-export function overviewPage(ctx: PageContext, report: OutboxStatus, done: Html, history: readonly LagSample[]): string {
-  const chart = lagChart(history);
+export function overviewPage(ctx: PageContext, report: OutboxStatus, done: Html, samples: readonly Sample[]): string {
   const stalled = report.relays.filter((r) => r.stalled || r.abandoned || r.unavailableSince);
   const body = html`<h1>Relays</h1>${done}
 <p id="summary" data-live="${ctx.base}live" aria-live="polite" role="status">${summary(report.relays)}</p>
-<figure class="chart"><svg viewBox="0 0 ${chartWidth} ${chartHeight}" role="img" aria-labelledby="chart-caption"><line x1="0" y1="${chartHeight - 10}" x2="${chartWidth}" y2="${chartHeight - 10}"/><text x="4" y="12" data-chart-max>${chart.max} events</text><polyline data-chart points="${chart.points}"/></svg>
-<figcaption id="chart-caption">Events behind, all relays together, over the last hour (sampled while a dashboard page is open)</figcaption></figure>
+<div class="charts">${chartFigure('throughput', chartData('throughput', samples))}${chartFigure('lag', chartData('lag', samples))}</div>
 <section aria-labelledby="feeds-title"><h2 id="feeds-title">Feeds and the watermark</h2>
 <p data-feeds>${feedsLine(report)}</p>${holders(report)}</section>
 ${stalled.length === 0 ? '' : html`<section aria-labelledby="attention-title"><h2 id="attention-title">Needs attention</h2><ul>${stalled.map((r) => html`<li><a href="${ctx.base}relay?name=${encodeURIComponent(r.relay)}">${r.relay}</a>: ${attention(r)}</li>`)}</ul></section>`}
@@ -108,9 +108,13 @@ function relayLine(relay: RelayStatusReport): string {
   return `${relayState(relay)}: ${relay.lagEvents} events behind, oldest ${seconds(relay.lagSeconds)} s.`;
 }
 
+/** An action's name as its buttons say it. */
+const verb = (action: string) => (action === 'rotate-secret' ? 'rotate secret' : action);
+
 /** A form that asks for a confirmation first (the server answers with a confirmation page). */
 function actionForm(ctx: PageContext, action: string, id: string, label: string): Html {
-  return html`<form method="post" action="${ctx.base}act" class="inline"><input type="hidden" name="action" value="${action}"><input type="hidden" name="id" value="${id}"><button type="submit" aria-label="${label}">${action[0]!.toUpperCase() + action.slice(1)}</button></form>`;
+  const text = verb(action);
+  return html`<form method="post" action="${ctx.base}act" class="inline"><input type="hidden" name="action" value="${action}"><input type="hidden" name="id" value="${id}"><button type="submit" aria-label="${label}">${text[0]!.toUpperCase() + text.slice(1)}</button></form>`;
 }
 
 export function deadLettersPage(ctx: PageContext, letters: readonly DeadLetter[], relay: string | null, done: Html, limit: number): string {
@@ -150,21 +154,49 @@ export function endpointsPage(ctx: PageContext, endpoints: readonly WebhookEndpo
     const health = !e.enabled ? '' : e.failingSince ? `failing since ${time(e.failingSince)}` : 'healthy';
     return html`<tr data-endpoint="${e.id}"><th scope="row">${e.id}${e.description ? html`<br><small>${e.description}</small>` : ''}</th><td>${e.url}</td><td>${e.topics?.join(', ') ?? 'every topic'}</td><td>${e.tenant ?? 'any'}</td>
 <td data-field="state">${state}</td><td>${health}</td><td>${e.lastError ? `${e.lastError.message} (${time(e.lastError.at)})` : ''}</td><td>${time(moved)}</td><td class="n">${relay?.lagEvents ?? 0}</td>
-${ctx.canAct ? html`<td>${actionForm(ctx, e.enabled ? 'disable' : 'enable', e.id, `${e.enabled ? 'Disable' : 'Enable'} endpoint ${e.id}`)}</td>` : ''}</tr>`;
+${ctx.canAct ? html`<td class="actions">${actionForm(ctx, e.enabled ? 'disable' : 'enable', e.id, `${e.enabled ? 'Disable' : 'Enable'} endpoint ${e.id}`)} ${actionForm(ctx, 'rotate-secret', e.id, `Rotate the signing secret of endpoint ${e.id}`)}</td>` : ''}</tr>`;
   });
   const body = html`<h1>Webhook endpoints</h1>${done}
 ${endpoints.length === 0 ? html`<p>No webhook endpoint is registered.</p>` : html`<table><caption>Every registered endpoint with its health (URL credentials shown as ***)</caption>
-<thead><tr><th scope="col">Endpoint</th><th scope="col">URL</th><th scope="col">Topics</th><th scope="col">Tenant</th><th scope="col">State</th><th scope="col">Health</th><th scope="col">Last error</th><th scope="col">Last delivery</th><th scope="col" class="n">Events behind</th>${ctx.canAct ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<thead><tr><th scope="col">Endpoint</th><th scope="col">URL</th><th scope="col">Topics</th><th scope="col">Tenant</th><th scope="col">State</th><th scope="col">Health</th><th scope="col">Last error</th><th scope="col">Last delivery</th><th scope="col" class="n">Events behind</th>${ctx.canAct ? html`<th scope="col">Actions</th>` : ''}</tr></thead>
 <tbody>${rows}</tbody></table>`}`;
   return layout(ctx, 'Webhook endpoints', 'endpoints', body);
 }
 
-/** The confirmation step of an action: the button is focused, so Enter confirms and Tab reaches Cancel. */
-export function confirmPage(ctx: PageContext, action: string, id: string, question: Html, back: string): string {
+/** What a secret rotation's confirmation adds: the endpoint version it was shown at, and the grace periods to choose from. */
+export interface RotationChoice {
+  readonly version: number;
+  readonly graceChoices: ReadonlyArray<{ readonly ms: number; readonly label: string }>;
+  /** The choice selected at first: the library's default. */
+  readonly defaultMs: number;
+}
+
+/**
+ * The confirmation step of an action: the button is focused, so Enter confirms and Tab reaches
+ * Cancel. A rotation also asks how long the old secret keeps signing (the library's default
+ * chosen) and carries the endpoint's version, so that submitting it twice rotates once.
+ */
+export function confirmPage(ctx: PageContext, action: string, id: string, question: Html, back: string, rotation?: RotationChoice): string {
+  const fields = rotation
+    ? html`<input type="hidden" name="version" value="${rotation.version}">
+<p><label for="grace">The old secret keeps signing for</label> <select id="grace" name="grace">${rotation.graceChoices.map((c) => html`<option value="${c.ms}"${c.ms === rotation.defaultMs ? html` selected` : ''}>${c.label}${c.ms === rotation.defaultMs ? ' (the default)' : ''}</option>`)}</select></p>
+<p>Every request is signed with both secrets meanwhile, so the receiver can switch without losing any. The new secret is shown once, on the next page.</p>`
+    : '';
   const body = html`<h1>Confirm</h1><p id="question">${question}</p>
-<form method="post" action="${ctx.base}act" aria-describedby="question"><input type="hidden" name="action" value="${action}"><input type="hidden" name="id" value="${id}"><input type="hidden" name="confirmed" value="yes">
-<button type="submit" autofocus>Yes, ${action}</button> <a href="${ctx.base}${back}">Cancel</a></form>`;
+<form method="post" action="${ctx.base}act" aria-describedby="question"><input type="hidden" name="action" value="${action}"><input type="hidden" name="id" value="${id}"><input type="hidden" name="confirmed" value="yes">${fields}
+<button type="submit" autofocus>Yes, ${verb(action).split(' ')[0]}</button> <a href="${ctx.base}${back}">Cancel</a></form>`;
   return layout(ctx, 'Confirm', undefined, body);
+}
+
+/** The one page that shows a new signing secret: served with `Cache-Control: no-store`, never listed anywhere. */
+export function rotatedPage(ctx: PageContext, endpoint: WebhookEndpoint, secret: string, previousValidUntil: Date | null): string {
+  const body = html`<h1>New signing secret</h1>
+<p class="notice" role="status">The signing secret of ${endpoint.url} (${endpoint.id}) was rotated.</p>
+<p><label for="secret">New secret</label>: <output id="secret" data-secret><code>${secret}</code></output></p>
+<p class="warning">Store it now, in the receiver's configuration: it is not shown again, here or anywhere else.</p>
+<p>${previousValidUntil ? `The previous secret keeps signing until ${time(previousValidUntil)}; requests carry both signatures until then.` : 'The previous secret no longer signs: requests carry the new signature only.'}</p>
+<p><a href="${ctx.base}endpoints">Back to the endpoints</a></p>`;
+  return layout(ctx, 'New signing secret', 'endpoints', body);
 }
 
 export function messagePage(ctx: PageContext, title: string, message: string): string {

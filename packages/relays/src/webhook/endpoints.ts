@@ -35,6 +35,9 @@ export interface WebhookEndpointsOptions {
   readonly keyring?: SecretKeyring;
 }
 
+/** How long an old signing secret keeps signing after `rotateSecret`, unless told otherwise: 24 hours. */
+export const defaultGracePeriodMs = 24 * 3600 * 1000;
+
 /** A signing secret of an endpoint: the current one, or an old one still valid during a rotation. */
 export interface EndpointSecret {
   readonly secret: string;
@@ -282,7 +285,7 @@ function registry(schema: string, policy: AddressPolicy, keys: SecretKeyring | u
     },
 
     async rotateSecret(db: unknown, id: string, options: { readonly gracePeriodMs?: number; readonly secret?: string } = {}) {
-      const gracePeriodMs = options.gracePeriodMs ?? 24 * 3600 * 1000;
+      const gracePeriodMs = options.gracePeriodMs ?? defaultGracePeriodMs;
       if (!Number.isInteger(gracePeriodMs) || gracePeriodMs < 0) throw new InvalidEndpointError('gracePeriodMs', 'must be a whole number of ms, at least 0');
       const keyring = requireKeyring(keys, 'rotate a webhook signing secret');
       const secret = options.secret === undefined ? generateWebhookSecret() : normalizeSecret(options.secret);

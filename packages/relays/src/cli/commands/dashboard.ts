@@ -11,6 +11,8 @@ export const help = `tidings dashboard: a web page of relays, lag, dead letters 
   --database URL, --schema NAME
 
 Prints the page's address with a new random access token; the browser keeps it in a cookie.
+Rotating a webhook signing secret from the page uses the keys \`tidings endpoints\` uses:
+TIDINGS_SECRET_KEY, or the embedded database's key file.
 Runs until SIGINT or SIGTERM.`;
 
 export async function run(args: string[]): Promise<number> {
@@ -25,8 +27,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const host = values.host ?? '127.0.0.1';
   const { dashboard } = await import('../../dashboard/index.ts');
-  const { db, where, close } = await openDatabase(values.database ?? process.env.DATABASE_URL);
-  const board = dashboard({ database: db, schema: values.schema, label: where });
+  const { db, where, close, keyring } = await openDatabase(values.database ?? process.env.DATABASE_URL);
+  // The keys `tidings endpoints` uses, so that the endpoints page can rotate signing secrets.
+  const board = dashboard({ database: db, schema: values.schema, label: where, keyring: await keyring() });
   const server = createServer((request, response) => {
     board(request, response).catch((error: unknown) => {
       console.error(`tidings dashboard: ${(error as Error).message}`);

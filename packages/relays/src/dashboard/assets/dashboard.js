@@ -18,8 +18,10 @@
   var relays = rowsBy('tr[data-relay]', 'data-relay');
   var partitions = rowsBy('tr[data-partition]', 'data-partition');
   var feeds = document.querySelector('[data-feeds]');
-  var chart = document.querySelector('polyline[data-chart]');
-  var chartMax = document.querySelector('[data-chart-max]');
+  var charts = new Map();
+  document.querySelectorAll('figure[data-chart]').forEach(function (figure) {
+    charts.set(figure.getAttribute('data-chart'), figure);
+  });
   var seconds = function (value) {
     return value.toFixed(1);
   };
@@ -47,10 +49,17 @@
         set(cells[6], String(r[6]));
       });
       set(summary, data.relays.length + ' relays, ' + behind + ' events behind, ' + stalled + ' stalled, ' + abandoned + ' abandoned.' + (unseen > 0 ? ' ' + unseen + ' new relays: reload the page to see them.' : ''));
-      if (chart && data.chart) {
-        chart.setAttribute('points', data.chart.points);
-        set(chartMax, data.chart.max + ' events');
-      }
+      Object.keys(data.charts || {}).forEach(function (name) {
+        // { lines: [points per series], max, summary }, drawn by the server
+        var figure = charts.get(name);
+        if (!figure) return;
+        var drawn = data.charts[name];
+        figure.querySelectorAll('polyline[data-series]').forEach(function (line) {
+          line.setAttribute('points', drawn.lines[Number(line.getAttribute('data-series'))] || '');
+        });
+        set(figure.querySelector('[data-chart-max]'), drawn.max);
+        set(figure.querySelector('[data-chart-summary]'), drawn.summary);
+      });
       if (feeds) {
         var f = data.feeds;
         set(feeds, f.events === 0 ? 'Nothing holds the feeds back.' : f.events + ' committed events held back (oldest ' + seconds(f.seconds) + ' s)' + (f.stalled ? ': stalled' : '') + '.');
