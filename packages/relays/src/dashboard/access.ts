@@ -40,9 +40,18 @@ export function presentedToken(request: IncomingMessage, url: URL, expected: str
 function readCookie(header: string | undefined, name: string): string | undefined {
   for (const part of header?.split(';') ?? []) {
     const at = part.indexOf('=');
-    if (at > 0 && part.slice(0, at).trim() === name) return decodeURIComponent(part.slice(at + 1).trim());
+    if (at > 0 && part.slice(0, at).trim() === name) return decodeCookie(part.slice(at + 1).trim());
   }
   return undefined;
+}
+
+/** A cookie value as sent; one that is not percent-encoded text (`%`, `%FF`) is no token at all. */
+function decodeCookie(value: string): string | undefined {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The cookie that carries the token after the first visit: not readable by scripts, never sent cross-site. */

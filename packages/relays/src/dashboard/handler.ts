@@ -85,8 +85,9 @@ export function dashboard(options: DashboardOptions): Dashboard {
   const label = options.label === undefined ? '' : maskPassword(options.label);
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    const url = new URL(request.url ?? '/', 'http://dashboard.invalid');
     headers(response);
+    const url = requestUrl(request);
+    if (url === undefined) return plain(response, 400, 'bad request target: expected a path such as /');
     if (!url.pathname.startsWith(base)) return plain(response, 404, 'not found');
     const route = url.pathname.slice(base.length);
     if (request.method !== 'GET' && request.method !== 'HEAD' && request.method !== 'POST') {
@@ -252,6 +253,15 @@ function headers(response: ServerResponse): void {
   // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on POST, and the CSRF check needs the origin.
   response.setHeader('Referrer-Policy', 'same-origin');
   response.setHeader('Cache-Control', 'no-store');
+}
+
+/** The request's path and query; undefined for a target that is no URL path (`//`, `//[`), which a client may send. */
+function requestUrl(request: IncomingMessage): URL | undefined {
+  try {
+    return new URL(request.url ?? '/', 'http://dashboard.invalid');
+  } catch {
+    return undefined;
+  }
 }
 
 function plain(response: ServerResponse, code: number, text: string): void {
