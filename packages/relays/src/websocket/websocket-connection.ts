@@ -16,11 +16,23 @@ export interface ConnectionSettings {
 }
 
 /**
+ * Bytes a connection may have waiting in its socket's buffer before it sends no more: node's
+ * default high-water mark for a socket, the point where SSE's `write()` returns false.
+ */
+const bufferLimit = 16 * 1024;
+
+/**
  * One subscription on one WebSocket, flow-controlled by credit: at most `maxInFlight` events are
  * sent and not yet acknowledged. While it has credit and has caught up, it waits in the hub; when
  * the credit runs out it leaves the hub and sends nothing more until an `ack` frees some, then
  * catches up by reading from where it stopped. So a client that does not acknowledge costs the
  * server at most `maxInFlight` events in its socket's buffer, and slows no other connection.
+ *
+ * Credit alone trusts the client to acknowledge only what it read; one that acknowledges cursors
+ * it learnt elsewhere (they are the log's, the same on every connection) without reading would
+ * have the server pile up everything in memory. So a connection also stops while more than
+ * `bufferLimit` bytes wait in its socket's buffer, and goes on once they are written out; a
+ * client that reads nothing answers no ping either, and the heartbeat ends it.
  */
 export class WebSocketConnection implements LiveMember {
   readonly scope: ResolvedScope;
@@ -33,7 +45,7 @@ export class WebSocketConnection implements LiveMember {
   readonly #inFlight: Position[] = [];
   /** The last event sent, or where the subscription started. */
   #lastSent: Position;
-  /** Out of credit: waiting for an ack, neither in the hub nor reading. */
+  /** Out of credit or with a full buffer: waiting for an ack or a write, neither in the hub nor reading. */
   #stalled = false;
   #closed = false;
 
@@ -77,11 +89,20 @@ export class WebSocketConnection implements LiveMember {
     let acked = 0;
     while (acked < this.#inFlight.length && comparePositions(this.#inFlight[acked]!, position) <= 0) acked++;
     this.#inFlight.splice(0, acked);
-    if (this.#stalled && this.#inFlight.length < this.#maxInFlight) {
-      this.#stalled = false;
-      void this.#catchUp(undefined);
-    }
+    this.#goOn();
   }
+
+  /** Whether another event may be sent now: credit left, and room in the socket's buffer. */
+  #canSend(): boolean {
+    return this.#inFlight.length < this.#maxInFlight && this.#socket.bufferedAmount <= bufferLimit;
+  }
+
+  /** Catches up again if it stopped and may send now (after an ack, or once a send was written out). */
+  readonly #goOn = (): void => {
+    if (!this.#stalled || this.#closed || !this.#canSend()) return;
+    this.#stalled = false;
+    void this.#catchUp(undefined);
+  };
 
   /** Stops: the client is told why (an `error` and a `4000 + status` close) unless the server is at fault. */
   end(error?: unknown): void {
@@ -104,25 +125,25 @@ export class WebSocketConnection implements LiveMember {
   }
 
   /**
-   * Sends what the credit allows of `events` (all of the scope after the cursor, read up to
-   * `next`). True when everything was sent; false when the credit ran out first, the cursor then
-   * standing at the last event sent, so that reading on from it sends the rest.
+   * Sends what the credit and the socket's buffer allow of `events` (all of the scope after the
+   * cursor, read up to `next`). True when everything was sent; false when it had to stop first,
+   * the cursor then standing at the last event sent, so that reading on from it sends the rest.
    */
   #send(events: readonly OutboxEvent[], next: Position): boolean {
-    const room = this.#maxInFlight - this.#inFlight.length;
-    const sending = events.length <= room ? events : events.slice(0, room);
-    for (const event of sending) {
-      this.#socket.send(this.#settings.eventMessage(event));
+    let sent = 0;
+    while (sent < events.length && this.#canSend()) {
+      const event = events[sent++]!;
+      this.#socket.send(this.#settings.eventMessage(event), this.#goOn);
       this.#inFlight.push(event.position);
       this.#lastSent = event.position;
     }
-    if (sending.length < events.length) {
+    if (sent < events.length) {
       this.#cursor = this.#lastSent;
       this.#stalled = true;
       return false;
     }
     this.#cursor = maxPosition(this.#cursor, next);
-    if (this.#inFlight.length >= this.#maxInFlight) {
+    if (!this.#canSend()) {
       this.#stalled = true;
       return false;
     }
