@@ -1,38 +1,24 @@
-import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { randomBytes } from 'node:crypto';
 import { SseParser, type SseMessage } from '@tidings/relays/sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
+import { startH2cFeedServer, type H2cFeedServer } from '../../../test/support/feed-h2c-server.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
-let h2: Http2Server;
+let h2: H2cFeedServer;
 let origin: string;
-/** Sessions (connections) the server accepted. */
-const sessions = new Set<ServerHttp2Session>();
-let sessionCount = 0;
 const unique = (name: string): string => `${name}.${randomBytes(3).toString('hex')}`;
 
 beforeAll(async () => {
   feed = await startFeedServer('http2');
-  h2 = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
-    const handle = path === '/events' ? feed.sse.handle : feed.polling.handle;
-    handle(request, response);
-  });
-  h2.on('session', (session) => {
-    sessionCount++;
-    sessions.add(session);
-    session.on('close', () => sessions.delete(session));
-  });
-  await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`;
+  h2 = await startH2cFeedServer(feed);
+  origin = h2.origin;
 });
 afterAll(async () => {
-  for (const session of sessions) session.destroy();
-  await new Promise<void>((resolve) => h2.close(() => resolve()));
-  await feed.close();
+  await h2?.close();
+  await feed?.close();
 });
 
 /** One SSE stream on `session`: its status and the messages it received. */
@@ -49,7 +35,7 @@ function stream(session: ClientHttp2Session, path: string) {
 describe('the SSE and polling feeds over HTTP/2 (h2c)', () => {
   it('serves many SSE streams and long polls on one connection, each with its own events', async () => {
     const session = connect(origin);
-    const sessionsBefore = sessionCount;
+    const sessionsBefore = h2.sessionsAccepted();
     try {
       const topics = Array.from({ length: 5 }, (_, i) => unique(`h2.${i}`));
       const streams = topics.map((t) => stream(session, `/events?after=now&topics=${t}`));
@@ -63,7 +49,7 @@ describe('the SSE and polling feeds over HTTP/2 (h2c)', () => {
       const page = await polled;
       expect(page.status).toBe(200);
       expect(page.body.events.map((e: { eventId: string }) => e.eventId)).toEqual(published.filter((e) => e.topic === topics[0]).map((e) => e.eventId));
-      expect(sessionCount - sessionsBefore).toBe(1);
+      expect(h2.sessionsAccepted() - sessionsBefore).toBe(1);
     } finally {
       session.destroy();
     }
