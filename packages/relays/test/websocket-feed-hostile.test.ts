@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { openWebSocketFeed } from '@tidings/relays/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../../../test/support/check.ts';
 import { startFeedServer, type FeedServer } from '../../../test/support/feed-server.ts';
 
 let feed: FeedServer;
 
 beforeAll(async () => {
-  feed = await startFeedServer('websocket_buffer', { websocket: { maxInFlight: 8, heartbeatMs: 3_000 } });
+  feed = await startFeedServer('websocket_buffer', { websocket: { maxInFlight: 8, heartbeatMs: 3_000, maxConnectionsPerTenant: 1 } });
 });
 afterAll(async () => {
   await feed.close();
@@ -20,38 +22,39 @@ function clientFrame(text: string): Buffer {
   return Buffer.concat([Buffer.from([0x81]), length, mask, payload.map((byte, i) => byte ^ mask[i % 4]!)]);
 }
 
-/** Opens a WebSocket by hand and stops reading once the handshake is answered: nothing it is sent is ever read. */
-async function deafClient(probe: string): Promise<Socket> {
+/**
+ * Sends an upgrade request by hand with `headers` (as written, with a valid key and version unless
+ * they say otherwise) and stops reading once the answer's head came: nothing sent after it is read.
+ */
+async function rawUpgrade(headers: Record<string, string>): Promise<{ socket: Socket; head: string }> {
   const { port } = new URL(feed.wsOrigin);
   const socket = connect(Number(port), '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  socket.write(
-    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nx-probe: ${probe}\r\n\r\n`,
-  );
-  await new Promise<void>((resolve) => {
-    let head = '';
+  const all = { Host: `127.0.0.1:${port}`, Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13', ...headers };
+  socket.write(`GET /ws HTTP/1.1\r\n${Object.entries(all).map(([name, value]) => `${name}: ${value}\r\n`).join('')}\r\n`);
+  const head = await new Promise<string>((resolve) => {
+    let text = '';
     const onData = (chunk: Buffer): void => {
-      head += chunk.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      expect(head).toMatch(/^HTTP\/1\.1 101/);
+      text += chunk.toString('latin1');
+      if (!text.includes('\r\n\r\n')) return;
       socket.off('data', onData);
       socket.pause();
-      resolve();
+      resolve(text);
     };
     socket.on('data', onData);
   });
-  return socket;
+  return { socket, head };
 }
 
-describe('the WebSocket feed, against a client that acknowledges what it never read', () => {
+describe('the WebSocket feed, against hostile clients', () => {
   it("stops sending while the socket's buffer is full, however many events are acknowledged", async () => {
     const topic = `deaf.${randomBytes(3).toString('hex')}`;
     const events = 300;
     const filler = 'x'.repeat(32 * 1024);
     for (let n = 0; n < events; n += 50) await feed.publish(Array.from({ length: 50 }, (_, i) => ({ topic, payload: { n: n + i, filler } })));
     const probe = randomBytes(6).toString('hex');
-    const client = await deafClient(probe);
+    const { socket: client, head } = await rawUpgrade({ 'x-probe': probe });
+    expect(head).toMatch(/^HTTP\/1\.1 101/);
     const request = feed.websocketRequests.find((r) => r.headers['x-probe'] === probe)!;
     const server = request.socket;
     // The client learns each cursor the moment the server writes it (cursors are the log's: any
@@ -77,5 +80,30 @@ describe('the WebSocket feed, against a client that acknowledges what it never r
     // Without the check, all 300 (9.6 MB) went out, most of them into the process's memory.
     expect(mostBuffered).toBeLessThan(256 * 1024);
     expect(sent).toBeLessThan(events);
+  });
+
+  it('frees the slot of an upgrade request it refuses for a bad handshake, however the client leaves it', async () => {
+    const tenant = { 'x-tenant': 'bad-handshakes' };
+    for (const bad of [{ 'Sec-WebSocket-Version': '7' }, { 'Sec-WebSocket-Key': 'short' }, { Upgrade: 'h2c' }] as Record<string, string>[]) {
+      const { socket, head } = await rawUpgrade({ ...tenant, ...bad });
+      expect(head).toMatch(/^HTTP\/1\.1 4\d\d/);
+      socket.resume(); // reads the rest, and the server's end
+      await new Promise((resolve) => socket.once('close', resolve));
+    }
+    // One that goes away without a word while it is being authorized.
+    const { port } = new URL(feed.wsOrigin);
+    const early = connect(Number(port), '127.0.0.1');
+    early.end(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nx-tenant: bad-handshakes\r\n\r\n`);
+    early.resume();
+    await new Promise((resolve) => early.once('close', resolve));
+    // The tenant's one slot is free again (its release may trail the client's view of the close by a turn).
+    // A refusal (4429) would come as an error message after the handshake: wait for `subscribed`.
+    await waitUntil('the tenant is served', async () => {
+      const reader = await openWebSocketFeed(`${feed.wsOrigin}/ws`, { type: 'subscribe', after: 'now', topics: ['t'] }, tenant);
+      await Promise.race([reader.closed, waitUntil('subscribed', () => reader.messages.some((m) => m.type === 'subscribed'))]);
+      reader.close();
+      await reader.closed;
+      return reader.messages.some((m) => m.type === 'subscribed');
+    });
   });
 });
