@@ -14,13 +14,15 @@ afterAll(async () => {
   await feed.close();
 });
 
-/** A client frame: text, masked as RFC 6455 requires of clients. */
-function clientFrame(text: string): Buffer {
+/** A client frame (text unless `opcode` says otherwise), masked as RFC 6455 requires of clients. */
+function clientFrame(text: string, opcode = 0x1): Buffer {
   const payload = Buffer.from(text);
   const mask = randomBytes(4);
   const length = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-  return Buffer.concat([Buffer.from([0x81]), length, mask, payload.map((byte, i) => byte ^ mask[i % 4]!)]);
+  return Buffer.concat([Buffer.from([0x80 | opcode]), length, mask, payload.map((byte, i) => byte ^ mask[i % 4]!)]);
 }
+
+const pongOpcode = 0xa;
 
 /**
  * Sends an upgrade request by hand with `headers` (as written, with a valid key and version unless
@@ -105,5 +107,23 @@ describe('the WebSocket feed, against hostile clients', () => {
       await reader.closed;
       return reader.messages.some((m) => m.type === 'subscribed');
     });
+  });
+
+  it('terminates a client that reads nothing, however often it sends pongs of its own', async () => {
+    const probe = randomBytes(6).toString('hex');
+    const { socket: client, head } = await rawUpgrade({ 'x-probe': probe });
+    expect(head).toMatch(/^HTTP\/1\.1 101/);
+    const server = feed.websocketRequests.find((r) => r.headers['x-probe'] === probe)!.socket;
+    const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+    client.write(clientFrame(JSON.stringify({ type: 'subscribe', after: 'now', topics: ['unheard'] })));
+    // Unsolicited pongs (the protocol allows them) far more often than the feed's heartbeat: none
+    // echoes a ping, since the client never reads one.
+    const pongs = setInterval(() => client.write(clientFrame('', pongOpcode)), 100);
+    try {
+      await closed;
+    } finally {
+      clearInterval(pongs);
+      client.destroy();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
@@ -31,8 +32,9 @@ export interface WebSocketFeedOptions extends FeedOptions {
   readonly maxInFlight?: number;
   /**
    * How often every connection is pinged (a WebSocket ping frame, answered by every browser and
-   * client library). A connection that has not answered the previous ping by the next one is
-   * taken for dead and terminated; its slot frees up. A connection that has not sent `subscribe`
+   * client library). A connection that has not answered the previous ping by the next one (with
+   * a pong echoing the ping's random data, as the protocol asks) is taken for dead and terminated;
+   * its slot frees up. A connection that has not sent `subscribe`
    * within this time is closed (4400). Default 15 000 ms.
    */
   readonly heartbeatMs?: number;
@@ -43,6 +45,8 @@ export interface WebSocketFeedOptions extends FeedOptions {
 /** What the feed keeps per socket: whether it answered the last ping, and its subscription once it runs. */
 interface SocketState {
   alive: boolean;
+  /** The data of the last ping, which its pong must echo. */
+  ping?: Buffer;
   connection?: WebSocketConnection;
 }
 
@@ -98,7 +102,10 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
         continue;
       }
       state.alive = false;
-      socket.ping();
+      // Random, so only a peer that read the ping can answer it: an unsolicited pong (allowed by the
+      // protocol) would otherwise keep alive a client that reads nothing.
+      state.ping = randomBytes(8);
+      socket.ping(state.ping);
     }
   }, heartbeatMs).unref();
 
@@ -128,7 +135,9 @@ export function websocketFeed(options: WebSocketFeedOptions): WebSocketFeed {
     server.handleUpgrade(request, socket, head, (ws) => {
       const state: SocketState = { alive: true };
       sockets.set(ws, state);
-      ws.on('pong', () => (state.alive = true));
+      ws.on('pong', (data: Buffer) => {
+        if (state.ping === undefined || data.equals(state.ping)) state.alive = true;
+      });
       // A connection that does not subscribe by the next heartbeat is closed: it would hold a slot for nothing.
       const deadline = setTimeout(() => {
         if (!subscribing) ending(ws, new ClientMessageError('subscribe', `did not come within ${heartbeatMs} ms of connecting (the feed's heartbeatMs)`));
