@@ -31,8 +31,9 @@ const bufferLimit = 16 * 1024;
  * Credit alone trusts the client to acknowledge only what it read; one that acknowledges cursors
  * it learnt elsewhere (they are the log's, the same on every connection) without reading would
  * have the server pile up everything in memory. So a connection also stops while more than
- * `bufferLimit` bytes wait in its socket's buffer, and goes on once they are written out; a
- * client that reads nothing answers no ping either, and the heartbeat ends it.
+ * `bufferLimit` bytes wait in its socket's buffer, and goes on once they are written out: then at
+ * most `bufferLimit` and `maxInFlight` events wait there. A client that reads nothing answers no
+ * ping either, and the heartbeat ends it.
  */
 export class WebSocketConnection implements LiveMember {
   readonly scope: ResolvedScope;
@@ -125,19 +126,22 @@ export class WebSocketConnection implements LiveMember {
   }
 
   /**
-   * Sends what the credit and the socket's buffer allow of `events` (all of the scope after the
-   * cursor, read up to `next`). True when everything was sent; false when it had to stop first,
-   * the cursor then standing at the last event sent, so that reading on from it sends the rest.
+   * Sends what the credit allows of `events` (all of the scope after the cursor, read up to
+   * `next`), or nothing while the socket's buffer is full. True when everything was sent; false
+   * when it had to stop first, the cursor then standing at the last event sent, so that reading
+   * on from it sends the rest.
    */
   #send(events: readonly OutboxEvent[], next: Position): boolean {
-    let sent = 0;
-    while (sent < events.length && this.#canSend()) {
-      const event = events[sent++]!;
+    // A page goes out whole as far as the credit allows (as SSE writes a batch), so that what is
+    // read is not read again: the buffer holds at most `bufferLimit` and one page.
+    const room = this.#socket.bufferedAmount > bufferLimit ? 0 : this.#maxInFlight - this.#inFlight.length;
+    const sending = events.length <= room ? events : events.slice(0, room);
+    for (const event of sending) {
       this.#socket.send(this.#settings.eventMessage(event), this.#goOn);
       this.#inFlight.push(event.position);
       this.#lastSent = event.position;
     }
-    if (sent < events.length) {
+    if (sending.length < events.length) {
       this.#cursor = this.#lastSent;
       this.#stalled = true;
       return false;
