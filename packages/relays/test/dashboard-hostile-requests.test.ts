@@ -1,8 +1,10 @@
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dashboard, type Dashboard } from '@tidings/relays/dashboard';
+import { migrateWebhooks, webhookEndpoints } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshOutbox, type TestOutbox } from '../../../test/support/db.ts';
+import { testKeyring } from '../../../test/support/secret-key.ts';
 
 let outbox: TestOutbox;
 let board: Dashboard;
@@ -12,7 +14,7 @@ let port: number;
 const rejections: unknown[] = [];
 
 /** Sends a request exactly as given (request target and headers untouched by a client library). */
-function send(path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; body: string }> {
+function send(path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, path, method, headers }, (res) => {
       let body = '';
@@ -21,12 +23,13 @@ function send(path: string, headers: Record<string, string> = {}, method = 'GET'
       res.on('end', () => resolve({ status: res.statusCode!, body }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
 beforeAll(async () => {
   outbox = await freshOutbox('dashboard_hostile', { partitions: 1 });
+  await migrateWebhooks(outbox.db, { schema: outbox.schema, keyring: testKeyring });
   board = dashboard({ database: outbox.db, schema: outbox.schema, token: 'a-token-of-16-characters' });
   server = createServer((req, res) => {
     board(req, res).catch((error: unknown) => {
@@ -62,6 +65,26 @@ describe('the dashboard, before a request has shown its token', () => {
       expect(answer.status).toBe(400);
       expect(answer.body).toMatch(/request target/);
     }
+    expect(rejections).toEqual([]);
+  });
+});
+
+describe('the dashboard, asked to act other than by a form POST', () => {
+  it('does nothing on a GET that names an action, nor on a POST whose action is in the query and not in a form', async () => {
+    const endpoints = webhookEndpoints({ schema: outbox.schema, keyring: testKeyring, addressPolicy: { allow: ['127.0.0.0/8'] } });
+    const { id } = await endpoints.create(outbox.db, { url: 'http://127.0.0.1:9/in' });
+    const bearer = { authorization: 'Bearer a-token-of-16-characters' };
+    const act = `/act?action=disable&id=${id}&confirmed=yes`;
+    expect((await send(act, bearer)).status).toBe(404);
+    expect((await send(act, bearer, 'HEAD')).status).toBe(404);
+    const posted = await send(act, { ...bearer, 'content-type': 'text/plain' }, 'POST');
+    expect(posted.status).toBe(400);
+    expect(posted.body).toMatch(/expected a form/);
+    expect((await endpoints.get(outbox.db, id))?.enabled).toBe(true);
+    // The same action as a form does it: the requests above were refused for their form, not their content.
+    const form = await send('/act', { ...bearer, 'content-type': 'application/x-www-form-urlencoded' }, 'POST', `action=disable&id=${id}&confirmed=yes`);
+    expect(form.status).toBe(303);
+    expect((await endpoints.get(outbox.db, id))?.enabled).toBe(false);
     expect(rejections).toEqual([]);
   });
 });
