@@ -1,5 +1,6 @@
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pgDatabase } from '@tidings/outbox';
 import { dashboard, type Dashboard } from '@tidings/relays/dashboard';
 import { migrateWebhooks, webhookEndpoints } from '@tidings/relays/webhook';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,3 +89,42 @@ describe('the dashboard, asked to act other than by a form POST', () => {
     expect(rejections).toEqual([]);
   });
 });
+
+describe('the dashboard, when a request fails for a reason no page explains', () => {
+  it('answers 500 without the reason and hands the error to onError: its promise never rejects', async () => {
+    const errors: Error[] = [];
+    const database = pgDatabase('postgres://app:s3cret-pw@127.0.0.1:9/nowhere');
+    const unreachable = dashboard({ database, token: 'a-token-of-16-characters', onError: (error) => errors.push(error) });
+    const throwing = dashboard({ database: outbox.db, schema: outbox.schema, path: '/hook/', authorize: () => { throw new Error('the session store is down'); }, onError: (error) => errors.push(error) });
+    const other = createServer((req, res) => {
+      const board = req.url!.startsWith('/hook/') ? throwing : unreachable;
+      board(req, res).catch((error: unknown) => {
+        rejections.push(error);
+        res.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const otherPort = (other.address() as AddressInfo).port;
+    try {
+      const get = (path: string, headers: Record<string, string> = {}) =>
+        fetch(`http://127.0.0.1:${otherPort}${path}`, { headers }).then(async (r) => ({ status: r.status, body: await r.text() }));
+      const down = await get('/', { authorization: 'Bearer a-token-of-16-characters' });
+      expect(down.status).toBe(500);
+      expect(down.body).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|s3cret/);
+      const hook = await get('/hook/');
+      expect(hook.status).toBe(500);
+      expect(hook.body).not.toMatch(/session store/);
+      expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/ECONNREFUSED/), 'the session store is down']);
+      expect(rejections).toEqual([]);
+    } finally {
+      await Promise.all([unreachable.close(), throwing.close()]);
+      other.close();
+      await database.close();
+    }
+  });
+
+  it('refuses an onError that is not a function', () => {
+    expect(() => dashboard({ database: outbox.db, onError: 'log' as never })).toThrow('invalid option "onError": expected a function (error) => void');
+  });
+});
+

@@ -42,10 +42,16 @@ export interface DashboardOptions {
   readonly abandonedAfterSeconds?: number;
   /** Shown in the page header, e.g. which database; a URL's password is masked. */
   readonly label?: string;
+  /**
+   * Gets every error a request met that no page explains (the database unreachable, an
+   * `authorize` that threw); the request is answered 500 without the reason.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
 /** A node:http request handler, with what it needs to be reached and stopped. */
 export interface Dashboard {
+  /** Never rejects, so it can be mounted with `void board(request, response)` (errors go to `onError`). */
   (request: IncomingMessage, response: ServerResponse): Promise<void>;
   /** The access token requests must carry, or undefined when `authorize` alone decides. */
   readonly token: string | undefined;
@@ -220,7 +226,18 @@ export function dashboard(options: DashboardOptions): Dashboard {
     response.once('close', end);
   }
 
-  return Object.assign(handler, {
+  /** An error no page explains: answered 500 and handed to `onError`, never left to reject a promise the application ignores. */
+  const failed = (response: ServerResponse, error: unknown): void => {
+    try {
+      options.onError?.(error instanceof Error ? error : new Error(String(error)));
+    } catch {
+      // The observer's failure is its own; the request is still answered.
+    }
+    if (response.headersSent) return void response.destroy();
+    plain(response, 500, 'the dashboard could not answer this request (the reason went to its onError)');
+  };
+
+  return Object.assign((request: IncomingMessage, response: ServerResponse) => handler(request, response).catch((error: unknown) => failed(response, error)), {
     token,
     path: base,
     async close() {
@@ -237,6 +254,7 @@ function checkOptions(options: DashboardOptions) {
   const base = options.path ?? '/';
   if (typeof base !== 'string' || !base.startsWith('/') || !base.endsWith('/')) throw new ConfigError('path', `must start and end with "/", got ${JSON.stringify(base)}`);
   if (options.authorize !== undefined && typeof options.authorize !== 'function') throw new ConfigError('authorize', 'expected a function (request, action) => boolean');
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new ConfigError('onError', 'expected a function (error) => void');
   if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 16)) throw new ConfigError('token', 'expected a string of at least 16 characters');
   const refreshMs = options.refreshMs ?? 2000;
   if (!Number.isInteger(refreshMs) || refreshMs < 250) throw new ConfigError('refreshMs', `expected a whole number of milliseconds of at least 250, got ${refreshMs}`);

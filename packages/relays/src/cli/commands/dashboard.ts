@@ -29,14 +29,14 @@ export async function run(args: string[]): Promise<number> {
   const { dashboard } = await import('../../dashboard/index.ts');
   const { db, where, close, keyring } = await openDatabase(values.database ?? process.env.DATABASE_URL);
   // The keys `tidings endpoints` uses, so that the endpoints page can rotate signing secrets.
-  const board = dashboard({ database: db, schema: values.schema, label: where, keyring: await keyring() });
-  const server = createServer((request, response) => {
-    board(request, response).catch((error: unknown) => {
-      console.error(`tidings dashboard: ${(error as Error).message}`);
-      if (!response.headersSent) response.writeHead(500, { 'Content-Type': 'text/plain' });
-      response.end('the dashboard could not answer; see its log\n');
-    });
+  const board = dashboard({
+    database: db,
+    schema: values.schema,
+    label: where,
+    keyring: await keyring(),
+    onError: (error) => console.error(`tidings dashboard: ${error.message}`),
   });
+  const server = createServer((request, response) => void board(request, response));
   try {
     server.listen(port, host);
     await once(server, 'listening');
