@@ -15,13 +15,13 @@ let port: number;
 const rejections: unknown[] = [];
 
 /** Sends a request exactly as given (request target and headers untouched by a client library). */
-function send(path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
+function send(path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string; location?: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, path, method, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
+      res.on('end', () => resolve({ status: res.statusCode!, body, location: res.headers.location }));
     });
     req.on('error', reject);
     req.end(body);
@@ -65,6 +65,19 @@ describe('the dashboard, before a request has shown its token', () => {
       const answer = await send(target);
       expect(answer.status).toBe(400);
       expect(answer.body).toMatch(/request target/);
+    }
+    expect(rejections).toEqual([]);
+  });
+});
+
+describe('the dashboard, signing in with the token in the address', () => {
+  it('sends the browser on within the dashboard, never to another host, whatever the path', async () => {
+    for (const path of ['/.//evil.example/', '/..//evil.example/x', '/./%2F/evil.example/', '/']) {
+      const answer = await send(`${path}?token=a-token-of-16-characters&page=2`);
+      expect(answer.status, path).toBe(303);
+      expect(answer.location, path).toMatch(/^\/(?!\/)/);
+      expect(answer.location, path).not.toContain('token=');
+      expect(new URL(answer.location!, 'http://dashboard.test').host, path).toBe('dashboard.test');
     }
     expect(rejections).toEqual([]);
   });

@@ -111,7 +111,8 @@ export function dashboard(options: DashboardOptions): Dashboard {
       // The token leaves the address bar (and history) at once; the cookie carries it from here.
       url.searchParams.delete('token');
       response.setHeader('Set-Cookie', tokenCookie(token!, base, Boolean((request.socket as TLSSocket).encrypted)));
-      response.setHeader('Location', url.pathname + url.search);
+      // One leading slash: a path such as //evil.example/ would be read by the browser as another host.
+      response.setHeader('Location', url.pathname.replace(/^\/+/, '/') + url.search);
       return plain(response, 303, 'signed in');
     }
     const ctx: PageContext = { base, label, canAct: action === 'act' || !authorize || (await authorize(request, 'act')) };
