@@ -83,13 +83,21 @@ describe('the charts\' sampler', () => {
     expect(sampler.samples(start + 10 * 600_000 + 3_000_000).map((s) => s.lag)).toEqual([9, 10]); // older than an hour: left out
   });
 
-  it('samples from start() until stop(), whether or not anyone looks, and leaves a gap for a failed reading', async () => {
+  it('samples from start() until stop(), whether or not anyone looks, and leaves a gap for a failed reading, which it reports', async () => {
     let calls = 0;
-    const sampler = new Sampler(async (): Promise<Measurement> => {
-      calls++;
-      if (calls === 2) throw new Error('connection refused');
-      return { lag: calls, published: calls === 1 ? null : 5, delivered: calls === 1 ? null : 5 };
-    }, 100);
+    const reported: string[] = [];
+    const sampler = new Sampler(
+      async (): Promise<Measurement> => {
+        calls++;
+        if (calls === 2) throw new Error('connection refused');
+        return { lag: calls, published: calls === 1 ? null : 5, delivered: calls === 1 ? null : 5 };
+      },
+      100,
+      (error) => {
+        reported.push(error.message);
+        throw new Error('an observer that throws stops nothing');
+      },
+    );
     sampler.start();
     await waitUntil('four readings were attempted', () => calls >= 4);
     sampler.stop();
@@ -97,5 +105,6 @@ describe('the charts\' sampler', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(calls).toBeLessThanOrEqual(stoppedAt + 1); // at most the reading already under way
     expect(sampler.samples().map((s) => s.lag).slice(0, 3)).toEqual([1, 3, 4]);
+    expect(reported).toEqual(['connection refused']);
   });
 });

@@ -44,7 +44,8 @@ export interface DashboardOptions {
   readonly label?: string;
   /**
    * Gets every error a request met that no page explains (the database unreachable, an
-   * `authorize` that threw); the request is answered 500 without the reason.
+   * `authorize` that threw), answered 500 without the reason, and every failed reading of the
+   * charts' sampler.
    */
   readonly onError?: (error: Error) => void;
 }
@@ -85,7 +86,7 @@ export function dashboard(options: DashboardOptions): Dashboard {
   };
   const readStatus = async (): Promise<OutboxStatus> => (await readStatusWith()).report;
   const live = new LiveStatus(readStatus, settings.refreshMs);
-  const sampler = new Sampler(throughputMeasure(db, schema, readStatusWith), settings.sampleMs);
+  const sampler = new Sampler(throughputMeasure(db, schema, readStatusWith), settings.sampleMs, options.onError);
   sampler.start();
   const streams = new Set<ServerResponse>();
   const label = options.label === undefined ? '' : maskPassword(options.label);

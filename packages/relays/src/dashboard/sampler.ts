@@ -37,9 +37,13 @@ export class Sampler {
   #timer: NodeJS.Timeout | undefined;
   #running = false;
 
-  constructor(measure: () => Promise<Measurement>, intervalMs: number) {
+  readonly #onError: ((error: Error) => void) | undefined;
+
+  /** `onError` hears each failed reading (the chart shows a gap for it). */
+  constructor(measure: () => Promise<Measurement>, intervalMs: number, onError?: (error: Error) => void) {
     this.#measure = measure;
     this.#intervalMs = intervalMs;
+    this.#onError = onError;
     this.#ring = new Array<Sample | undefined>(Math.ceil(hourMs / intervalMs) + 1);
   }
 
@@ -83,8 +87,13 @@ export class Sampler {
     try {
       const measurement = await this.#measure();
       if (this.#running) this.record(measurement, Date.now());
-    } catch {
-      // A gap in the chart; the page's live stream reports failed readings.
+    } catch (error) {
+      // A gap in the chart; the page's live stream reports failed readings to the people watching.
+      try {
+        this.#onError?.(error instanceof Error ? error : new Error(String(error)));
+      } catch {
+        // The observer's failure is its own; sampling goes on.
+      }
     }
     if (this.#running) this.#schedule(this.#intervalMs);
   }
