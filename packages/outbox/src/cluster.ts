@@ -65,6 +65,18 @@ export async function assertClusterFits(db: Executor, schema: string): Promise<v
 }
 
 /**
+ * @internal One cluster check for many relays started together (a webhook dispatcher's endpoints):
+ * the first call runs `assertClusterFits`, every later one shares its outcome, refusal included.
+ * Each relay checking on its own would scan every relay's cursors once per relay started: N
+ * endpoints, N² cursor rows read. Make a new one for each batch of starts, so a relay never starts
+ * on a check older than the batch it belongs to.
+ */
+export function sharedClusterCheck(db: Executor, schema: string): () => Promise<void> {
+  let check: Promise<void> | undefined;
+  return () => (check ??= assertClusterFits(db, schema));
+}
+
+/**
  * Accepts the cluster the outbox now lives in: records its identity and moves the commit counter
  * past every number already in the log. Run it after checking (and, where needed, moving) the
  * relay cursors; a cursor still beyond the log keeps the relays refusing.
