@@ -84,7 +84,8 @@ export interface WebhookDispatcher {
  * partitions at once; idle, each partition is read once every `relay.pollIntervalMs` (default
  * 5 s) whatever the number of endpoints. Each endpoint keeps its own cursors and leases; their
  * heartbeats, lease renewals and looks for dead letters to retry go out together, one statement
- * of each kind per 100 ms. The dispatcher holds one LISTEN connection per channel.
+ * of each kind per 100 ms. The endpoints started by one look at the registry share one cluster
+ * check (see `inspectCluster`). The dispatcher holds one LISTEN connection per channel.
  *
  * @example
  * const dispatcher = await startWebhookDispatcher({ database: pgDatabase(process.env.DATABASE_URL!) });
