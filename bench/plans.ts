@@ -43,7 +43,7 @@ export const fullPlan: Plan = {
   workers: { events: 200_000, counts: [1, 2, 4], batchSize, rounds: 3 },
   cleanup: { events: 1_000_000, relays: 1_000, rounds: 5 },
   status: { events: 1_000_000, relays: 1_000, behind: 1_000, rounds: 3 },
-  endpoints: { counts: [100, 1_000], deliveries: 20_000, idleSeconds: 5 },
+  endpoints: { counts: [100, 1_000], deliveries: 20_000, idleSeconds: 5, runningTimeoutMs: 600_000, deliveryTimeoutMs: 600_000 },
   connections: { relays: 1_000, poolSize: 10 },
   feeds: { connections: 1_000 },
 };
@@ -61,7 +61,7 @@ export const quickPlan: Plan = {
   workers: { events: 30_000, counts: [1, 2, 4], batchSize, rounds: 1 },
   cleanup: { events: 100_000, relays: 1_000, rounds: 3 },
   status: { events: 100_000, relays: 1_000, behind: 200, rounds: 3 },
-  endpoints: { counts: [100], deliveries: 2_000, idleSeconds: 3 },
+  endpoints: { counts: [100], deliveries: 2_000, idleSeconds: 3, runningTimeoutMs: 600_000, deliveryTimeoutMs: 600_000 },
   connections: { relays: 300, poolSize: 10 },
   feeds: { connections: 200 },
 };

@@ -158,7 +158,12 @@ export function report(results: Results): string {
       figure: `scaling.endpoints.${count}`,
       value: figures.deliveries_per_s,
       unit: '/s',
-      note: `webhook deliveries to ${count} endpoints; idle ${format(figures.idle_queries_per_s)} statements/s, ${format(figures.heap_kib_per_endpoint)} KiB heap per endpoint`,
+      note:
+        `webhook deliveries to ${count} endpoints; idle ${format(figures.idle_queries_per_s)} statements/s, ${format(figures.heap_kib_per_endpoint)} KiB heap per endpoint` +
+        // results.json of runs before these figures have none of them.
+        (figures.running_s === undefined
+          ? ''
+          : `, ${figures.server_connections} server connections at most, all running ${format(figures.running_s)} s after start, create ${format(figures.create_ms)} ms`),
     });
   }
   // results.json of runs before the connections scenario have no plan for it.

@@ -26,6 +26,9 @@ export async function inspectCluster(db: Executor, options: { schema?: string } 
   const schema = resolveSchema(options.schema);
   const s = quoteIdent(schema);
   return translatingErrors(schema, async () => {
+    // LIMIT 1 on the one settings row: the table is never analysed, and taken for a thousand rows
+    // the planner would count the cursor scan once per row, costing the statement past
+    // jit_above_cost (a JIT compilation at every relay start).
     const { rows } = await db.query<{
       recorded_oid: string | null;
       recorded_system: string | null;
@@ -40,7 +43,7 @@ export async function inspectCluster(db: Executor, options: { schema?: string } 
               coalesce((SELECT max(c.seq) FROM ${s}.commits c), 0)::text AS highest,
               ARRAY(SELECT rp.relay || '/' || rp.partition FROM ${s}.relay_partitions rp
                     WHERE rp.cursor_seq > q.drawn + 1 ORDER BY rp.relay, rp.partition) AS ahead
-       FROM ${s}.settings st,
+       FROM (SELECT events_oid, system_identifier FROM ${s}.settings LIMIT 1) st,
             (${lastDrawnSql(s)}) q`,
     );
     const row = rows[0]!;
@@ -59,6 +62,18 @@ export async function assertClusterFits(db: Executor, schema: string): Promise<v
   const report = await inspectCluster(db, { schema });
   if (report.changed) throw new ClusterChangedError(schema, report.recorded, report.current);
   if (report.ahead.length > 0) throw new CursorAheadError(schema, report.ahead, report.lastDrawn);
+}
+
+/**
+ * @internal One cluster check for many relays started together (a webhook dispatcher's endpoints):
+ * the first call runs `assertClusterFits`, every later one shares its outcome, refusal included.
+ * Each relay checking on its own would scan every relay's cursors once per relay started: N
+ * endpoints, N² cursor rows read. Make a new one for each batch of starts, so a relay never starts
+ * on a check older than the batch it belongs to.
+ */
+export function sharedClusterCheck(db: Executor, schema: string): () => Promise<void> {
+  let check: Promise<void> | undefined;
+  return () => (check ??= assertClusterFits(db, schema));
 }
 
 /**

@@ -21,6 +21,7 @@ export { failureModes } from './relay/options.ts';
 export { cleanupSettings } from './admin.ts';
 export { ownStatements } from './own-statements.ts';
 export { createSharedRelay, type RelayShares } from './relay/relay.ts';
+export { sharedClusterCheck } from './cluster.ts';
 export { SharedHeartbeats } from './relay/shared-heartbeats.ts';
 export { directReads, type PartitionReads } from './relay/partition-reads.ts';
 export { SharedPartitionReads, type SharedPartitionReadsSettings } from './relay/shared-partition-reads.ts';

@@ -59,10 +59,15 @@ export function createRelay(options: RelayOptions): Relay {
   return new RelayWorker(resolved, { reads: directReads(resolved.database, resolved.schema) });
 }
 
-/** @internal What the relays of one process may share: their reads of the log, their heartbeats. */
+/**
+ * @internal What the relays of one process may share: their reads of the log, their heartbeats,
+ * and the cluster check made before they start (e.g. a `sharedClusterCheck`; without it each relay
+ * checks on its own).
+ */
 export interface RelayShares {
   readonly reads: PartitionReads;
   readonly heartbeats?: SharedHeartbeats;
+  readonly clusterCheck?: () => Promise<void>;
 }
 
 /**
@@ -83,6 +88,7 @@ class RelayWorker implements Relay {
   readonly #releasing = new Set<Promise<void>>();
   readonly #deadLetters: DeadLetterRetrier;
   readonly #reads: PartitionReads;
+  readonly #clusterCheck: () => Promise<void>;
   #partitions = 0;
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #timer: NodeJS.Timeout | undefined;
@@ -92,6 +98,7 @@ class RelayWorker implements Relay {
   constructor(options: ResolvedRelayOptions, shares: RelayShares) {
     this.#options = options;
     this.#reads = shares.reads;
+    this.#clusterCheck = shares.clusterCheck ?? (() => assertClusterFits(options.database, options.schema));
     const heartbeats = shares.heartbeats;
     this.#store = new RelayStore(options.database, options.schema, options.name, options.workerId, heartbeats);
     this.#parking = new ParkingStore(options.database, options.schema, options.name, options.workerId);
@@ -110,7 +117,7 @@ class RelayWorker implements Relay {
     if (this.#state !== 'new') throw new Error(`relay "${this.name}" was already started; create a new relay to start again`);
     this.#state = 'running';
     try {
-      await assertClusterFits(this.#options.database, this.#options.schema);
+      await this.#clusterCheck();
     } catch (error) {
       this.#state = 'stopped';
       throw error;

@@ -40,9 +40,8 @@ export class RelayStore {
   /** Creates the relay's cursor rows if it is new; returns the partition count. */
   async register(startFrom: 'beginning' | 'now'): Promise<number> {
     const { rows } = await this.#db.query<{ partitions: number }>(
-      `WITH st AS (SELECT partitions FROM ${this.#s}.settings),
-       ins AS (${relayRegistrationSql(this.#s, '$1', '$2')})
-       SELECT partitions FROM st`,
+      `WITH ins AS (${relayRegistrationSql(this.#s, '$1', '$2')})
+       SELECT (SELECT st.partitions FROM ${this.#s}.settings st) AS partitions`,
       [this.relay, startFrom === 'now'],
     );
     return rows[0]!.partitions;
@@ -194,10 +193,15 @@ export class RelayStore {
  * true, after the last commit of each partition, so that what commits later is delivered. A
  * statement of its own or a CTE: the webhook registry runs it in the transaction that creates an
  * endpoint.
+ *
+ * The settings row is read by a scalar subquery, never joined: the table is never analysed, so the
+ * planner takes it for about a thousand rows, and a join with the partitions' series costed the
+ * statement past `jit_above_cost`: every registration (every webhook endpoint created) paid a JIT
+ * compilation of some hundred milliseconds.
  */
 export function relayRegistrationSql(s: string, relay: string, fromNow: string): string {
   return `INSERT INTO ${s}.relay_partitions (relay, partition, cursor_seq)
          SELECT ${relay}, p, CASE WHEN ${fromNow} THEN coalesce((SELECT max(c.seq) + 1 FROM ${s}.commits c WHERE c.partition = p), 0) ELSE 0 END
-         FROM ${s}.settings st, generate_series(0, st.partitions - 1) AS p
+         FROM generate_series(0, (SELECT st.partitions FROM ${s}.settings st) - 1) AS p
          ON CONFLICT (relay, partition) DO NOTHING`;
 }

@@ -1,5 +1,5 @@
 import { dropRelay, type Database, type Relay, type RelayEvent, type RetryPolicy } from '@tidings/outbox';
-import { createSharedRelay, ownStatements, resolveSchema, SharedHeartbeats, SharedPartitionReads, type RelayShares } from '@tidings/outbox/internal';
+import { createSharedRelay, ownStatements, resolveSchema, sharedClusterCheck, SharedHeartbeats, SharedPartitionReads, type RelayShares } from '@tidings/outbox/internal';
 import { validatePolicy, type AddressPolicy } from './address-policy.ts';
 import { webhookRelayName, type DisabledReason } from './endpoint.ts';
 import { EndpointStore, type ActiveEndpoint } from './endpoint-store.ts';
@@ -84,7 +84,8 @@ export interface WebhookDispatcher {
  * partitions at once; idle, each partition is read once every `relay.pollIntervalMs` (default
  * 5 s) whatever the number of endpoints. Each endpoint keeps its own cursors and leases; their
  * heartbeats, lease renewals and looks for dead letters to retry go out together, one statement
- * of each kind per 100 ms. The dispatcher holds one LISTEN connection per channel.
+ * of each kind per 100 ms. The endpoints started by one look at the registry share one cluster
+ * check (see `inspectCluster`). The dispatcher holds one LISTEN connection per channel.
  *
  * @example
  * const dispatcher = await startWebhookDispatcher({ database: pgDatabase(process.env.DATABASE_URL!) });
@@ -188,18 +189,20 @@ class Dispatcher implements WebhookDispatcher {
     const stale = [...this.#running].filter(([id, running]) => wanted.get(id)?.version !== running.version).map(([id]) => id);
     await Promise.all(stale.map((id) => this.#stopEndpoint(id)));
     if (this.#stopped) return;
-    await Promise.all(active.filter((endpoint) => !this.#running.has(endpoint.id)).map((endpoint) => this.#startEndpoint(endpoint)));
+    // The relays started in this pass share one cluster check: one scan of the cursors, not one per endpoint.
+    const clusterCheck = sharedClusterCheck(this.#database, this.#schema);
+    await Promise.all(active.filter((endpoint) => !this.#running.has(endpoint.id)).map((endpoint) => this.#startEndpoint(endpoint, clusterCheck)));
     for (const relay of await this.#store.orphanRelays()) {
       await dropRelay(this.#options.database, { schema: this.#schema, relay });
       this.#emit({ type: 'endpoint-removed', endpointId: relay.slice('webhook:'.length) });
     }
   }
 
-  async #startEndpoint(endpoint: ActiveEndpoint): Promise<void> {
+  async #startEndpoint(endpoint: ActiveEndpoint, clusterCheck: () => Promise<void>): Promise<void> {
     const id = endpoint.id;
     let relay: Relay;
     try {
-      relay = this.#createRelay(endpoint);
+      relay = this.#createRelay(endpoint, clusterCheck);
     } catch (error) {
       // A row this dispatcher cannot use (e.g. a URL its policy refuses): report it at every refresh.
       this.#emit({ type: 'error', endpointId: id, error: error as Error });
@@ -215,7 +218,7 @@ class Dispatcher implements WebhookDispatcher {
     }
   }
 
-  #createRelay(endpoint: ActiveEndpoint): Relay {
+  #createRelay(endpoint: ActiveEndpoint, clusterCheck: () => Promise<void>): Relay {
     const id = endpoint.id;
     if (endpoint.secrets instanceof Error) throw endpoint.secrets;
     const options = this.#options;
@@ -251,7 +254,7 @@ class Dispatcher implements WebhookDispatcher {
       leaseTtlMs: options.relay?.leaseTtlMs,
       heartbeatIntervalMs: options.relay?.heartbeatIntervalMs,
       onEvent: (event) => this.#emit({ type: 'relay', endpointId: id, event }),
-    }, this.#shares);
+    }, { ...this.#shares, clusterCheck });
     this.#running.set(id, { version: endpoint.version, relay, health });
     return relay;
   }
