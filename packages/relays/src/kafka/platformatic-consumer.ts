@@ -54,6 +54,7 @@ class PlatformaticConsumerClient implements ConsumerClient {
   readonly #seeks = new Map<string, TopicPartition & { offset: string }>();
   #opening: Promise<void> = Promise.resolve();
   #reopenWanted = false;
+  #pumpScheduled = false;
   readonly #failures: Backoff;
   #closing: Promise<void> | undefined;
 
@@ -204,7 +205,14 @@ class PlatformaticConsumerClient implements ConsumerClient {
     if (!queue) this.#queues.set(key, (queue = []));
     queue.push(message);
     if (++this.#queued >= bufferedLimit) this.#stream?.pause();
-    this.#pump();
+    // The stream emits a fetch response's records one by one, synchronously: hand them over once
+    // all are queued, so that a partition's batch is what one fetch brought, as with kafkajs.
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
   }
 
   /** Hands queued partitions over, up to `concurrency` at a time, each partition's records in order. */
