@@ -2,6 +2,7 @@ import type { Machine } from './machine.ts';
 import type { Plan } from './plans.ts';
 import type { DrainBrokerResult } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryResult } from './scenarios/drain-memory.ts';
+import type { ConsumeKafkaResult } from './scenarios/consume-kafka.ts';
 import type { InboxResult } from './scenarios/inbox.ts';
 import type { DirectLatencyResult, LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
@@ -23,6 +24,7 @@ export interface Results {
   seconds?: number;
   write?: WriteResult;
   inbox?: InboxResult;
+  consume?: { readonly kafka: ConsumeKafkaResult };
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; webhook: DrainBrokerResult };
   latency?: Record<'memory' | 'sse' | 'websocket', LatencyResult> & Record<'rabbitmq' | 'kafka' | 'webhook', LatencyResult & Partial<DirectLatencyResult>>;
   scaling?: { backlog_ratio: number; backlog: BacklogResult; workers: Record<string, number> };
@@ -45,7 +47,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, feeds, telemetry, machine } = results;
+  const { write, inbox, consume, drain, latency, scaling, cleanup, status, endpoints, connections, feeds, telemetry, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -65,6 +67,14 @@ export function report(results: Results): string {
       { figure: 'inbox.overhead_ratio', value: inbox.overhead_ratio, target: { atMost: 1.3 }, note: `${format(inbox.plain_tx_per_s)} vs ${format(inbox.inbox_tx_per_s)} tx/s` },
       { figure: 'inbox.one_more_insert_ratio', value: inbox.one_more_insert_ratio, note: 'a second business row instead of the inbox' },
     );
+  }
+  if (consume) {
+    const { kafka } = consume;
+    rows.push({
+      figure: 'consume.kafka.platformatic_ratio',
+      value: kafka.platformatic_ratio,
+      note: `consumeKafka drain, @platformatic/kafka ${format(kafka.platformatic_events_per_s)}/s vs kafkajs ${format(kafka.kafkajs_events_per_s)}/s`,
+    });
   }
   if (drain) {
     rows.push(

@@ -55,6 +55,8 @@ class PlatformaticConsumerClient implements ConsumerClient {
   #opening: Promise<void> = Promise.resolve();
   #reopenWanted = false;
   #pumpScheduled = false;
+  /** The first stream is open: from now on each join opens a new one. */
+  #started = false;
   readonly #failures: Backoff;
   #closing: Promise<void> | undefined;
 
@@ -97,10 +99,14 @@ class PlatformaticConsumerClient implements ConsumerClient {
       const partitions = (consumer.assignments ?? []).flatMap(({ topic, partitions: ids }) => ids.map((partition) => ({ topic, partition })));
       this.#newEpoch();
       handlers.assigned(partitions);
-      if (this.#stream) this.#reopen();
+      // A stream opened before this join may still bring records fetched for the old generation.
+      if (this.#started) this.#reopen();
     });
+    // Seeks asked for while the first stream opens (on the first assignment) wait for it.
+    this.#opening = this.#open();
     try {
-      await this.#open();
+      await this.#opening;
+      this.#started = true;
     } catch (error) {
       this.#consumer = undefined;
       await consumer.close(true).catch(() => {});
@@ -150,7 +156,7 @@ class PlatformaticConsumerClient implements ConsumerClient {
         const old = this.#stream;
         this.#stream = undefined;
         await old?.close().catch(() => {});
-        while (!this.#stopping.signal.aborted) {
+        while (!this.#stopping.signal.aborted && this.#consumer) {
           try {
             await this.#open();
             return;
