@@ -75,6 +75,11 @@ export function report(results: Results): string {
       value: kafka.platformatic_ratio,
       note: `consumeKafka drain, @platformatic/kafka ${format(kafka.platformatic_events_per_s)}/s vs kafkajs ${format(kafka.kafkajs_events_per_s)}/s`,
     });
+    rows.push({
+      figure: 'consume.kafka.records_per_transaction',
+      value: kafka.platformatic_records_per_transaction,
+      note: `@platformatic/kafka; kafkajs ${format(kafka.kafkajs_records_per_transaction)}`,
+    });
   }
   if (drain) {
     rows.push(

@@ -20,6 +20,9 @@ export interface ConsumeKafkaResult {
   readonly platformatic_events_per_s: number;
   /** @platformatic/kafka's drain rate over kafkajs's, the median of the per-round ratios. */
   readonly platformatic_ratio: number;
+  /** Records per database transaction: how many records each client's fetches hand over at once. */
+  readonly kafkajs_records_per_transaction: number;
+  readonly platformatic_records_per_transaction: number;
 }
 
 /**
@@ -48,9 +51,11 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
       const outcomes = await transport.send(events, AbortSignal.timeout(60_000));
       if (outcomes.some((outcome) => outcome.status !== 'delivered')) throw new Error('bench: the topic could not be filled');
     }
+    const perTransaction: Record<KafkaLibrary, number[]> = { kafkajs: [], platformatic: [] };
     const drain = (library: KafkaLibrary) => async (round: number) => {
       const name = `bench-${library}-${round}`;
       let applied = 0;
+      let transactions = 0;
       const started = performance.now();
       let finished = 0;
       const consumer = await consumeKafka({
@@ -70,6 +75,7 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
         onEvent: (event) => {
           if (event.type !== 'committed') return;
           applied += event.applied;
+          transactions++;
           if (applied >= plan.events && finished === 0) finished = performance.now();
         },
       });
@@ -78,6 +84,7 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
       } finally {
         await consumer.close();
       }
+      perTransaction[library].push(plan.events / transactions);
       return plan.events / ((finished - started) / 1000);
     };
     const samples = await sideBySide('consume.kafka', plan.rounds, { kafkajs: drain('kafkajs'), platformatic: drain('platformatic') });
@@ -85,6 +92,8 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
       kafkajs_events_per_s: median(samples.kafkajs),
       platformatic_events_per_s: median(samples.platformatic),
       platformatic_ratio: medianRatio(samples.platformatic, samples.kafkajs),
+      kafkajs_records_per_transaction: median(perTransaction.kafkajs),
+      platformatic_records_per_transaction: median(perTransaction.platformatic),
     };
   } finally {
     await transport.close();
