@@ -80,6 +80,12 @@ export function report(results: Results): string {
       value: kafka.platformatic_records_per_transaction,
       note: `@platformatic/kafka; kafkajs ${format(kafka.kafkajs_records_per_transaction)}`,
     });
+    rows.push({
+      figure: 'consume.kafka.join_ms',
+      value: kafka.platformatic_join_ms,
+      unit: ' ms',
+      note: `@platformatic/kafka, from consumeKafka to the assignment; kafkajs ${format(kafka.kafkajs_join_ms)} ms`,
+    });
   }
   if (drain) {
     rows.push(

@@ -23,6 +23,9 @@ export interface ConsumeKafkaResult {
   /** Records per database transaction: how many records each client's fetches hand over at once. */
   readonly kafkajs_records_per_transaction: number;
   readonly platformatic_records_per_transaction: number;
+  /** From calling `consumeKafka` until the group assigned the partitions (not part of the drain rate). */
+  readonly kafkajs_join_ms: number;
+  readonly platformatic_join_ms: number;
 }
 
 /**
@@ -30,7 +33,8 @@ export interface ConsumeKafkaResult {
  * side on one topic. Every round, each library starts a consumer of a group and inbox consumer name
  * of its own at the topic's first record, and applies every record (one invoice row per event, its
  * inbox mark, `batchSize` records per transaction, one partition per transaction at a time for each
- * partition); the figure is records per second from the start of `consumeKafka` to the last commit.
+ * partition); the figure is records per second from the group's assignment to the last commit, and
+ * the time to join the group is reported beside it.
  */
 export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan): Promise<ConsumeKafkaResult> {
   const outbox = await benchOutbox('consume_kafka');
@@ -52,11 +56,13 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
       if (outcomes.some((outcome) => outcome.status !== 'delivered')) throw new Error('bench: the topic could not be filled');
     }
     const perTransaction: Record<KafkaLibrary, number[]> = { kafkajs: [], platformatic: [] };
+    const joins: Record<KafkaLibrary, number[]> = { kafkajs: [], platformatic: [] };
     const drain = (library: KafkaLibrary) => async (round: number) => {
       const name = `bench-${library}-${round}`;
       let applied = 0;
       let transactions = 0;
-      const started = performance.now();
+      const began = performance.now();
+      let started = 0;
       let finished = 0;
       const consumer = await consumeKafka({
         library,
@@ -73,6 +79,7 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
           return client.query(`INSERT INTO ${invoices} (order_id, total) VALUES ($1, $2)`, [order.order, order.total]);
         },
         onEvent: (event) => {
+          if (event.type === 'assigned' && started === 0) started = performance.now();
           if (event.type !== 'committed') return;
           applied += event.applied;
           transactions++;
@@ -85,6 +92,7 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
         await consumer.close();
       }
       perTransaction[library].push(plan.events / transactions);
+      joins[library].push(started - began);
       return plan.events / ((finished - started) / 1000);
     };
     const samples = await sideBySide('consume.kafka', plan.rounds, { kafkajs: drain('kafkajs'), platformatic: drain('platformatic') });
@@ -94,6 +102,8 @@ export async function consumeKafkaDrain(brokers: string, plan: ConsumeKafkaPlan)
       platformatic_ratio: medianRatio(samples.platformatic, samples.kafkajs),
       kafkajs_records_per_transaction: median(perTransaction.kafkajs),
       platformatic_records_per_transaction: median(perTransaction.platformatic),
+      kafkajs_join_ms: median(joins.kafkajs),
+      platformatic_join_ms: median(joins.platformatic),
     };
   } finally {
     await transport.close();
