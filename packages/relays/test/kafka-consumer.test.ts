@@ -1,6 +1,7 @@
 import {
   checkpointSource,
   consumeKafka,
+  encodeEvent,
   kafkaHeaders,
   kafkaTransport,
   type KafkaConsumerEvent,
@@ -145,6 +146,31 @@ describe.each(['kafkajs', 'platformatic'] as KafkaLibrary[])('the Kafka consumer
       }
     });
   }
+
+  it('reads committed records only: a record of an aborted Kafka transaction is never applied', async () => {
+    const topic = await world.topic('transactions', 1);
+    const [aborted, committed] = [testEvents(3, { topic, key: 'k' }), testEvents(3, { topic, key: 'k' })];
+    const producer = world.kafka.producer({ transactionalId: `tidings-test-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    try {
+      for (const [events, end] of [[aborted, 'abort'], [committed, 'commit']] as const) {
+        const transaction = await producer.transaction();
+        const messages = events.map((event) => encodeEvent(event, topic, 1_000_000)).map(({ key, value, headers }) => ({ key, value, headers: { ...headers } }));
+        await transaction.send({ topic, messages });
+        await transaction[end]();
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const tail = testEvents(2, { topic, key: 'k' });
+    await produce(tail);
+    await consume({ name: 'transactions', topics: [topic] });
+
+    const effects = await waitForEffects('transactions', committed.length + tail.length);
+    await Promise.all(consumers.splice(0).map(({ consumer }) => consumer.close()));
+    expect((await world.effects('transactions')).map((r) => r.event_id)).toEqual([...committed, ...tail].map((e) => e.eventId));
+    expect(effects.some((r) => aborted.some((e) => e.eventId === r.event_id))).toBe(false);
+  });
 
   it('lets a second member join the group mid-stream: no effect is lost or applied twice, and each key keeps its order', async () => {
     const topic = await world.topic('rebalance', 4);
