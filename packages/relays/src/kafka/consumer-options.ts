@@ -168,10 +168,8 @@ function kafkajsClient<Source extends TransactionSource>(options: ConsumeKafkaOp
 
 function platformaticClient<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>, group: GroupSettings): () => ConsumerClient {
   const brokers = brokerList(options.brokers);
-  if (group.topics.some((topic) => typeof topic !== 'string')) throw new ConfigError('topics', 'with library: "platformatic", give topic names (patterns are a kafkajs feature)');
   const settings = {
     ...group,
-    topics: group.topics as string[],
     brokers,
     ...platformaticClientSettings(options.client),
     ...(options.connectTo === undefined ? {} : { connectTo: options.connectTo }),

@@ -1,4 +1,5 @@
 import type { Consumer, Message, MessagesStream, Producer, SASLOptions } from '@platformatic/kafka';
+import { ConfigError } from '@tidings/outbox';
 import type { ConnectionOptions } from 'node:tls';
 import { asError, Backoff, pause } from '../shared/backoff.ts';
 import type { ConsumerClient, ConsumerClientHandlers, DeadLetterProducer, DeadLetterRecord, GroupSettings, PartitionBatch } from './consumer-client.ts';
@@ -8,7 +9,6 @@ import type { KafkaMessageLike } from './record-codec.ts';
 
 /** How the @platformatic/kafka consumer client reaches the brokers and joins its group. */
 export interface PlatformaticConsumerSettings extends GroupSettings {
-  readonly topics: readonly string[];
   readonly brokers: readonly string[];
   readonly clientId?: string;
   readonly ssl?: boolean | ConnectionOptions;
@@ -47,6 +47,8 @@ class PlatformaticConsumerClient implements ConsumerClient {
   #handlers: ConsumerClientHandlers | undefined;
   #stream: MessagesStream<Buffer, Buffer, string, Buffer> | undefined;
   #epoch = 0;
+  /** The topic names consumed: the names given, and those matching a pattern at start. */
+  #topics: readonly string[] = [];
   readonly #queues = new Map<string, Received[]>();
   #queued = 0;
   readonly #busy = new Set<string>();
@@ -69,10 +71,10 @@ class PlatformaticConsumerClient implements ConsumerClient {
     this.#handlers = handlers;
     const kafka = platformaticKafka();
     const settings = this.#settings;
-    const tls = settings.ssl === true ? {} : settings.ssl === false ? undefined : settings.ssl;
+    this.#topics = await topicNames(settings);
+    if (this.#topics.length === 0) throw new ConfigError('topics', `no topic matches ${settings.topics.map(String).join(', ')}`);
     const consumer = new kafka.Consumer<Buffer, Buffer, string, Buffer>({
-      clientId: settings.clientId ?? 'tidings',
-      bootstrapBrokers: settings.brokers.map(address),
+      ...connection(settings),
       groupId: settings.groupId,
       sessionTimeout: settings.sessionTimeoutMs,
       heartbeatInterval: settings.heartbeatIntervalMs,
@@ -80,19 +82,15 @@ class PlatformaticConsumerClient implements ConsumerClient {
       autocommit: false,
       isolationLevel: kafka.FetchIsolationLevels.READ_COMMITTED,
       maxWaitTime: 500,
-      connectTimeout: settings.connectTimeoutMs ?? 3_000,
-      requestTimeout: settings.requestTimeoutMs ?? 30_000,
       retries: 3,
       retryDelay: 200,
       deserializers: { headerKey: kafka.stringDeserializer },
-      ...(tls === undefined ? {} : { tls }),
-      ...(settings.sasl === undefined ? {} : { sasl: settings.sasl }),
     });
     if (settings.connectTo) redirectPools(consumer, settings.connectTo);
     this.#consumer = consumer;
     // A reference of our own to the topics: closing one stream before opening the next does not
     // leave the group's subscription empty, which would make the member rejoin.
-    consumer.topics.trackAll(...settings.topics);
+    consumer.topics.trackAll(...this.#topics);
     consumer.on('consumer:group:rebalance', () => this.#newEpoch());
     consumer.on('consumer:group:leave', () => this.#newEpoch());
     consumer.on('consumer:group:join', () => {
@@ -178,7 +176,7 @@ class PlatformaticConsumerClient implements ConsumerClient {
     }
     if (this.#stopping.signal.aborted) return;
     const stream = await consumer.consume({
-      topics: [...this.#settings.topics],
+      topics: [...this.#topics],
       mode: 'committed',
       fallbackMode: this.#settings.fromBeginning ? 'earliest' : 'latest',
       autocommit: false,
@@ -282,6 +280,34 @@ function toMessageLike(message: Received): KafkaMessageLike {
   };
 }
 
+/** How every client of this consumer reaches the brokers. */
+function connection(settings: PlatformaticConsumerSettings) {
+  const tls = settings.ssl === true ? {} : settings.ssl === false ? undefined : settings.ssl;
+  return {
+    clientId: settings.clientId ?? 'tidings',
+    bootstrapBrokers: settings.brokers.map(address),
+    connectTimeout: settings.connectTimeoutMs ?? 3_000,
+    requestTimeout: settings.requestTimeoutMs ?? 30_000,
+    ...(tls === undefined ? {} : { tls }),
+    ...(settings.sasl === undefined ? {} : { sasl: settings.sasl }),
+  };
+}
+
+/** The topics to consume: names as given, and for each pattern the topics that match it now. */
+async function topicNames(settings: PlatformaticConsumerSettings): Promise<string[]> {
+  const names = settings.topics.filter((topic): topic is string => typeof topic === 'string');
+  const patterns = settings.topics.filter((topic): topic is RegExp => topic instanceof RegExp);
+  if (patterns.length === 0) return names;
+  const admin = new (platformaticKafka().Admin)(connection(settings));
+  if (settings.connectTo) redirectPools(admin, settings.connectTo);
+  try {
+    const existing = await admin.listTopics();
+    return [...new Set([...names, ...existing.filter((topic) => patterns.some((pattern) => new RegExp(pattern.source, pattern.flags.replace('g', '')).test(topic)))])];
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
 function address(broker: string): KafkaBrokerAddress {
   const at = broker.lastIndexOf(':');
   return at < 0 ? { host: broker, port: 9092 } : { host: broker.slice(0, at), port: Number(broker.slice(at + 1)) };
@@ -332,21 +358,15 @@ class PlatformaticDeadLetterProducer implements DeadLetterProducer {
   async send(record: DeadLetterRecord): Promise<void> {
     const kafka = platformaticKafka();
     const settings = this.#settings;
-    const tls = settings.ssl === true ? {} : settings.ssl === false ? undefined : settings.ssl;
     let producer = this.#producer;
     if (!producer) {
       producer = new kafka.Producer<Buffer, Buffer, string, Buffer>({
-        clientId: settings.clientId ?? 'tidings',
-        bootstrapBrokers: settings.brokers.map(address),
+        ...connection(settings),
         idempotent: true,
         acks: kafka.ProduceAcks.ALL,
         retries: 3,
         retryDelay: 100,
-        connectTimeout: settings.connectTimeoutMs ?? 3_000,
-        requestTimeout: settings.requestTimeoutMs ?? 30_000,
         serializers: { headerKey: kafka.stringSerializer },
-        ...(tls === undefined ? {} : { tls }),
-        ...(settings.sasl === undefined ? {} : { sasl: settings.sasl }),
       });
       if (settings.connectTo) redirectPools(producer, settings.connectTo);
       this.#producer = producer;
