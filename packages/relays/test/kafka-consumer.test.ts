@@ -375,4 +375,9 @@ describe('choosing the Kafka consumer client', () => {
     await expect(consumeKafka({ ...base, library: 'platformatic', kafka: {} as never })).rejects.toThrow(/kafka.*kafkajs client/);
     await expect(consumeKafka({ ...base, connectTo: (broker) => broker })).rejects.toThrow(/connectTo.*library: "platformatic" only/);
   });
+
+  it('refuses, with library platformatic, topic patterns that match no topic', async () => {
+    const pattern = new RegExp(`^no-such-topic-${randomBytes(4).toString('hex')}$`);
+    await expect(consumeKafka({ ...base, library: 'platformatic', brokers: services.kafka, topics: [pattern] })).rejects.toThrow(/topics.*no topic matches/);
+  });
 });
