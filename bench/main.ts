@@ -19,6 +19,7 @@ import { fullPlan, quickPlan, type Plan } from './plans.ts';
 import { report, type Results } from './report.ts';
 import { drainBroker } from './scenarios/drain-brokers.ts';
 import { drainMemory } from './scenarios/drain-memory.ts';
+import { consumeKafkaDrain } from './scenarios/consume-kafka.ts';
 import { inboxOverhead } from './scenarios/inbox.ts';
 import { directLatency, relayLatency, sseLatency, websocketLatency } from './scenarios/latency.ts';
 import { backlogScaling, workerScaling } from './scenarios/scaling.ts';
@@ -31,7 +32,7 @@ import { tracedDrain, tracedWrite } from './scenarios/telemetry.ts';
 import { writeOverhead } from './scenarios/write.ts';
 import { progress } from './support.ts';
 
-const scenarios = ['write', 'inbox', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'feeds', 'telemetry'] as const;
+const scenarios = ['write', 'inbox', 'consume', 'drain', 'latency', 'scaling', 'cleanup', 'status', 'endpoints', 'connections', 'feeds', 'telemetry'] as const;
 type Scenario = (typeof scenarios)[number];
 
 const usage = `usage: npm run bench [-- --quick] [--only ${scenarios.join(',')}] [--endpoints N,N] [--out FILE]
@@ -96,6 +97,10 @@ async function main(): Promise<void> {
     if (only.has('inbox')) {
       progress('inbox: a handler transaction with and without the inbox');
       results.inbox = await inboxOverhead(plan.inbox);
+    }
+    if (only.has('consume')) {
+      progress('consume: consumeKafka draining a topic through the inbox, with kafkajs and with @platformatic/kafka');
+      results.consume = { kafka: await consumeKafkaDrain(services.kafka, plan.consumeKafka) };
     }
     if (needsBrokers) {
       destinations.push(

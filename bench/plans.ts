@@ -3,6 +3,7 @@ import type { ConnectionsPlan } from './scenarios/connections.ts';
 import type { FeedMemoryPlan } from './scenarios/feed-memory.ts';
 import type { DrainBrokerPlan } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryPlan } from './scenarios/drain-memory.ts';
+import type { ConsumeKafkaPlan } from './scenarios/consume-kafka.ts';
 import type { InboxPlan } from './scenarios/inbox.ts';
 import type { LatencyPlan } from './scenarios/latency.ts';
 import type { BacklogPlan, WorkersPlan } from './scenarios/scaling.ts';
@@ -14,6 +15,7 @@ import type { WritePlan } from './scenarios/write.ts';
 export interface Plan {
   readonly write: WritePlan;
   readonly inbox: InboxPlan;
+  readonly consumeKafka: ConsumeKafkaPlan;
   readonly drainMemory: DrainMemoryPlan;
   readonly drainRabbitmq: DrainBrokerPlan;
   readonly drainKafka: DrainBrokerPlan;
@@ -34,6 +36,7 @@ const batchSize = 500;
 export const fullPlan: Plan = {
   write: { transactions: 4_000, concurrency: 8, rounds: 5 },
   inbox: { transactions: 4_000, concurrency: 8, rounds: 5 },
+  consumeKafka: { events: 20_000, partitions: 4, batchSize: 100, rounds: 5 },
   drainMemory: { events: 100_000, batchSize, rounds: 5 },
   drainRabbitmq: { events: 20_000, batchSize, rounds: 5 },
   drainKafka: { events: 50_000, batchSize, rounds: 5 },
@@ -52,6 +55,7 @@ export const fullPlan: Plan = {
 export const quickPlan: Plan = {
   write: { transactions: 1_000, concurrency: 8, rounds: 3 },
   inbox: { transactions: 1_000, concurrency: 8, rounds: 3 },
+  consumeKafka: { events: 5_000, partitions: 4, batchSize: 100, rounds: 3 },
   drainMemory: { events: 20_000, batchSize, rounds: 3 },
   drainRabbitmq: { events: 8_000, batchSize, rounds: 2 },
   drainKafka: { events: 10_000, batchSize, rounds: 2 },

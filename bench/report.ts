@@ -2,6 +2,7 @@ import type { Machine } from './machine.ts';
 import type { Plan } from './plans.ts';
 import type { DrainBrokerResult } from './scenarios/drain-brokers.ts';
 import type { DrainMemoryResult } from './scenarios/drain-memory.ts';
+import type { ConsumeKafkaResult } from './scenarios/consume-kafka.ts';
 import type { InboxResult } from './scenarios/inbox.ts';
 import type { DirectLatencyResult, LatencyResult } from './scenarios/latency.ts';
 import type { BacklogResult } from './scenarios/scaling.ts';
@@ -23,6 +24,7 @@ export interface Results {
   seconds?: number;
   write?: WriteResult;
   inbox?: InboxResult;
+  consume?: { readonly kafka: ConsumeKafkaResult };
   drain?: { memory: DrainMemoryResult; rabbitmq: DrainBrokerResult; kafka: DrainBrokerResult; kafka_platformatic?: DrainBrokerResult; webhook: DrainBrokerResult };
   latency?: Record<'memory' | 'sse' | 'websocket', LatencyResult> &
     Record<'rabbitmq' | 'kafka' | 'webhook', LatencyResult & Partial<DirectLatencyResult>> & { kafka_platformatic?: LatencyResult & Partial<DirectLatencyResult> };
@@ -46,7 +48,7 @@ interface Row {
 
 /** The figures as a Markdown table (it reads in a terminal and pastes into the README as is). */
 export function report(results: Results): string {
-  const { write, inbox, drain, latency, scaling, cleanup, status, endpoints, connections, feeds, telemetry, machine } = results;
+  const { write, inbox, consume, drain, latency, scaling, cleanup, status, endpoints, connections, feeds, telemetry, machine } = results;
   const rows: Row[] = [];
   if (write) {
     rows.push(
@@ -66,6 +68,25 @@ export function report(results: Results): string {
       { figure: 'inbox.overhead_ratio', value: inbox.overhead_ratio, target: { atMost: 1.3 }, note: `${format(inbox.plain_tx_per_s)} vs ${format(inbox.inbox_tx_per_s)} tx/s` },
       { figure: 'inbox.one_more_insert_ratio', value: inbox.one_more_insert_ratio, note: 'a second business row instead of the inbox' },
     );
+  }
+  if (consume) {
+    const { kafka } = consume;
+    rows.push({
+      figure: 'consume.kafka.platformatic_ratio',
+      value: kafka.platformatic_ratio,
+      note: `consumeKafka drain, @platformatic/kafka ${format(kafka.platformatic_events_per_s)}/s vs kafkajs ${format(kafka.kafkajs_events_per_s)}/s`,
+    });
+    rows.push({
+      figure: 'consume.kafka.records_per_transaction',
+      value: kafka.platformatic_records_per_transaction,
+      note: `@platformatic/kafka; kafkajs ${format(kafka.kafkajs_records_per_transaction)}`,
+    });
+    rows.push({
+      figure: 'consume.kafka.join_ms',
+      value: kafka.platformatic_join_ms,
+      unit: ' ms',
+      note: `@platformatic/kafka, from consumeKafka to the assignment; kafkajs ${format(kafka.kafkajs_join_ms)} ms`,
+    });
   }
   if (drain) {
     rows.push(

@@ -2,10 +2,11 @@
  * A Kafka consumer helper as its own process, for tests that kill it. Its handler records each
  * event in the `effects` table of the test schema. Prints one JSON line per consumer event.
  * Environment: DATABASE_URL, KAFKA_BROKERS, TIDINGS_SCHEMA, TIDINGS_TOPIC, TIDINGS_CONSUMER,
- * TIDINGS_MODE (`inbox` or `checkpoint`), and optionally TIDINGS_CRASH_AFTER_COMMITS=<n>: SIGKILLs
- * itself right after its n-th database commit, before the Kafka offset commit that follows it.
+ * TIDINGS_MODE (`inbox` or `checkpoint`), TIDINGS_LIBRARY (`kafkajs`, the default, or `platformatic`),
+ * and optionally TIDINGS_CRASH_AFTER_COMMITS=<n>: SIGKILLs itself right after its n-th database
+ * commit, before the Kafka offset commit that follows it.
  */
-import { consumeKafka, type KafkaConsumerMode } from '@tidings/relays/kafka';
+import { consumeKafka, type KafkaConsumerMode, type KafkaLibrary } from '@tidings/relays/kafka';
 import pg from 'pg';
 
 const env = process.env;
@@ -16,8 +17,10 @@ const crashAfter = Number(env.TIDINGS_CRASH_AFTER_COMMITS ?? 0);
 const pool = new pg.Pool({ connectionString: env.DATABASE_URL!, max: 4 });
 pool.on('error', () => {});
 let commits = 0;
+const library = (env.TIDINGS_LIBRARY ?? 'kafkajs') as KafkaLibrary;
 
 await consumeKafka({
+  library,
   brokers: env.KAFKA_BROKERS!,
   client: { logLevel: 'nothing', connectTimeoutMs: 1_000 },
   topics: [env.TIDINGS_TOPIC!],

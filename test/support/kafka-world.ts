@@ -155,7 +155,7 @@ export async function startEffectConsumer(
   world: KafkaWorld,
   options: {
     name: string;
-    topics: string[];
+    topics: (string | RegExp)[];
     /** Runs first in the handler: throw to fail the record, or wait to hold its transaction open. */
     before?: (event: KafkaEvent) => unknown;
   } & Partial<ConsumeKafkaOptions<pg.Pool>>,

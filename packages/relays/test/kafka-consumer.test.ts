@@ -1,14 +1,17 @@
 import {
   checkpointSource,
   consumeKafka,
+  encodeEvent,
   kafkaHeaders,
   kafkaTransport,
   type KafkaConsumerEvent,
   type KafkaConsumerMode,
+  type KafkaLibrary,
   type KafkaTransport,
 } from '@tidings/relays/kafka';
 import { testEvents } from '@tidings/relays/testing';
-import type { OutboxEvent } from '@tidings/outbox';
+import { ConfigError, type OutboxEvent } from '@tidings/outbox';
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../../test/support/check.ts';
@@ -16,52 +19,53 @@ import { inTransaction } from '../../../test/support/db.ts';
 import { services } from '../../../test/support/env.ts';
 import { kafkaWorld, repeated, startEffectConsumer, startKafkaConsumerWorker, type EffectRow, type KafkaWorld, type TestConsumer } from '../../../test/support/kafka-world.ts';
 
-let world: KafkaWorld;
-let transport: KafkaTransport;
-const consumers: TestConsumer[] = [];
+describe.each(['kafkajs', 'platformatic'] as KafkaLibrary[])('the Kafka consumer helper with %s', (library) => {
+  let world: KafkaWorld;
+  let transport: KafkaTransport;
+  const consumers: TestConsumer[] = [];
 
-beforeAll(async () => {
-  world = await kafkaWorld('kafka_consumer', services.kafka);
-  transport = kafkaTransport({ brokers: services.kafka, client: { logLevel: 'nothing' } });
-});
-afterEach(async () => {
-  await Promise.all(consumers.splice(0).map(({ consumer }) => consumer.close()));
-});
-afterAll(async () => {
-  await transport?.close();
-  await world?.close();
-});
+  beforeAll(async () => {
+    world = await kafkaWorld(`kafka_consumer_${library}`, services.kafka);
+    transport = kafkaTransport({ brokers: services.kafka, client: { logLevel: 'nothing' } });
+  });
+  afterEach(async () => {
+    await Promise.all(consumers.splice(0).map(({ consumer }) => consumer.close()));
+  });
+  afterAll(async () => {
+    await transport?.close();
+    await world?.close();
+  });
 
-async function produce(events: readonly OutboxEvent[]): Promise<void> {
-  const outcomes = await transport.send(events, AbortSignal.timeout(20_000));
-  expect(outcomes.every((o) => o.status === 'delivered')).toBe(true);
-}
+  async function produce(events: readonly OutboxEvent[]): Promise<void> {
+    const outcomes = await transport.send(events, AbortSignal.timeout(20_000));
+    expect(outcomes.every((o) => o.status === 'delivered')).toBe(true);
+  }
 
-async function consume(options: Parameters<typeof startEffectConsumer>[1]): Promise<TestConsumer> {
-  const consumer = await startEffectConsumer(world, options);
-  consumers.push(consumer);
-  return consumer;
-}
+  async function consume(options: Parameters<typeof startEffectConsumer>[1]): Promise<TestConsumer> {
+    // Group ids of their own per library: the two clients' groups never meet on the broker.
+    const consumer = await startEffectConsumer(world, { library, ...options, groupId: `${options.groupId ?? options.name}.${library}` });
+    consumers.push(consumer);
+    return consumer;
+  }
 
-async function waitForEffects(consumer: string, count: number, timeoutMs = 30_000): Promise<EffectRow[]> {
-  return waitUntil(`${consumer} applied ${count} effects`, async () => {
-    const rows = await world.effects(consumer);
-    return rows.length >= count && rows;
-  }, timeoutMs);
-}
+  async function waitForEffects(consumer: string, count: number, timeoutMs = 30_000): Promise<EffectRow[]> {
+    return waitUntil(`${consumer} applied ${count} effects`, async () => {
+      const rows = await world.effects(consumer);
+      return rows.length >= count && rows;
+    }, timeoutMs);
+  }
 
-/** `partition@offset` of each application, to compare with the records of the topic. */
-const placesOf = (rows: readonly EffectRow[]) => rows.map((r) => `${r.partition}@${r.record_offset}`);
+  /** `partition@offset` of each application, to compare with the records of the topic. */
+  const placesOf = (rows: readonly EffectRow[]) => rows.map((r) => `${r.partition}@${r.record_offset}`);
 
-async function checkpointOf(consumer: string, topic: string, partition = 0): Promise<string | undefined> {
-  const { rows } = await world.outbox.pool.query<{ position: string }>(
-    `SELECT position FROM "${world.schema}".checkpoints WHERE consumer = $1 AND source = $2`,
-    [consumer, checkpointSource({ topic, partition })],
-  );
-  return rows[0]?.position;
-}
+  async function checkpointOf(consumer: string, topic: string, partition = 0): Promise<string | undefined> {
+    const { rows } = await world.outbox.pool.query<{ position: string }>(
+      `SELECT position FROM "${world.schema}".checkpoints WHERE consumer = $1 AND source = $2`,
+      [consumer, checkpointSource({ topic, partition })],
+    );
+    return rows[0]?.position;
+  }
 
-describe('the Kafka consumer helper', () => {
   it('applies each event once in inbox mode, even when the topic holds it twice', async () => {
     const topic = await world.topic('duplicates', 2);
     const events = testEvents(30, { topic, key: (i) => `k-${i % 3}` });
@@ -114,8 +118,8 @@ describe('the Kafka consumer helper', () => {
       const topic = await world.topic(`crash-${mode}`, 2);
       const events = testEvents(120, { topic, key: (i) => `k-${i % 5}` });
       await produce(events);
-      const name = `crash-${mode}`;
-      const env = { KAFKA_BROKERS: services.kafka, TIDINGS_SCHEMA: world.schema, TIDINGS_TOPIC: topic, TIDINGS_CONSUMER: name, TIDINGS_MODE: mode, TIDINGS_BATCH: '10' };
+      const name = `crash-${mode}-${library}`;
+      const env = { KAFKA_BROKERS: services.kafka, TIDINGS_LIBRARY: library, TIDINGS_SCHEMA: world.schema, TIDINGS_TOPIC: topic, TIDINGS_CONSUMER: name, TIDINGS_MODE: mode, TIDINGS_BATCH: '10' };
 
       const first = startKafkaConsumerWorker(`${name}-1`, { ...env, TIDINGS_CRASH_AFTER_COMMITS: '3' });
       onTestFinished(() => first.kill());
@@ -143,6 +147,69 @@ describe('the Kafka consumer helper', () => {
       }
     });
   }
+
+  it('reads committed records only: a record of an aborted Kafka transaction is never applied', async () => {
+    const topic = await world.topic('transactions', 1);
+    const [aborted, committed] = [testEvents(3, { topic, key: 'k' }), testEvents(3, { topic, key: 'k' })];
+    const producer = world.kafka.producer({ transactionalId: `tidings-test-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    try {
+      for (const [events, end] of [[aborted, 'abort'], [committed, 'commit']] as const) {
+        const transaction = await producer.transaction();
+        const messages = events.map((event) => encodeEvent(event, topic, 1_000_000)).map(({ key, value, headers }) => ({ key, value, headers: { ...headers } }));
+        await transaction.send({ topic, messages });
+        await transaction[end]();
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const tail = testEvents(2, { topic, key: 'k' });
+    await produce(tail);
+    await consume({ name: 'transactions', topics: [topic] });
+
+    const effects = await waitForEffects('transactions', committed.length + tail.length);
+    await Promise.all(consumers.splice(0).map(({ consumer }) => consumer.close()));
+    expect((await world.effects('transactions')).map((r) => r.event_id)).toEqual([...committed, ...tail].map((e) => e.eventId));
+    expect(effects.some((r) => aborted.some((e) => e.eventId === r.event_id))).toBe(false);
+  });
+
+  it('consumes the topics that match a pattern when it starts', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const topics = [await world.topic(`pattern-${tag}-a`, 1), await world.topic(`pattern-${tag}-b`, 2)];
+    const events = topics.flatMap((topic) => testEvents(4, { topic, key: 'k' }));
+    await produce(events);
+    await consume({ name: 'pattern', topics: [new RegExp(`\\.pattern-${tag}-[ab]\\.`)] });
+
+    const effects = await waitForEffects('pattern', events.length);
+    expect(new Set(effects.map((r) => r.event_id))).toEqual(new Set(events.map((e) => e.eventId)));
+  });
+
+  it('lets a second member join the group mid-stream: no effect is lost or applied twice, and each key keeps its order', async () => {
+    const topic = await world.topic('rebalance', 4);
+    const events = testEvents(300, { topic, key: (i) => `k-${i % 8}` });
+    await produce(events.slice(0, 100));
+    const first = await consume({ name: 'rebalance', topics: [topic], batchSize: 10 });
+    await waitForEffects('rebalance', 30);
+    // Records keep coming while the second member joins and the group rebalances.
+    const joining = consume({ name: 'rebalance', topics: [topic], batchSize: 10 });
+    await produce(events.slice(100, 200));
+    const second = await joining;
+    await waitUntil('the second member got partitions', async () => second.events.some((e) => e.type === 'assigned' && e.partitions.length > 0));
+    await produce(events.slice(200));
+    await waitForEffects('rebalance', events.length);
+    // Closing lets every transaction in progress end, so a late second application would show.
+    await Promise.all([first.consumer.close(), second.consumer.close()]);
+
+    const effects = await world.effects('rebalance');
+    expect(repeated(effects.map((r) => r.event_id)), 'events applied more than once').toEqual({});
+    expect(new Set(effects.map((r) => r.event_id))).toEqual(new Set(events.map((e) => e.eventId)));
+    for (let k = 0; k < 8; k++) {
+      expect(effects.filter((r) => r.key === `k-${k}`).map((r) => r.event_id)).toEqual(events.filter((e) => e.key === `k-${k}`).map((e) => e.eventId));
+    }
+    const applied = (seen: readonly KafkaConsumerEvent[]) => seen.reduce((n, e) => n + (e.type === 'committed' ? e.applied : 0), 0);
+    expect(applied(second.events), 'events the second member applied').toBeGreaterThan(0);
+    expect(applied(first.events) + applied(second.events)).toBe(events.length);
+  });
 
   it('moves each partition to the offset stored in the database in checkpoint mode, whatever Kafka has for the group', async () => {
     const topic = await world.topic('stored', 1);
@@ -268,10 +335,12 @@ describe('the Kafka consumer helper', () => {
     let databaseUp = false;
     const seen: KafkaConsumerEvent[] = [];
     const consumer = await consumeKafka({
+      library,
       brokers: services.kafka,
       client: { logLevel: 'nothing' },
       topics: [topic],
       consumer: 'db-down',
+      groupId: `db-down.${library}`,
       schema: world.schema,
       deadLetterTopic,
       retry: { attempts: 1, minDelayMs: 20, maxDelayMs: 100 },
@@ -290,5 +359,25 @@ describe('the Kafka consumer helper', () => {
     databaseUp = true;
     expect((await waitForEffects('db-down', 1)).map((r) => r.event_id)).toEqual([event!.eventId]);
     expect(seen.filter((e) => e.type === 'retry-scheduled' || e.type === 'dead-lettered')).toEqual([]);
+  });
+});
+
+describe('choosing the Kafka consumer client', () => {
+  const base = { brokers: 'localhost:9092', topics: ['t'], consumer: 'c', database: (() => {}) as never, handler: () => {} };
+
+  it('refuses an unknown library with a ConfigError that names the choices', async () => {
+    await expect(consumeKafka({ ...base, library: 'rdkafka' as KafkaLibrary })).rejects.toThrow(ConfigError);
+    await expect(consumeKafka({ ...base, library: 'rdkafka' as KafkaLibrary })).rejects.toThrow(/library.*"kafkajs" or "platformatic", got "rdkafka"/);
+  });
+
+  it('refuses kafkajs-only settings with library platformatic, and connectTo with kafkajs', async () => {
+    await expect(consumeKafka({ ...base, library: 'platformatic', client: { socketFactory: () => null as never } })).rejects.toThrow(/client\.socketFactory.*kafkajs setting/);
+    await expect(consumeKafka({ ...base, library: 'platformatic', kafka: {} as never })).rejects.toThrow(/kafka.*kafkajs client/);
+    await expect(consumeKafka({ ...base, connectTo: (broker) => broker })).rejects.toThrow(/connectTo.*library: "platformatic" only/);
+  });
+
+  it('refuses, with library platformatic, topic patterns that match no topic', async () => {
+    const pattern = new RegExp(`^no-such-topic-${randomBytes(4).toString('hex')}$`);
+    await expect(consumeKafka({ ...base, library: 'platformatic', brokers: services.kafka, topics: [pattern] })).rejects.toThrow(/topics.*no topic matches/);
   });
 });

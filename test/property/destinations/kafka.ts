@@ -3,10 +3,11 @@
  * through it by a socket factory) to a topic of the run's own with two partitions. A plain consumer
  * group records every record in arrival order; `consumeKafka` applies them, its connections through
  * a second proxy, cut right after a database commit so the offset commit is lost and the records
- * come again. Two variants, one per consumer mode: `inbox` (an inbox mark per event) and
- * `checkpoint` (the partition's next offset stored with the effects).
+ * come again. Variants per consumer mode, `inbox` (an inbox mark per event) and `checkpoint` (the
+ * partition's next offset stored with the effects), and per consumer client library (kafkajs, or
+ * @platformatic/kafka, whose connections reach the proxy by `connectTo`).
  */
-import { consumeKafka, createKafkaClient, decodeRecord, type KafkaConsumer, type KafkaConsumerMode } from '@tidings/relays/kafka';
+import { consumeKafka, createKafkaClient, decodeRecord, type KafkaConsumer, type KafkaConsumerMode, type KafkaLibrary } from '@tidings/relays/kafka';
 import type { Consumer, ISocketFactory } from 'kafkajs';
 import net from 'node:net';
 import pg from 'pg';
@@ -24,11 +25,16 @@ function through(proxy: FaultProxy): ISocketFactory {
   return ({ onConnect }) => net.connect({ host: proxy.host, port: proxy.port }, onConnect);
 }
 
-function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
+function kafkaDestinationFor(mode: KafkaConsumerMode, library: KafkaLibrary = 'kafkajs'): DestinationSpec {
+  const reach = (proxy: FaultProxy) =>
+    library === 'platformatic'
+      ? { client: { clientId: 'property-effects', connectTimeoutMs: 1_000, requestTimeoutMs: 5_000 }, connectTo: () => ({ host: proxy.host, port: proxy.port }) }
+      : { client: { clientId: 'property-effects', logLevel: 'nothing' as const, connectTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(proxy) } };
   return {
-    name: mode === 'inbox' ? 'kafka' : 'kafka_checkpoint',
+    name: `${mode === 'inbox' ? 'kafka' : 'kafka_checkpoint'}${library === 'kafkajs' ? '' : `_${library}`}`,
     ordered: true,
-    // Kafka cases are the slowest of all: the two modes share about what inbox mode alone ran (4).
+    // Kafka cases are the slowest of all: the two modes share about what inbox mode alone ran (4);
+    // the second client library runs as many again.
     ciRuns: mode === 'inbox' ? 3 : 2,
     quietMs: 10_000,
     faults: ['crash-relay', 'pause-relay', 'join-relay', 'cut-broker', 'broker-outage', 'cut-relay-db', 'consumer-crash'],
@@ -56,8 +62,9 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
       let crashNext = 0;
       const errors: string[] = [];
       const consumer: KafkaConsumer = await consumeKafka({
+        library,
         brokers: services.kafka,
-        client: { clientId: 'property-effects', logLevel: 'nothing', connectTimeoutMs: 1_000, requestTimeoutMs: 5_000, socketFactory: through(consumerProxy) },
+        ...reach(consumerProxy),
         topics: [topic],
         consumer: 'property',
         groupId: `${topic}.effects`,
@@ -131,3 +138,7 @@ function kafkaDestinationFor(mode: KafkaConsumerMode): DestinationSpec {
 export const kafkaDestination = kafkaDestinationFor('inbox');
 /** `consumeKafka` in checkpoint mode. */
 export const kafkaCheckpointDestination = kafkaDestinationFor('checkpoint');
+/** `consumeKafka` with @platformatic/kafka, in inbox mode. */
+export const kafkaPlatformaticDestination = kafkaDestinationFor('inbox', 'platformatic');
+/** `consumeKafka` with @platformatic/kafka, in checkpoint mode. */
+export const kafkaPlatformaticCheckpointDestination = kafkaDestinationFor('checkpoint', 'platformatic');

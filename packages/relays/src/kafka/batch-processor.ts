@@ -1,15 +1,15 @@
 import { CheckpointConflictError, inbox, type Inbox } from '@tidings/inbox';
-import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { asError, Backoff, pause } from '../shared/backoff.ts';
+import type { PartitionBatch } from './consumer-client.ts';
 import type { ResolvedConsumerOptions, TopicPartition } from './consumer-options.ts';
 import type { DeadLetterWriter, KafkaDeadLetterReason } from './dead-letter-writer.ts';
-import { decodeRecord, type KafkaEvent } from './record-codec.ts';
+import { decodeRecord, type KafkaEvent, type KafkaMessageLike } from './record-codec.ts';
 import { abortedByHandler } from '../shared/handler-fault.ts';
 import { runHandler } from '../shared/handler-span.ts';
 import { readThrough, runInTransaction, type TransactionSource } from '../shared/transaction-source.ts';
 
 /** A record of a batch, read as an event or not readable. */
-type Item = { readonly message: KafkaMessage; readonly event: KafkaEvent } | { readonly message: KafkaMessage; readonly invalid: Error };
+type Item = { readonly message: KafkaMessageLike; readonly event: KafkaEvent } | { readonly message: KafkaMessageLike; readonly invalid: Error };
 type Readable = Extract<Item, { event: KafkaEvent }>;
 
 /** A failure thrown by the handler itself, as opposed to the database or the inbox around it. */
@@ -28,14 +28,14 @@ export function checkpointSource(tp: TopicPartition): string {
 }
 
 /**
- * Applies the batches kafkajs fetches, partition by partition: records in offset order, up to
- * `batchSize` per database transaction; the Kafka offset is committed only after that transaction
+ * Applies the batches a consumer client fetches, partition by partition: records in offset order,
+ * up to `batchSize` per database transaction; the Kafka offset is committed only after that transaction
  * committed. Mode `inbox` marks each event id in the transaction; mode `checkpoint` stores the
  * partition's next offset there instead (compare-and-set), and moves consumption to the stored
  * offset whenever Kafka's position differs from it.
  *
- * Every method returns false, or throws a kafkajs rebalance error, when the batch must not be
- * handled further: the consumer is stopping, the partition was sought elsewhere, or it moved.
+ * Every method returns false, or rethrows a commit error that means the member must rejoin, when
+ * the batch must not be handled further: the consumer is stopping, the partition was sought elsewhere, or it moved.
  */
 export class BatchProcessor<Source extends TransactionSource> {
   readonly #options: ResolvedConsumerOptions<Source>;
@@ -79,11 +79,10 @@ export class BatchProcessor<Source extends TransactionSource> {
     })();
   }
 
-  async process(payload: EachBatchPayload): Promise<void> {
-    const { batch } = payload;
-    if (batch.isEmpty() || this.#ended(payload)) return;
-    const tp = { topic: batch.topic, partition: batch.partition };
-    let messages = batch.messages;
+  async process(payload: PartitionBatch): Promise<void> {
+    if (payload.messages.length === 0 || this.#ended(payload)) return;
+    const tp = { topic: payload.topic, partition: payload.partition };
+    let messages = payload.messages;
     if (this.#options.mode === 'checkpoint') {
       const position = await this.#position(payload, tp);
       if (position === undefined) return;
@@ -107,7 +106,7 @@ export class BatchProcessor<Source extends TransactionSource> {
     }
   }
 
-  async #applyChunk(payload: EachBatchPayload, tp: TopicPartition, chunk: readonly KafkaMessage[]): Promise<boolean> {
+  async #applyChunk(payload: PartitionBatch, tp: TopicPartition, chunk: readonly KafkaMessageLike[]): Promise<boolean> {
     const items = chunk.map((message): Item => {
       try {
         return { message, event: decodeRecord(tp.topic, tp.partition, message) };
@@ -131,7 +130,7 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** Applies `run` in one transaction; when the handler fails, record by record, retrying the failing one. */
-  async #applyRun(payload: EachBatchPayload, tp: TopicPartition, run: readonly Readable[], failedBefore = 0): Promise<boolean> {
+  async #applyRun(payload: PartitionBatch, tp: TopicPartition, run: readonly Readable[], failedBefore = 0): Promise<boolean> {
     const { onEvent, minDelayMs, maxDelayMs, attempts } = this.#options;
     const failures = new Backoff(minDelayMs, maxDelayMs);
     let attempt = failedBefore;
@@ -211,9 +210,9 @@ export class BatchProcessor<Source extends TransactionSource> {
    * partition moves.
    */
   async #poison(
-    payload: EachBatchPayload,
+    payload: PartitionBatch,
     tp: TopicPartition,
-    message: KafkaMessage,
+    message: KafkaMessageLike,
     eventId: string | null,
     reason: KafkaDeadLetterReason,
     error: Error,
@@ -257,20 +256,18 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** Marks `lastOffset` done and commits the offset after it to Kafka; the database transaction is already committed. */
-  async #committed(payload: EachBatchPayload, tp: TopicPartition, lastOffset: string): Promise<boolean> {
-    payload.resolveOffset(lastOffset);
-    const offset = String(BigInt(lastOffset) + 1n);
+  async #committed(payload: PartitionBatch, tp: TopicPartition, lastOffset: string): Promise<boolean> {
     const backoff = new Backoff(this.#options.minDelayMs, this.#options.maxDelayMs);
     for (;;) {
       try {
-        await payload.commitOffsetsIfNecessary({ topics: [{ topic: tp.topic, partitions: [{ partition: tp.partition, offset }] }] });
+        await payload.commit(lastOffset);
         break;
       } catch (error) {
         // Not fatal: the next owner starts at an older offset, and the inbox or the checkpoint skips
         // what was applied. But the offset is committed again until it holds, so that the group's
         // position does not stay behind the database until more records come.
         this.#options.onEvent({ type: 'error', ...tp, error: asError(error) });
-        if (isRebalancing(error)) throw error;
+        if (payload.mustRejoin(error)) throw error;
         if (!(await this.#wait(payload, backoff.next()))) return false;
       }
     }
@@ -279,7 +276,7 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** Another worker moved the checkpoint: resume from where it is now. */
-  async #conflict(payload: EachBatchPayload, tp: TopicPartition): Promise<false> {
+  async #conflict(payload: PartitionBatch, tp: TopicPartition): Promise<false> {
     this.#positions.delete(checkpointSource(tp));
     const position = await this.#position(payload, tp);
     if (position !== undefined && position !== null) this.#seekTo(tp, position);
@@ -287,7 +284,7 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** The partition's checkpoint (null: none), loaded once per assignment; undefined when the batch ended while the database was failing. */
-  async #position(payload: EachBatchPayload, tp: TopicPartition): Promise<string | null | undefined> {
+  async #position(payload: PartitionBatch, tp: TopicPartition): Promise<string | null | undefined> {
     const source = checkpointSource(tp);
     const backoff = new Backoff(this.#options.minDelayMs, this.#options.maxDelayMs);
     while (!this.#positions.has(source)) {
@@ -313,7 +310,7 @@ export class BatchProcessor<Source extends TransactionSource> {
   }
 
   /** Waits `ms`, heartbeating (a rebalance throws from there); false when the batch must end. */
-  async #wait(payload: EachBatchPayload, ms: number): Promise<boolean> {
+  async #wait(payload: PartitionBatch, ms: number): Promise<boolean> {
     const until = Date.now() + ms;
     for (;;) {
       await pause(Math.min(Math.max(0, until - Date.now()), this.#options.heartbeatIntervalMs), this.#stopping);
@@ -323,13 +320,7 @@ export class BatchProcessor<Source extends TransactionSource> {
     }
   }
 
-  #ended(payload: EachBatchPayload): boolean {
-    return this.#stopping.aborted || !payload.isRunning() || payload.isStale();
+  #ended(payload: PartitionBatch): boolean {
+    return this.#stopping.aborted || payload.isStale();
   }
-}
-
-/** kafkajs's own test: the group is rebalancing and this member must rejoin. */
-function isRebalancing(error: unknown): boolean {
-  const type = (error as { type?: unknown } | null)?.type;
-  return type === 'REBALANCE_IN_PROGRESS' || type === 'NOT_COORDINATOR_FOR_GROUP' || type === 'ILLEGAL_GENERATION';
 }

@@ -1,9 +1,8 @@
-import type { Consumer as KafkajsConsumer, Kafka } from 'kafkajs';
-import { asError, Backoff, pause } from '../shared/backoff.ts';
+import { asError } from '../shared/backoff.ts';
 import { BatchProcessor } from './batch-processor.ts';
+import type { ConsumerClient } from './consumer-client.ts';
 import { resolveConsumerOptions, type ConsumeKafkaOptions, type ResolvedConsumerOptions, type TopicPartition } from './consumer-options.ts';
 import { DeadLetterWriter } from './dead-letter-writer.ts';
-import { createKafkaClient } from './kafka-client.ts';
 import type { TransactionSource } from '../shared/transaction-source.ts';
 import { lifecycle, type Consumer as RunningConsumer } from '../shared/consumer.ts';
 
@@ -30,8 +29,11 @@ export interface KafkaConsumer extends RunningConsumer {
  *
  * A handler that throws is retried after a growing delay, its partition waiting (order is kept);
  * with `deadLetterTopic`, after `retry.attempts` runs the record is copied there and passed over.
- * Failures of the database do not use up attempts. kafkajs reconnects after a broker restart; a
+ * Failures of the database do not use up attempts. The client reconnects after a broker restart; a
  * consumer that kafkajs gives up on is started again.
+ *
+ * `library` chooses the client: kafkajs (default) or @platformatic/kafka (`'platformatic'`), which
+ * reads with read_committed isolation.
  *
  * @example
  * import { consumeKafka } from '@tidings/relays/kafka';
@@ -57,13 +59,10 @@ export async function consumeKafka<Source extends TransactionSource>(options: Co
 class Consumer implements KafkaConsumer {
   readonly groupId: string;
   readonly #options: ResolvedConsumerOptions<TransactionSource>;
-  readonly #kafka: Kafka;
-  readonly #ownsKafka: boolean;
+  readonly #client: ConsumerClient;
   readonly #stopping = new AbortController();
   readonly #deadLetters: DeadLetterWriter | undefined;
   readonly #processor: BatchProcessor<TransactionSource>;
-  #consumer: KafkajsConsumer | undefined;
-  #restarting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   readonly #life = lifecycle();
   readonly done = this.#life.done;
@@ -71,55 +70,29 @@ class Consumer implements KafkaConsumer {
   constructor(options: ResolvedConsumerOptions<TransactionSource>) {
     this.#options = options;
     this.groupId = options.groupId;
-    this.#ownsKafka = typeof (options.kafka as Kafka).consumer !== 'function';
-    this.#kafka = this.#ownsKafka ? createKafkaClient(options.kafka as Parameters<typeof createKafkaClient>[0]) : (options.kafka as Kafka);
-    this.#deadLetters = options.deadLetterTopic === undefined ? undefined : new DeadLetterWriter(this.#kafka, options.deadLetterTopic);
+    this.#client = options.createClient();
+    this.#deadLetters = options.deadLetterTopic === undefined ? undefined : new DeadLetterWriter(this.#client.deadLetterProducer(), options.deadLetterTopic);
     this.#processor = new BatchProcessor(options, (tp, offset) => this.#seek(tp, offset), this.#deadLetters, this.#stopping.signal);
   }
 
-  async start(): Promise<void> {
-    const { groupId, sessionTimeoutMs, heartbeatIntervalMs, topics, fromBeginning, concurrency, onEvent } = this.#options;
-    const consumer = this.#kafka.consumer({
-      groupId,
-      sessionTimeout: sessionTimeoutMs,
-      heartbeatInterval: heartbeatIntervalMs,
-      maxWaitTimeInMs: 500,
-      retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 5_000, restartOnFailure: async () => !this.#stopping.signal.aborted },
+  start(): Promise<void> {
+    const { onEvent } = this.#options;
+    return this.#client.start({
+      assigned: (partitions) => {
+        onEvent({ type: 'assigned', partitions });
+        this.#processor.assigned(partitions);
+      },
+      batch: (batch) => this.#processor.process(batch),
+      crashed: (error, restarting) => onEvent({ type: 'crashed', error, restarting }),
+      error: (error) => onEvent({ type: 'error', error }),
     });
-    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-      const partitions: TopicPartition[] = Object.entries(payload.memberAssignment).flatMap(([topic, ids]) => ids.map((partition) => ({ topic, partition })));
-      onEvent({ type: 'assigned', partitions });
-      this.#processor.assigned(partitions);
-    });
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      const restarting = payload.restart && !this.#stopping.signal.aborted;
-      onEvent({ type: 'crashed', error: asError(payload.error), restarting });
-      // kafkajs restarts only after retriable failures; start a new consumer after the others.
-      if (!payload.restart && !this.#stopping.signal.aborted && this.#consumer === consumer) this.#restart();
-    });
-    this.#consumer = consumer;
-    try {
-      await consumer.connect();
-      await consumer.subscribe({ topics: [...topics], fromBeginning });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: concurrency,
-        eachBatch: (payload) => this.#processor.process(payload),
-      });
-    } catch (error) {
-      if (this.#consumer === consumer) this.#consumer = undefined;
-      await consumer.disconnect().catch(() => {});
-      throw error;
-    }
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stopping.abort();
-      await this.#restarting;
-      // kafkajs waits for the batch in progress; the processor stops after its current transaction.
-      await this.#consumer?.disconnect().catch(() => {});
+      // The client waits for the batch in progress; the processor stops after its current transaction.
+      await this.#client.close();
       await this.#deadLetters?.close();
       this.#life.stopped();
     })();
@@ -128,30 +101,9 @@ class Consumer implements KafkaConsumer {
 
   #seek(tp: TopicPartition, offset: string): void {
     try {
-      this.#consumer?.seek({ topic: tp.topic, partition: tp.partition, offset });
+      this.#client.seek(tp, offset);
     } catch (error) {
       this.#options.onEvent({ type: 'error', ...tp, error: asError(error) });
     }
-  }
-
-  #restart(): void {
-    this.#restarting ??= (async () => {
-      const old = this.#consumer;
-      this.#consumer = undefined;
-      await old?.disconnect().catch(() => {});
-      const backoff = new Backoff(this.#options.minDelayMs, this.#options.maxDelayMs);
-      while (!this.#stopping.signal.aborted) {
-        await pause(backoff.next(), this.#stopping.signal);
-        if (this.#stopping.signal.aborted) return;
-        try {
-          await this.start();
-          return;
-        } catch (error) {
-          this.#options.onEvent({ type: 'error', error: asError(error) });
-        }
-      }
-    })().finally(() => {
-      this.#restarting = undefined;
-    });
   }
 }

@@ -1,6 +1,11 @@
 import { ConfigError } from '@tidings/outbox';
 import type { Kafka } from 'kafkajs';
+import type { ConsumerClient, GroupSettings } from './consumer-client.ts';
 import { brokerList, type KafkaClientOptions } from './kafka-client.ts';
+import { kafkajsConsumerClient } from './kafkajs-consumer.ts';
+import { platformaticConsumerClient } from './platformatic-consumer.ts';
+import type { KafkaBrokerAddress } from './platformatic-producer.ts';
+import { platformaticClientSettings, type KafkaLibrary } from './transport-options.ts';
 import { resolveCommon, resolveRetry, type ConsumerOptions, type KafkaDelivery, type ResolvedCommon, type RetryOptions } from '../shared/consumer.ts';
 import type { TransactionSource } from '../shared/transaction-source.ts';
 import { wholeOption } from '../shared/options.ts';
@@ -43,16 +48,30 @@ export type KafkaConsumerEvent =
   | { readonly type: 'dead-lettered'; readonly topic: string; readonly partition: number; readonly offset: string; readonly eventId: string | null; readonly error: Error }
   /** Something failed that is not the handler's doing (database, offset commit, an unreadable record without a dead-letter topic); it is retried. */
   | { readonly type: 'error'; readonly topic?: string; readonly partition?: number; readonly error: Error }
-  /** kafkajs stopped consuming; `restarting` says whether it starts again by itself. */
+  /** The client library stopped consuming; `restarting` says whether it starts again by itself. */
   | { readonly type: 'crashed'; readonly error: Error; readonly restarting: boolean };
 
 export interface ConsumeKafkaOptions<Source extends TransactionSource> extends ConsumerOptions<Source, KafkaDelivery, KafkaConsumerEvent> {
   /** Bootstrap brokers, e.g. `localhost:9092`. Needed unless `kafka` is given. */
   readonly brokers?: string | readonly string[];
-  /** Client settings: client id, TLS, SASL, timeouts, logging. */
+  /**
+   * The client library: `kafkajs` (default) or `platformatic` (@platformatic/kafka). Both apply
+   * the same records the same way; see the README for what differs.
+   */
+  readonly library?: KafkaLibrary;
+  /**
+   * Client settings: client id, TLS, SASL, timeouts, logging. With `library: 'platformatic'`,
+   * `clientId`, `ssl`, `sasl` (user name and password mechanisms), `connectTimeoutMs` and
+   * `requestTimeoutMs` apply; the kafkajs-only `kafkajs` and `socketFactory` are refused.
+   */
   readonly client?: Omit<KafkaClientOptions, 'brokers'>;
-  /** A kafkajs client of your own, instead of `brokers` and `client`. */
+  /** A kafkajs client of your own, instead of `brokers` and `client` (library `kafkajs` only). */
   readonly kafka?: Kafka;
+  /**
+   * With `library: 'platformatic'`: where to connect for a broker the cluster's metadata names
+   * (e.g. a proxy), as `platformaticKafkaProducer`'s option of the same name. Default: as named.
+   */
+  readonly connectTo?: (broker: KafkaBrokerAddress) => KafkaBrokerAddress;
   /** Topics to consume: names, or patterns matched against the topics that exist at start. */
   readonly topics: readonly (string | RegExp)[];
   /** The Kafka consumer group. Default: the `consumer` name. */
@@ -84,7 +103,8 @@ export interface ConsumeKafkaOptions<Source extends TransactionSource> extends C
 }
 
 export interface ResolvedConsumerOptions<Source extends TransactionSource> extends ResolvedCommon<Source, KafkaDelivery, KafkaConsumerEvent> {
-  readonly kafka: Kafka | KafkaClientOptions;
+  /** Makes the group member, with the library chosen. */
+  readonly createClient: () => ConsumerClient;
   readonly topics: readonly (string | RegExp)[];
   readonly groupId: string;
   readonly mode: KafkaConsumerMode;
@@ -106,7 +126,12 @@ export function resolveConsumerOptions<Source extends TransactionSource>(options
   }
   const mode = options.mode ?? 'inbox';
   if (mode !== 'inbox' && mode !== 'checkpoint') throw new ConfigError('mode', `expected "inbox" or "checkpoint", got ${JSON.stringify(mode)}`);
-  const kafka = options.kafka ?? { ...options.client, brokers: brokerList(options.brokers) };
+  const library = options.library ?? 'kafkajs';
+  if (library !== 'kafkajs' && library !== 'platformatic') throw new ConfigError('library', `expected "kafkajs" or "platformatic", got ${JSON.stringify(library)}`);
+  if (options.connectTo !== undefined && (library !== 'platformatic' || typeof options.connectTo !== 'function')) {
+    throw new ConfigError('connectTo', library === 'platformatic' ? 'expected a function (broker) => { host, port }' : 'applies to library: "platformatic" only; with kafkajs, give client.socketFactory');
+  }
+  if (library === 'platformatic' && options.kafka !== undefined) throw new ConfigError('kafka', 'is a kafkajs client; with library: "platformatic", give brokers (and client) instead');
   const retry = resolveRetry(options.retry, { attempts: 5, minDelayMs: 200, maxDelayMs: 30_000 });
   const sessionTimeoutMs = wholeOption('sessionTimeoutMs', options.sessionTimeoutMs, 30_000);
   const heartbeatIntervalMs = wholeOption('heartbeatIntervalMs', options.heartbeatIntervalMs, Math.min(3_000, Math.floor(sessionTimeoutMs / 3)));
@@ -114,18 +139,40 @@ export function resolveConsumerOptions<Source extends TransactionSource>(options
   if (options.deadLetterTopic !== undefined && !/^[A-Za-z0-9._-]{1,249}$/.test(options.deadLetterTopic)) {
     throw new ConfigError('deadLetterTopic', `expected a Kafka topic name, got ${JSON.stringify(options.deadLetterTopic)}`);
   }
+  const topics = [...options.topics];
+  const groupId = options.groupId ?? options.consumer;
+  const fromBeginning = options.fromBeginning ?? true;
+  const concurrency = wholeOption('partitionsConsumedConcurrently', options.partitionsConsumedConcurrently, 1);
+  const group = { groupId, topics, fromBeginning, concurrency, sessionTimeoutMs, heartbeatIntervalMs, minDelayMs: retry.minDelayMs, maxDelayMs: retry.maxDelayMs };
   return {
     ...common,
-    kafka,
-    topics: [...options.topics],
-    groupId: options.groupId ?? options.consumer,
+    createClient: library === 'kafkajs' ? kafkajsClient(options, group) : platformaticClient(options, group),
+    topics,
+    groupId,
     mode,
-    fromBeginning: options.fromBeginning ?? true,
+    fromBeginning,
     batchSize: wholeOption('batchSize', options.batchSize, 100),
-    concurrency: wholeOption('partitionsConsumedConcurrently', options.partitionsConsumedConcurrently, 1),
+    concurrency,
     ...retry,
     deadLetterTopic: options.deadLetterTopic,
     sessionTimeoutMs,
     heartbeatIntervalMs,
   };
+}
+
+
+function kafkajsClient<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>, group: GroupSettings): () => ConsumerClient {
+  const kafka = options.kafka ?? { ...options.client, brokers: brokerList(options.brokers) };
+  return () => kafkajsConsumerClient({ ...group, kafka });
+}
+
+function platformaticClient<Source extends TransactionSource>(options: ConsumeKafkaOptions<Source>, group: GroupSettings): () => ConsumerClient {
+  const brokers = brokerList(options.brokers);
+  const settings = {
+    ...group,
+    brokers,
+    ...platformaticClientSettings(options.client),
+    ...(options.connectTo === undefined ? {} : { connectTo: options.connectTo }),
+  };
+  return () => platformaticConsumerClient(settings);
 }

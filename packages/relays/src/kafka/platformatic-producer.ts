@@ -11,7 +11,7 @@ let loaded: PlatformaticKafka | undefined;
 
 /** @platformatic/kafka, loaded at first use (an optional peer dependency); a MissingPackageError when absent. */
 export function platformaticKafka(): PlatformaticKafka {
-  return (loaded ??= requirePackage<PlatformaticKafka>('@platformatic/kafka', 'Kafka with the @platformatic/kafka client (platformaticKafkaProducer)'));
+  return (loaded ??= requirePackage<PlatformaticKafka>('@platformatic/kafka', 'Kafka with the @platformatic/kafka client (platformaticKafkaProducer, library: "platformatic")'));
 }
 
 /** A broker's address, as Kafka's metadata names it or as a client connects to it. */

@@ -123,19 +123,22 @@ export function resolveTransportOptions(options: KafkaTransportOptions): Resolve
 
 function builtInProducer(library: KafkaLibrary, brokers: string[], client: KafkaTransportOptions['client'], compression: 'none' | 'gzip'): KafkaProducerFactory {
   if (library === 'kafkajs') return kafkajsProducer({ kafka: { ...client, brokers }, compression });
+  return platformaticKafkaProducer({ brokers, compression, ...platformaticClientSettings(client) });
+}
+
+/** The `client` settings that apply to @platformatic/kafka, in its shape; kafkajs-only settings are refused. */
+export function platformaticClientSettings(client: Omit<KafkaClientOptions, 'brokers'> | undefined): Pick<PlatformaticKafkaProducerOptions, 'clientId' | 'ssl' | 'sasl' | 'connectTimeoutMs' | 'requestTimeoutMs'> {
   const { clientId, ssl, sasl, connectTimeoutMs, requestTimeoutMs, kafkajs, socketFactory } = client ?? {};
   if (kafkajs !== undefined || socketFactory !== undefined) {
     throw new ConfigError(kafkajs === undefined ? 'client.socketFactory' : 'client.kafkajs', 'is a kafkajs setting; remove it, or use library: "kafkajs"');
   }
-  return platformaticKafkaProducer({
-    brokers,
-    compression,
+  return {
     ...(clientId === undefined ? {} : { clientId }),
     ...(ssl === undefined ? {} : { ssl }),
     ...(sasl === undefined ? {} : { sasl: platformaticSasl(sasl) }),
     ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
     ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
-  });
+  };
 }
 
 /** kafkajs's SASL settings (user name and password mechanisms) in @platformatic/kafka's shape. */
