@@ -45,7 +45,8 @@ export interface DashboardOptions {
   /**
    * Gets every error a request met that no page explains (the database unreachable, an
    * `authorize` that threw), answered 500 without the reason, and every failed reading of the
-   * charts' sampler.
+   * charts' sampler (its message begins "a reading for the dashboard's charts failed", the
+   * original error is its cause).
    */
   readonly onError?: (error: Error) => void;
 }
@@ -86,7 +87,8 @@ export function dashboard(options: DashboardOptions): Dashboard {
   };
   const readStatus = async (): Promise<OutboxStatus> => (await readStatusWith()).report;
   const live = new LiveStatus(readStatus, settings.refreshMs);
-  const sampler = new Sampler(throughputMeasure(db, schema, readStatusWith), settings.sampleMs, options.onError);
+  const onSampleError = options.onError && ((error: Error) => options.onError!(new Error(`a reading for the dashboard's charts failed: ${error.message}`, { cause: error })));
+  const sampler = new Sampler(throughputMeasure(db, schema, readStatusWith), settings.sampleMs, onSampleError);
   sampler.start();
   const streams = new Set<ServerResponse>();
   const label = options.label === undefined ? '' : maskPassword(options.label);
