@@ -46,8 +46,17 @@ const runnerArb = fc.record({
 
 const commandArb = fc.oneof(
   { weight: 3, arbitrary: fc.record({ type: fc.constant('publish' as const), events: transactionArb }) },
-  // Runners reading at once: the sharing only matters when reads meet.
-  { weight: 5, arbitrary: fc.record({ type: fc.constant('read' as const), runners: fc.uniqueArray(fc.nat(5), { minLength: 1, maxLength: 6 }), advance: fc.boolean() }) },
+  // Runners reading at once: the sharing only matters when reads meet; sometimes a transaction
+  // commits while they read.
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      type: fc.constant('read' as const),
+      runners: fc.uniqueArray(fc.nat(5), { minLength: 1, maxLength: 6 }),
+      advance: fc.boolean(),
+      during: fc.option(transactionArb, { nil: undefined, freq: 3 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ type: fc.constant('wake' as const), partition: fc.option(fc.constantFrom(...partitions), { nil: undefined }) }) },
 );
 
@@ -85,11 +94,16 @@ async function commit(events: readonly { key: string; topic: string; tenant: str
 const ids = (events: readonly OutboxEvent[]) => events.map((e) => e.eventId);
 const at = (p: Position) => `${p.seq}/${p.id}`;
 
-/** Judges one page the shared reads gave `runner` at its cursor, against the plain reader. */
-async function judgePage(runner: Runner, options: ReadOptions, page: ReadResult): Promise<void> {
+/**
+ * Judges one page the shared reads gave `runner` at its cursor: against the filtered log up to where
+ * the page says it looked, and, when no transaction committed during the read (`settled`), against
+ * the plain reader's page at the same cursor.
+ */
+async function judgePage(runner: Runner, options: ReadOptions, page: ReadResult, settled: boolean): Promise<void> {
   const context = `${runner.name} after ${at(options.after)} limit ${options.limit} topics ${JSON.stringify(options.topics)} tenant ${options.tenant}`;
   const plain = await readPartition(outbox.db, outbox.schema, options);
-  const rest = (await readPartition(outbox.db, outbox.schema, { ...options, limit: everything })).events;
+  const { events: rest, scannedTo: end } = await readPartition(outbox.db, outbox.schema, { ...options, limit: everything });
+  expect(comparePositions(page.scannedTo, end), `${context}: scannedTo ${at(page.scannedTo)} beyond the end of the log ${at(end)}`).toBeLessThanOrEqual(0);
   expect(page.events.length, `${context}: page larger than its limit`).toBeLessThanOrEqual(options.limit);
   expect(comparePositions(page.scannedTo, options.after), `${context}: scannedTo ${at(page.scannedTo)} went back`).toBeGreaterThanOrEqual(0);
   // Exactly the filtered log up to where it says it looked: nothing skipped, nothing extra.
@@ -99,6 +113,7 @@ async function judgePage(runner: Runner, options: ReadOptions, page: ReadResult)
   const unexpected = got.filter((id) => !upTo.includes(id));
   expect({ skipped, unexpected }, `${context}: the page against the filtered log up to ${at(page.scannedTo)}`).toEqual({ skipped: [], unexpected: [] });
   expect(got, `${context}: the page is the filtered log out of order`).toEqual(upTo);
+  if (!settled) return;
   expect(comparePositions(page.scannedTo, plain.scannedTo), `${context}: scannedTo ${at(page.scannedTo)} beyond the plain read's ${at(plain.scannedTo)}`).toBeLessThanOrEqual(0);
   expect(ids(page.events), `${context}: the page is not a prefix of the plain read's`).toEqual(ids(plain.events).slice(0, page.events.length));
   if (!page.more) {
@@ -114,7 +129,7 @@ async function judgePage(runner: Runner, options: ReadOptions, page: ReadResult)
 async function readAndJudge(shared: SharedPartitionReads, runner: Runner): Promise<void> {
   const options: ReadOptions = { ...runner.options, after: runner.cursor };
   runner.page = await shared.read(options);
-  await judgePage(runner, options, runner.page);
+  await judgePage(runner, options, runner.page, true);
 }
 
 function take(runner: Runner): void {
@@ -148,7 +163,19 @@ describe('shared partition reads against the plain reader (model)', () => {
               shared.wake(command.partition);
             } else {
               const readers = [...new Set(command.runners.map((i) => runners[i % runners.length]!))];
-              await Promise.all(readers.map((runner) => readAndJudge(shared, runner)));
+              if (command.during === undefined) {
+                await Promise.all(readers.map((runner) => readAndJudge(shared, runner)));
+              } else {
+                const asked = readers.map((runner) => ({ ...runner.options, after: runner.cursor }));
+                const [, pages] = await Promise.all([
+                  commit(command.during).then((touched) => touched.forEach((partition) => shared.wake(partition))),
+                  Promise.all(asked.map((options) => shared.read(options))),
+                ]);
+                for (const [i, runner] of readers.entries()) {
+                  runner.page = pages[i]!;
+                  await judgePage(runner, asked[i]!, runner.page, false);
+                }
+              }
               if (command.advance) for (const runner of readers) take(runner);
             }
           }
