@@ -9,7 +9,12 @@ import { freshOutbox, inTransaction, type TestOutbox } from '../../../test/suppo
  * A model-based test of the shared reads: runners with their own cursors, filters and page sizes
  * read one log while transactions commit, and every page the shared reads hand a runner is judged
  * against the plain `readPartition` (the unshared reader) at the same cursor. The tail is tiny, so
- * that runners fall behind it and the tail moves under them.
+ * that runners fall behind it and the tail moves under them. Every commit wakes the shared reads of
+ * its partitions, as the dispatcher's NOTIFY listener does: without the wake-up a runner may be told
+ * "nothing new" until the next poll, which the plain reader would not say.
+ *
+ * A failure prints fast-check's seed and path: replay it with TIDINGS_PROPERTY_SEED and
+ * TIDINGS_PROPERTY_PATH (test/property/settings.ts); TIDINGS_PROPERTY_RUNS sets the number of cases.
  */
 
 const topics = ['orders.created', 'orders.paid', 'users.created'];
@@ -20,6 +25,8 @@ const partitions = [0, 1];
 const everything = 1_000_000;
 
 const { runs, seed, path } = settings(100);
+// About 50 ms a case; a slow machine gets twenty times that.
+const timeoutMs = 60_000 + runs * 1_000;
 
 let outbox: TestOutbox;
 /** Where each partition's log ends now (advanced after every commit of the test). */
@@ -203,5 +210,5 @@ describe('shared partition reads against the plain reader (model)', () => {
       }),
       { numRuns: runs, seed, path, endOnFailure: path !== undefined },
     );
-  }, 120_000);
+  }, timeoutMs);
 });
