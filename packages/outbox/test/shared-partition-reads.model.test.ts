@@ -68,6 +68,8 @@ const commandArb = fc.oneof(
 );
 
 const caseArb = fc.record({
+  // Small, so that runners fall behind what the tail keeps and the tail has to catch up.
+  tail: fc.record({ readLimit: fc.integer({ min: 1, max: 4 }), capacity: fc.integer({ min: 1, max: 8 }) }),
   prelude: fc.array(transactionArb, { maxLength: 6 }),
   runners: fc.array(runnerArb, { minLength: 2, maxLength: 5 }),
   commands: fc.array(commandArb, { minLength: 1, maxLength: 25 }),
@@ -149,7 +151,7 @@ function take(runner: Runner): void {
 describe('shared partition reads against the plain reader (model)', () => {
   it('hand every runner, whatever its cursor, filter and page size and whoever reads beside it, the pages readPartition reads: concatenated, its filtered log in commit order', async () => {
     await fc.assert(
-      fc.asyncProperty(caseArb, async ({ prelude, runners: specs, commands }) => {
+      fc.asyncProperty(caseArb, async ({ tail, prelude, runners: specs, commands }) => {
         const caseStart = new Map(ends);
         for (const events of prelude) await commit(events);
         const caseEvents = new Map<number, OutboxEvent[]>();
@@ -160,7 +162,7 @@ describe('shared partition reads against the plain reader (model)', () => {
             from === 'case-start' ? caseStart.get(partition)! : from === 'now' || own.length === 0 ? ends.get(partition)! : own[from % own.length]!.position;
           return { name: `runner ${i} (partition ${partition}, from ${from})`, options: { partition, ...options }, start, cursor: start, page: undefined, taken: [] };
         });
-        const shared = new SharedPartitionReads(outbox.db, outbox.schema, { readLimit: 3, capacity: 4 });
+        const shared = new SharedPartitionReads(outbox.db, outbox.schema, tail);
         try {
           for (const command of commands) {
             if (command.type === 'publish') {
