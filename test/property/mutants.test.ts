@@ -13,7 +13,7 @@ const replaceable = [...new Map(modules.map((m) => [`${m.packageDir} ${m.specifi
 
 describe('test mutants', () => {
   it('every mutant named in the property suite replaces at least one module', () => {
-    const named = ['id-cursor', 'ack-before-send', 'no-dedup', 'notify-only', 'commit-tag-ignored', 'outage-dead-letters', 'no-parking', 'xid-order'];
+    const named = ['id-cursor', 'ack-before-send', 'no-dedup', 'notify-only', 'commit-tag-ignored', 'outage-dead-letters', 'no-parking', 'xid-order', 'tail-only'];
     expect([...new Set(modules.map((m) => m.mutant))].sort()).toEqual(named.sort());
   });
 

@@ -12,7 +12,9 @@
  *   sending, so a long outage makes dead letters and lets later events overtake them;
  * - `no-parking`: a dead letter parks nothing, so its key's later events overtake it;
  * - `xid-order`: relays and feeds read the log in (tx_id, id) order under the visibility watermark,
- *   the order in which transactions got their id (first write), not the order they committed.
+ *   the order in which transactions got their id (first write), not the order they committed;
+ * - `tail-only`: the shared reads of a webhook dispatcher answer a runner behind what the shared
+ *   tail holds from the tail anyway, so it skips the events before the tail's start.
  *
  * The shipped code has no mutant in it: each behaviour a mutant replaces is a module that its
  * package imports through its `imports` map (`#read-statement`, `#relay-options`, ...), and a

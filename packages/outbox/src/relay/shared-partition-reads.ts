@@ -1,6 +1,7 @@
 import type { OutboxEvent, Position } from '../event.ts';
 import type { Executor } from '../executor.ts';
 import { comparePositions } from '../position.ts';
+import { tailRoute } from '#tail-route';
 import { eventFilter, readPartition, type ReadOptions, type ReadResult } from '../read.ts';
 import type { PartitionReads } from './partition-reads.ts';
 
@@ -151,22 +152,22 @@ export class SharedPartitionReads implements PartitionReads {
    */
   #answer(tail: Tail, waiter: Waiter): boolean {
     const { after, limit } = waiter.options;
-    if (comparePositions(after, tail.start) < 0) {
-      // Behind what the tail holds: this runner reads on its own until it has caught up.
-      readPartition(this.#executor, this.#schema, waiter.options).then(waiter.resolve, waiter.reject);
-      return true;
-    }
     const fresh = tail.seen === tail.wakes;
-    if (comparePositions(after, tail.end) >= 0) {
-      if (tail.full && comparePositions(after, tail.end) > 0) {
-        // The tail is catching up from further back than this runner: move it here. Runners behind
-        // read on their own; a read in flight is not appended (see `epoch`).
+    switch (tailRoute(after, { start: tail.start, end: tail.end, full: tail.full, fresh })) {
+      case 'own':
+        readPartition(this.#executor, this.#schema, waiter.options).then(waiter.resolve, waiter.reject);
+        return true;
+      case 'move':
+        // Runners behind read on their own; a read in flight is not appended (see `epoch`).
         Object.assign(tail, { events: [], start: after, end: after, full: false, seen: -1, epoch: tail.epoch + 1 });
         return false;
-      }
-      if (!fresh || tail.full) return false;
-      waiter.resolve({ events: [], scannedTo: after, more: false });
-      return true;
+      case 'wait':
+        return false;
+      case 'nothing-new':
+        waiter.resolve({ events: [], scannedTo: after, more: false });
+        return true;
+      case 'tail':
+        break;
     }
     const matches = this.#filter(waiter.options);
     const events: OutboxEvent[] = [];
