@@ -278,6 +278,32 @@ describe('webhook dispatcher', () => {
     expect(a.appliedAt.size + b.appliedAt.size).toBe(4);
   });
 
+  it("applies a change of an endpoint's topics to the events committed after its relay restarted, keeping its cursors", async () => {
+    const { dispatcher: running, events } = await dispatcher();
+    const target = await receiver('retopic', []);
+    const created = await endpoints.create(outbox.db, { url: target.server.url, topics: ['retopic.a'] });
+    target.secrets = [created.secret];
+    const restarts = () => events.filter((e) => e.type === 'endpoint-started' && e.endpointId === created.id).length;
+    await waitUntil('the new endpoint runs', async () => running.endpoints.includes(created.id), 5_000);
+    // One key, so every event is in one partition and arrives in commit order.
+    const one = { keys: 1 };
+    const first = await publishOrders(2, { ...one, topic: 'retopic.a' });
+    await waitUntil('the events of its first topic arrived', async () => target.appliedAt.size === 2, 10_000);
+
+    await endpoints.update(outbox.db, created.id, { topics: ['retopic.a', 'retopic.b'] });
+    await waitUntil('the relay restarted with the wider topics', async () => restarts() === 2, 5_000);
+    const widened = [...(await publishOrders(2, { ...one, topic: 'retopic.b' })), ...(await publishOrders(1, { ...one, topic: 'retopic.a' }))];
+    await waitUntil('the events of both topics arrived', async () => target.appliedAt.size === 5, 10_000);
+
+    await endpoints.update(outbox.db, created.id, { topics: ['retopic.b'] });
+    await waitUntil('the relay restarted with the narrower topics', async () => restarts() === 3, 5_000);
+    await publishOrders(2, { ...one, topic: 'retopic.a' });
+    const narrowed = await publishOrders(1, { ...one, topic: 'retopic.b' });
+    // The retopic.b event committed last, so once it is applied the retopic.a events before it were passed over.
+    await waitUntil('the event of the remaining topic arrived', async () => target.appliedAt.has(narrowed[0]!.eventId), 10_000);
+    expect(judge([...first, ...widened, ...narrowed], await target.applied())).toEqual({ lost: [], unexpected: [], duplicated: {}, outOfOrder: [] });
+  });
+
   it('refuses at send time an endpoint whose address the dispatcher does not allow, recording why on the endpoint', async () => {
     const target = await receiver('refused', []);
     const { id, secret } = await endpoints.create(outbox.db, { url: target.server.url, topics: ['refused.*'] });
