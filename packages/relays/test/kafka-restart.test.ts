@@ -1,6 +1,6 @@
 import type { OutboxEvent } from '@tidings/outbox';
 import { kafkaCapabilities } from '@tidings/relays/kafka';
-import { runCheck, transportChecks, kafkaHarness, type KafkaHarness } from '@tidings/relays/testing';
+import { runCheck, testEvents, transportChecks, kafkaHarness, type KafkaHarness } from '@tidings/relays/testing';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { judge, waitUntil } from '../../../test/support/check.ts';
@@ -37,6 +37,37 @@ describe('kafka transport conformance across a real broker restart', () => {
   for (const check of transportChecks.filter((c) => c.name.includes('while the destination is down'))) {
     it(check.name, { timeout: 120_000 }, () => runCheck(check, harness, kafkaCapabilities, {}, 'kafka restart'));
   }
+
+  // The harness's own reader is the witness of what reached the broker: it must read on after the
+  // broker was away for longer than its consumer's retries, and a record it reads again (its
+  // replacement consumer starts from the topic's beginning) is not a second arrival.
+  it("the harness's subscription reads on after a long broker outage, counting no record twice", { timeout: 120_000 }, async () => {
+    const topic = `harness-outage-${Date.now()}`;
+    const subscription = await harness.subscribe(topic);
+    const transport = await harness.createTransport();
+    try {
+      const before = testEvents(3, { topic, key: 'k' });
+      expect((await transport.send(before, AbortSignal.timeout(15_000))).every((o) => o.status === 'delivered')).toBe(true);
+      await subscription.waitFor(3, 30_000);
+      await harness.faults.takeDown();
+      await sleep(12_000);
+      await harness.faults.recover();
+      const after = testEvents(5, { topic, key: 'k' });
+      let unsent: readonly OutboxEvent[] = after;
+      await waitUntil('the transport delivers after the restart', async () => {
+        const outcomes = await transport.send(unsent, AbortSignal.timeout(15_000));
+        unsent = unsent.filter((_, i) => outcomes[i]!.status !== 'delivered');
+        return unsent.length === 0;
+      }, 60_000);
+      await waitUntil('the records sent after the restart arrived', async () => after.every((e) => subscription.received.some((m) => m.eventId === e.eventId)), 60_000);
+      // The records written once before the outage count once, though a new consumer read them again.
+      const ids = subscription.received.map((m) => m.eventId);
+      for (const event of before) expect(ids.filter((id) => id === event.eventId), event.eventId).toHaveLength(1);
+      expect(ids.slice(0, 3)).toEqual(before.map((e) => e.eventId));
+    } finally {
+      await subscription.close();
+    }
+  });
 });
 
 describe('the path from a committed transaction to an exactly-once effect over Kafka, under faults', () => {
